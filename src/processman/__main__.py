@@ -1,0 +1,3 @@
+from processman.cli import main
+
+main()

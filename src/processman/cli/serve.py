@@ -1,0 +1,91 @@
+"""``processman serve``, ``check`` and ``schema``: the commands that run or read a config locally."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from processman.config import CONFIG_FILENAME, json_schema, load_config
+from processman.errors import AlreadyRunningElsewhere
+from processman.runner import Runner, Service, ServeSettings
+
+config_option = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help=f"Config file. Default: DATA_DIR/{CONFIG_FILENAME}.",
+)
+dir_option = click.option(
+    "--dir",
+    "data_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("pb_data"),
+    show_default=True,
+    help="Data folder: holds the config by default, and processman's logs and state under processman/.",
+)
+
+
+def resolve_config_path(config_path: Path | None, data_dir: Path) -> Path:
+    return config_path if config_path is not None else data_dir / CONFIG_FILENAME
+
+
+def build_services(http: str, data_dir: Path) -> list[Service]:
+    """The services that run beside the manager for ``serve --http``."""
+    return []
+
+
+@click.command()
+@config_option
+@dir_option
+@click.option("--http", default="127.0.0.1:8091", show_default=True, help="Address of the HTTP API; 'off' for none.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def serve(config_path: Path | None, data_dir: Path, http: str, verbose: bool) -> None:
+    """Run every configured process in the foreground until Ctrl+C or SIGTERM."""
+    from processman.cli.console import configure_logging
+
+    configure_logging(verbose)
+    data_dir = data_dir.absolute()
+    settings = ServeSettings(resolve_config_path(config_path, data_dir).absolute(), data_dir)
+    settings.services.extend(build_services(http, data_dir))
+    runner = Runner(settings)
+    try:
+        code = asyncio.run(runner.run())
+    except AlreadyRunningElsewhere as exc:
+        raise click.ClickException(str(exc)) from exc
+    sys.exit(code)
+
+
+@click.command()
+@config_option
+@dir_option
+def check(config_path: Path | None, data_dir: Path) -> None:
+    """Validate the config: list every problem and exit 1, or say how many processes are OK."""
+    path = resolve_config_path(config_path, data_dir)
+    loaded = load_config(path)
+    if not loaded.exists:
+        click.echo(f"{path}: file not found", err=True)
+        sys.exit(1)
+    for problem in loaded.problems:
+        label = click.style(problem.severity, fg="red" if problem.severity == "error" else "yellow")
+        click.echo(f"{label}: {problem}", err=True)
+    if loaded.errors:
+        click.echo(f"{len(loaded.errors)} error(s), {len(loaded.warnings)} warning(s) in {path}", err=True)
+        sys.exit(1)
+    click.echo(f"{len(loaded.processes)} processes OK")
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON Schema of the config file (for editors)."""
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+def register(group: click.Group) -> None:
+    group.add_command(serve)
+    group.add_command(check)
+    group.add_command(schema)

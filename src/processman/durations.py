@@ -1,0 +1,37 @@
+"""Go-style duration strings: ``500ms``, ``2s``, ``1m30s``, ``1h``."""
+
+from __future__ import annotations
+
+import re
+
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """Return the number of seconds in ``text``; raise ValueError when it is not a duration.
+
+    >>> parse_duration("1m30s")
+    90.0
+    """
+    if not _WHOLE.match(text):
+        raise ValueError(f"not a duration: {text!r}")
+    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text))
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest readable form: ``0.5`` -> ``500ms``, ``9015`` -> ``2h30m15s``."""
+    if seconds < 1 and seconds != 0:
+        return f"{round(seconds * 1000)}ms"
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = ""
+    if hours:
+        text += f"{hours}h"
+    if minutes:
+        text += f"{minutes}m"
+    if secs or not text:
+        text += f"{secs}s"
+    return text

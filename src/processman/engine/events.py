@@ -1,0 +1,137 @@
+"""Events a manager publishes, and the bus that carries them to subscribers without ever blocking."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+
+from processman.engine.states import Status
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChanged:
+    process_id: str
+    status: Status
+    previous: Status
+    pid: int
+    timestamp: float
+    restart_count: int
+    last_error: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessExited:
+    process_id: str
+    pid: int
+    returncode: int | None  # None when killed by a signal
+    signal: int | None
+    uptime: float
+    timestamp: float
+    expected: bool  # asked for (stop/restart) rather than a crash
+
+
+@dataclass(frozen=True, slots=True)
+class LogLines:
+    """Consecutive lines of one stream: line ``i`` has sequence number ``first_seq + i``."""
+
+    process_id: str
+    stream: str  # "stdout" | "stderr"
+    first_seq: int
+    timestamp: float
+    lines: tuple[str, ...]
+
+
+Event = StatusChanged | ProcessExited | LogLines
+Listener = Callable[[Event], None]
+
+
+class Subscription:
+    """A bounded queue of events. When the consumer falls behind, new events are dropped and counted."""
+
+    def __init__(self, bus: EventBus, maxsize: int, process_id: str | None) -> None:
+        self._bus = bus
+        self._queue: collections.deque[Event] = collections.deque()
+        self._maxsize = maxsize
+        self._waiter: asyncio.Future[None] | None = None
+        self.process_id = process_id
+        self.dropped_events = 0
+        self.dropped_lines = 0
+        self.closed = False
+
+    def _offer(self, event: Event) -> None:
+        if self.process_id is not None and event.process_id != self.process_id:
+            return
+        if len(self._queue) >= self._maxsize:
+            self.dropped_events += 1
+            if isinstance(event, LogLines):
+                self.dropped_lines += len(event.lines)
+            return
+        self._queue.append(event)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def get(self) -> Event:
+        while not self._queue:
+            if self.closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+    def get_nowait(self) -> Event | None:
+        return self._queue.popleft() if self._queue else None
+
+    def close(self) -> None:
+        self.closed = True
+        self._bus._subscriptions.discard(self)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        return await self.get()
+
+    def __enter__(self) -> Subscription:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class EventBus:
+    """Fan-out of events. Publishing never blocks and never raises because of a subscriber."""
+
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, *, maxsize: int = 1000, process_id: str | None = None) -> Subscription:
+        """Async consumers: ``with bus.subscribe() as events: async for event in events: ...``."""
+        subscription = Subscription(self, maxsize, process_id)
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def add_listener(self, listener: Listener) -> Callable[[], None]:
+        """Synchronous consumers that must return at once. Returns a function that removes it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)
+
+    def publish(self, event: Event) -> None:
+        for subscription in tuple(self._subscriptions):
+            subscription._offer(event)
+        for listener in tuple(self._listeners):
+            listener(event)
+
+    def close(self) -> None:
+        for subscription in tuple(self._subscriptions):
+            subscription.close()

@@ -1,0 +1,279 @@
+"""The set of managed processes: start and stop them all, look them up, and publish their events."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import signal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from processman.config import ProcessConfig
+from processman.engine.events import Event, EventBus, Listener, Subscription
+from processman.engine.leftovers import RunFile, clean_up_previous_run
+from processman.engine.posix import (
+    Guardian,
+    OrphanReaper,
+    TagScanner,
+    raise_open_file_limit,
+    set_child_subreaper,
+)
+from processman.engine.process import ManagedProcess, ProcessState, SpawnContext
+from processman.environment import PocketBaseInfo
+from processman.errors import DuplicateProcess, ProcessNotFound
+from processman.logs import LogFileOptions, LoggingSink, LogLine
+from processman.watch import DEBOUNCE, watch_and_notify
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ManagerOptions:
+    """How a manager runs. The defaults suit embedding; ``processman serve`` turns everything on.
+
+    state_dir: folder for log files and the run file (None: neither).
+    adopt_orphans: become the Linux child subreaper, so double-forked daemons re-parent to the manager
+        and are reaped by it. Changes how the host process reaps, so it is off for embedding.
+    guardian: start the guardian that cleans up if the manager is killed with SIGKILL.
+    log_output: pass child output to Python logging (stdout INFO, stderr ERROR).
+    """
+
+    state_dir: Path | None = None
+    pocketbase: PocketBaseInfo | None = None
+    adopt_orphans: bool = False
+    guardian: bool = True
+    log_output: bool = True
+    log_file_max_bytes: int = 10 * 1024 * 1024
+    log_file_backups: int = 3
+    watch_ignore: tuple[Path, ...] = ()
+    watch_debounce: float = DEBOUNCE
+
+
+class ProcessManager:
+    """Supervises a set of processes from inside an asyncio program.
+
+    >>> async def main() -> None:
+    ...     manager = ProcessManager([ProcessConfig(id="worker", command="python3", args=("worker.py",))])
+    ...     async with manager:                  # starts every registered process
+    ...         print(manager.state("worker").status)
+    ...         await manager.restart_process("worker")
+    ...     # leaving the block stops every process tree
+    """
+
+    def __init__(self, processes: Iterable[ProcessConfig] = (), options: ManagerOptions | None = None) -> None:
+        self.options = options or ManagerOptions()
+        self.run_id = secrets.token_hex(6)
+        self.events = EventBus()
+        self._scanner = TagScanner()
+        self._processes: dict[str, ManagedProcess] = {}
+        self._context = SpawnContext(
+            run_id=self.run_id,
+            bus=self.events,
+            scanner=self._scanner,
+            pocketbase=self.options.pocketbase,
+            log_files=self._log_file_options(),
+            on_group=self._on_group,
+        )
+        self._guardian: Guardian | None = None
+        self._run_file: RunFile | None = None
+        self._logging_sink: LoggingSink | None = None
+        self._reaper: OrphanReaper | None = None
+        self._watchers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self._running = False
+        for config in processes:
+            self.register(config)
+
+    def __repr__(self) -> str:
+        running = sum(1 for p in self._processes.values() if p.pid)
+        return f"<ProcessManager processes={len(self._processes)} running={running}>"
+
+    def _log_file_options(self) -> LogFileOptions | None:
+        if self.options.state_dir is None:
+            return None
+        return LogFileOptions(
+            self.options.state_dir / "logs", self.options.log_file_max_bytes, self.options.log_file_backups
+        )
+
+    # ---- registration and lookup -----------------------------------------------------------------
+
+    def register(self, config: ProcessConfig) -> None:
+        """Add a process. Once the manager runs, a newly registered process starts at once: use
+        ``await start_process(id)`` after registering from a running manager."""
+        if config.id in self._processes:
+            raise DuplicateProcess(config.id)
+        self._processes[config.id] = ManagedProcess(config, self._context)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._processes)
+
+    def _get(self, process_id: str) -> ManagedProcess:
+        try:
+            return self._processes[process_id]
+        except KeyError:
+            raise ProcessNotFound(process_id) from None
+
+    def state(self, process_id: str) -> ProcessState:
+        return self._get(process_id).state()
+
+    def states(self) -> list[ProcessState]:
+        """Every process, in registration (config) order."""
+        return [process.state() for process in self._processes.values()]
+
+    def logs(self, process_id: str, lines: int = 100) -> list[LogLine]:
+        """The last ``lines`` lines (at most 1000 are kept), oldest first."""
+        return self._get(process_id).output.tail(lines)
+
+    def logs_since(self, process_id: str, seq: int) -> list[LogLine]:
+        """Lines after sequence number ``seq`` still in memory: resume a stream from a cursor."""
+        return self._get(process_id).output.since(seq)
+
+    def last_log_seq(self, process_id: str) -> int:
+        return self._get(process_id).output.last_seq
+
+    def subscribe(self, *, process_id: str | None = None, maxsize: int = 1000) -> Subscription:
+        """Status changes, exits and log lines as they happen (see ``engine.events``)."""
+        if process_id is not None:
+            self._get(process_id)
+        return self.events.subscribe(process_id=process_id, maxsize=maxsize)
+
+    def add_listener(self, listener: Listener) -> None:
+        self.events.add_listener(listener)
+
+    # ---- operations on one process ---------------------------------------------------------------
+
+    async def start_process(self, process_id: str) -> None:
+        process = self._get(process_id)
+        await process.start()
+        self._ensure_watcher(process)
+
+    async def stop_process(self, process_id: str) -> None:
+        await self._get(process_id).stop()
+
+    async def restart_process(self, process_id: str) -> None:
+        process = self._get(process_id)
+        await process.restart("restart requested")
+        self._ensure_watcher(process)
+
+    # ---- the whole set ---------------------------------------------------------------------------
+
+    async def __aenter__(self) -> ProcessManager:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Prepare the machinery and start every registered process, in parallel."""
+        if self._running:
+            return
+        self._running = True
+        options = self.options
+        raise_open_file_limit()
+        if options.state_dir is not None:
+            self._run_file = RunFile(options.state_dir, self.run_id)
+            previous = self._run_file.claim()
+            if previous is not None:
+                await clean_up_previous_run(previous, self._scanner)
+        if options.adopt_orphans and set_child_subreaper():
+            self._reaper = OrphanReaper(self._is_owned)
+            self._context.on_reaped = self._reaper.reap
+            asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._reaper.reap)
+        if options.guardian:
+            self._guardian = Guardian(self.run_id)
+        if options.log_output:
+            self._logging_sink = LoggingSink(self.events)
+        await asyncio.gather(*(self.start_process(pid) for pid in self._processes))
+
+    async def start_all(self) -> None:
+        """Start every process that is not starting or running."""
+        from processman.engine.states import Status
+
+        await asyncio.gather(
+            *(
+                self.start_process(process.config.id)
+                for process in self._processes.values()
+                if process.status not in (Status.STARTING, Status.RUNNING)
+            )
+        )
+
+    async def stop_all(self) -> None:
+        """Stop every process tree, in parallel; returns when nothing is left."""
+        await asyncio.gather(*(process.stop() for process in self._processes.values()))
+
+    async def restart_all(self) -> None:
+        await asyncio.gather(*(self.restart_process(process_id) for process_id in self._processes))
+
+    async def close(self) -> None:
+        """Stop everything and release the machinery. Safe to call twice."""
+        if not self._running:
+            return
+        self._running = False
+        for task, stop in self._watchers.values():
+            stop.set()
+            task.cancel()
+        await asyncio.gather(*(task for task, _ in self._watchers.values()), return_exceptions=True)
+        self._watchers.clear()
+        await self.stop_all()
+        for process in self._processes.values():
+            process.close()
+        if self._reaper is not None:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGCHLD)
+            self._reaper.reap()
+        if self._guardian is not None:
+            await asyncio.to_thread(self._guardian.close)
+            self._guardian = None
+        if self._run_file is not None:
+            self._run_file.remove()
+        if self._logging_sink is not None:
+            self._logging_sink.close()
+        self.events.close()
+
+    # ---- internals -------------------------------------------------------------------------------
+
+    def _is_owned(self, pid: int) -> bool:
+        return pid in self._context.owned_pids or (self._guardian is not None and pid == self._guardian.pid)
+
+    def _on_group(self, group: int, alive: bool) -> None:
+        if self._guardian is not None:
+            if alive:
+                self._guardian.watch_group(group)
+            else:
+                self._guardian.forget_group(group)
+        if self._run_file is not None:
+            if alive:
+                self._run_file.child_started(group)
+            else:
+                self._run_file.child_gone(group)
+
+    def _ensure_watcher(self, process: ManagedProcess) -> None:
+        config = process.config
+        if not config.dev_mode or not self._running or config.id in self._watchers:
+            return
+        ignore = list(self.options.watch_ignore)
+        if self.options.state_dir is not None:
+            ignore.append(self.options.state_dir)
+
+        async def on_change(paths: set[str]) -> None:
+            shown = ", ".join(sorted(paths)[:3]) + (" ..." if len(paths) > 3 else "")
+            logger.info("%s: files changed (%s); restarting", config.id, shown)
+            await process.restart_if_running(f"files changed: {shown}")
+
+        stop = asyncio.Event()
+        paths = [config.cwd / path for path in config.watch_paths]
+        task = asyncio.create_task(
+            watch_and_notify(
+                paths, on_change, stop, ignore_paths=ignore, debounce=self.options.watch_debounce
+            ),
+            name=f"watch {config.id}",
+        )
+        self._watchers[config.id] = (task, stop)
+
+
+__all__ = ["Event", "ManagerOptions", "ProcessManager"]

@@ -1,0 +1,69 @@
+"""The environment a child starts with (SPEC 5): the manager's, then PocketBase's, then the config's."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_TEMPLATE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
+
+# Every descendant of a child carries this variable; it is how a process tree is found again even after
+# its members escape the process group (setsid) or outlive the manager.
+TAG_VARIABLE = "PROCESSMAN_TAG"
+
+
+def expand(value: str, source: Mapping[str, str]) -> str:
+    """Replace ``${VAR}`` and ``$VAR`` from ``source`` (undefined: empty); ``$$`` is a literal ``$``.
+
+    >>> expand("http://${HOST}:$PORT/$$x", {"HOST": "h", "PORT": "1"})
+    'http://h:1/$x'
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        return source.get(match.group(1) or match.group(2), "")
+
+    return _TEMPLATE.sub(replace, value)
+
+
+@dataclass(frozen=True)
+class PocketBaseInfo:
+    """Where the PocketBase that the sidecars serve lives."""
+
+    port: int
+    url: str
+    data_dir: str
+
+    @classmethod
+    def from_address(cls, address: str, data_dir: str) -> PocketBaseInfo:
+        """From PocketBase's ``--http`` value: ``0.0.0.0`` and empty hosts become 127.0.0.1."""
+        host, _, port_text = address.rpartition(":")
+        host = host.strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        port = int(port_text or 8090)
+        shown = f"[{host}]" if ":" in host else host
+        return cls(port=port, url=f"http://{shown}:{port}", data_dir=data_dir)
+
+    def variables(self) -> dict[str, str]:
+        return {"PB_PORT": str(self.port), "PB_URL": self.url, "PB_DATA_DIR": self.data_dir}
+
+
+def child_environment(
+    base: Mapping[str, str],
+    config_env: Mapping[str, str],
+    *,
+    pocketbase: PocketBaseInfo | None,
+    tag: str,
+) -> dict[str, str]:
+    env = dict(base)
+    if pocketbase is not None:
+        env.update(pocketbase.variables())
+    for name, value in config_env.items():
+        env[name] = expand(value, base)
+    # Unbuffered Python output reaches the logs as it is written; other programs ignore it.
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env[TAG_VARIABLE] = tag
+    return env

@@ -1,0 +1,49 @@
+"""The exception tree of processman.
+
+    ProcessmanError
+    ├── ConfigError            the configuration cannot be used at all (unreadable file, bad JSON)
+    ├── ProcessNotFound        no process has that id
+    ├── ProcessAlreadyRunning  start asked of a process that is starting or running
+    ├── DuplicateProcess       register() with an id that is already registered
+    ├── IllegalTransition      the engine tried a status change its table forbids (a bug, never user input)
+    └── AlreadyRunningElsewhere another manager owns the same state folder
+
+Foreign errors (OSError, json.JSONDecodeError) are translated where they enter, with ``raise ... from``.
+Only the CLI turns these into exit codes.
+"""
+
+from __future__ import annotations
+
+
+class ProcessmanError(Exception):
+    """Base class of every error processman raises on purpose."""
+
+
+class ConfigError(ProcessmanError):
+    """The configuration file cannot be read or parsed."""
+
+
+class ProcessNotFound(ProcessmanError):
+    def __init__(self, process_id: str) -> None:
+        super().__init__(f"no process with id {process_id!r}")
+        self.process_id = process_id
+
+
+class ProcessAlreadyRunning(ProcessmanError):
+    def __init__(self, process_id: str) -> None:
+        super().__init__(f"process {process_id!r} is already running")
+        self.process_id = process_id
+
+
+class DuplicateProcess(ProcessmanError):
+    def __init__(self, process_id: str) -> None:
+        super().__init__(f"a process with id {process_id!r} is already registered")
+        self.process_id = process_id
+
+
+class IllegalTransition(ProcessmanError):
+    pass
+
+
+class AlreadyRunningElsewhere(ProcessmanError):
+    pass

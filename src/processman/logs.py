@@ -1,0 +1,310 @@
+"""Capturing child output: line splitting, the in-memory ring, rotating files and the ``logging`` sink.
+
+The reading side (see ``engine.process``) only ever appends to memory, so a child is never blocked by a
+consumer. Each consumer that can be slow (the ``logging`` sink, network streams, disk) drops lines when it
+falls behind and counts what it dropped.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from itertools import count, repeat
+from pathlib import Path
+
+from processman.engine.events import Event, EventBus, LogLines
+
+MAX_LINE = 64 * 1024
+SPLIT_MARKER = " [line continues]"
+RING_CAPACITY = 1000
+
+logger = logging.getLogger(__name__)
+output_logger = logging.getLogger("processman.output")
+
+
+@dataclass(frozen=True, slots=True)
+class LogLine:
+    seq: int
+    timestamp: float
+    process_id: str
+    stream: str
+    content: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {
+            "timestamp": format_timestamp(self.timestamp),
+            "processId": self.process_id,
+            "stream": self.stream,
+            "content": self.content,
+        }
+
+
+def format_timestamp(timestamp: float) -> str:
+    """RFC 3339 in UTC with milliseconds: ``2026-01-30T10:00:00.123Z``."""
+    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
+    return f"{whole}.{int(timestamp % 1 * 1000):03d}Z"
+
+
+class LineSplitter:
+    """Turns a byte stream into text lines: UTF-8 with replacement, ``\\r\\n`` folded, long lines split."""
+
+    def __init__(self) -> None:
+        self._pending = b""
+
+    def feed(self, data: bytes) -> list[str]:
+        buffer = self._pending + data if self._pending else data
+        end = buffer.rfind(b"\n")
+        if end < 0:
+            self._pending = buffer
+            return self._split_pending()
+        self._pending = buffer[end + 1 :]
+        text = buffer[:end].decode("utf-8", "replace").replace("\r\n", "\n")
+        lines = text.split("\n")
+        if end > MAX_LINE and any(len(line) > MAX_LINE for line in lines):
+            lines = [piece for line in lines for piece in _split_long(line)]
+        return lines + self._split_pending()
+
+    def _split_pending(self) -> list[str]:
+        pieces = []
+        while len(self._pending) > MAX_LINE:
+            pieces.append(self._pending[:MAX_LINE].decode("utf-8", "replace") + SPLIT_MARKER)
+            self._pending = self._pending[MAX_LINE:]
+        return pieces
+
+    def flush(self) -> list[str]:
+        """What remains at end of file: a last line without a newline."""
+        rest, self._pending = self._pending, b""
+        return [rest.decode("utf-8", "replace").rstrip("\r")] if rest else []
+
+
+def _split_long(line: str) -> list[str]:
+    if len(line) <= MAX_LINE:
+        return [line]
+    pieces = [line[i : i + MAX_LINE] + SPLIT_MARKER for i in range(0, len(line), MAX_LINE)]
+    pieces[-1] = pieces[-1][: -len(SPLIT_MARKER)]
+    return pieces
+
+
+class RotatingFile:
+    """Appends raw bytes to a file, rotating by size (``name.1`` .. ``name.N``).
+
+    A write that fails (read-only or full disk) drops the data, counts it and tries again later; it never
+    raises into the reader.
+    """
+
+    RETRY_AFTER = 5.0
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.dropped_bytes = 0
+        self._file: object | None = None
+        self._fd: int | None = None
+        self._size = 0
+        self._broken_until = 0.0
+
+    def write(self, data: bytes) -> None:
+        if self._fd is None and not self._open():
+            self.dropped_bytes += len(data)
+            return
+        assert self._fd is not None
+        try:
+            if self.max_bytes and self._size + len(data) > self.max_bytes and self._size:
+                self._rotate()
+            written = os.write(self._fd, data)
+            self._size += written
+            if written < len(data):
+                self._size += os.write(self._fd, data[written:])
+        except OSError as exc:
+            self.dropped_bytes += len(data)
+            self._fail(exc)
+
+    def _open(self) -> bool:
+        if time.monotonic() < self._broken_until:
+            return False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            self._size = os.fstat(self._fd).st_size
+        except OSError as exc:
+            self._fail(exc)
+            return False
+        return True
+
+    def _fail(self, exc: OSError) -> None:
+        if self._broken_until == 0.0 or time.monotonic() >= self._broken_until:
+            logger.warning(
+                "cannot write log file %s (%s); output stays in memory, retrying in %.0fs",
+                self.path,
+                exc.strerror or exc,
+                self.RETRY_AFTER,
+            )
+        self._broken_until = time.monotonic() + self.RETRY_AFTER
+        self.close()
+
+    def _rotate(self) -> None:
+        self.close()
+        for index in range(self.backups - 1, 0, -1):
+            older = self.path.with_name(f"{self.path.name}.{index}")
+            if older.exists():
+                older.replace(self.path.with_name(f"{self.path.name}.{index + 1}"))
+        if self.backups > 0:
+            self.path.replace(self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        if not self._open():
+            raise OSError("cannot reopen log file after rotation")
+
+    def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+@dataclass(frozen=True)
+class LogFileOptions:
+    folder: Path
+    max_bytes: int = 10 * 1024 * 1024
+    backups: int = 3
+
+
+class ProcessOutput:
+    """Everything one process has written: the ring of its last lines, its files, its events."""
+
+    def __init__(
+        self,
+        process_id: str,
+        bus: EventBus,
+        files: LogFileOptions | None = None,
+        capacity: int = RING_CAPACITY,
+    ) -> None:
+        self.process_id = process_id
+        self._bus = bus
+        self._ring: collections.deque[tuple[int, float, str, str]] = collections.deque(maxlen=capacity)
+        self._next_seq = 1
+        self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
+        self._files: dict[str, RotatingFile] = {}
+        if files is not None:
+            for stream, suffix in (("stdout", "out"), ("stderr", "err")):
+                path = files.folder / f"{process_id}.{suffix}.log"
+                self._files[stream] = RotatingFile(path, files.max_bytes, files.backups)
+
+    @property
+    def last_seq(self) -> int:
+        return self._next_seq - 1
+
+    def feed(self, stream: str, data: bytes) -> None:
+        file = self._files.get(stream)
+        if file is not None:
+            file.write(data)
+        self._add(stream, self._splitters[stream].feed(data))
+
+    def end(self, stream: str) -> None:
+        self._add(stream, self._splitters[stream].flush())
+
+    def note(self, text: str) -> None:
+        """A line from the manager itself about this process (shown in its log as stderr)."""
+        self._add("stderr", [f"[processman] {text}"])
+
+    def _add(self, stream: str, lines: list[str]) -> None:
+        if not lines:
+            return
+        now = time.time()
+        first = self._next_seq
+        self._next_seq += len(lines)
+        kept = lines[-self._ring.maxlen :] if self._ring.maxlen and len(lines) > self._ring.maxlen else lines
+        start = first + len(lines) - len(kept)
+        self._ring.extend(zip(count(start), repeat(now), repeat(stream), kept, strict=False))
+        self._bus.publish(LogLines(self.process_id, stream, first, now, tuple(lines)))
+
+    def tail(self, lines: int) -> list[LogLine]:
+        """The last ``lines`` lines, oldest first."""
+        if lines <= 0:
+            return []
+        entries = list(self._ring)[-lines:]
+        return [LogLine(seq, ts, self.process_id, stream, text) for seq, ts, stream, text in entries]
+
+    def since(self, seq: int) -> list[LogLine]:
+        """Lines after sequence number ``seq`` that are still in the ring, oldest first."""
+        newer = [entry for entry in self._ring if entry[0] > seq]
+        return [LogLine(s, ts, self.process_id, stream, text) for s, ts, stream, text in newer]
+
+    @property
+    def dropped_file_bytes(self) -> int:
+        return sum(file.dropped_bytes for file in self._files.values())
+
+    def close(self) -> None:
+        for file in self._files.values():
+            file.close()
+
+
+def lines_of(event: LogLines) -> Iterable[LogLine]:
+    for offset, text in enumerate(event.lines):
+        yield LogLine(event.first_seq + offset, event.timestamp, event.process_id, event.stream, text)
+
+
+class LoggingSink:
+    """Passes child output to Python ``logging`` (stdout as INFO, stderr as ERROR) from its own thread.
+
+    Handlers may block (a slow terminal, a full pipe); the thread keeps that away from the event loop.
+    When more than ``max_pending`` lines wait, new lines are dropped here only, and the count is logged.
+    """
+
+    def __init__(self, bus: EventBus, max_pending: int = 20_000) -> None:
+        self._queue: queue.SimpleQueue[LogLines | None] = queue.SimpleQueue()
+        self._pending = 0
+        self._max_pending = max_pending
+        self._dropped: collections.Counter[str] = collections.Counter()
+        self._lock = threading.Lock()
+        self._remove = bus.add_listener(self._on_event)
+        self._thread = threading.Thread(target=self._run, name="processman-logging", daemon=True)
+        self._thread.start()
+
+    @property
+    def dropped(self) -> int:
+        return sum(self._dropped.values())
+
+    def _on_event(self, event: Event) -> None:
+        if not isinstance(event, LogLines):
+            return
+        with self._lock:
+            if self._pending + len(event.lines) > self._max_pending:
+                self._dropped[event.process_id] += len(event.lines)
+                return
+            self._pending += len(event.lines)
+        self._queue.put(event)
+
+    def _run(self) -> None:
+        reported: collections.Counter[str] = collections.Counter()
+        while (event := self._queue.get()) is not None:
+            with self._lock:
+                self._pending -= len(event.lines)
+                unreported = self._dropped[event.process_id] - reported[event.process_id]
+            if unreported:
+                reported[event.process_id] += unreported
+                logger.warning(
+                    "%s: %d lines were not passed to the log because the process wrote faster than it "
+                    "could be shown; they are in the log files and the last 1000 in memory",
+                    event.process_id,
+                    unreported,
+                )
+            level = logging.ERROR if event.stream == "stderr" else logging.INFO
+            extra = {"process_id": event.process_id, "stream": event.stream}
+            if output_logger.isEnabledFor(level):
+                for line in event.lines:
+                    output_logger.log(level, "%s", line, extra=extra)
+
+    def close(self) -> None:
+        self._remove()
+        self._queue.put(None)
+        self._thread.join(timeout=5)

@@ -1,0 +1,71 @@
+"""Development mode: report changes under a process's watch paths, debounced. It decides nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from watchfiles import Change, DefaultFilter, awatch
+
+logger = logging.getLogger(__name__)
+
+DEBOUNCE = 0.5
+NOISE_DIRS = (*DefaultFilter.ignore_dirs, "venv")
+NOISE_PATTERNS = (*DefaultFilter.ignore_entity_patterns, r"\.log$")
+
+
+class NoiseFilter(DefaultFilter):
+    """watchfiles' defaults (.git, __pycache__, .venv, node_modules, *.pyc ...) plus venv, *.log and
+    any folder given (the PocketBase data dir, processman's own state folder)."""
+
+    def __init__(self, ignore_paths: Sequence[Path] = ()) -> None:
+        super().__init__(
+            ignore_dirs=NOISE_DIRS,
+            ignore_entity_patterns=NOISE_PATTERNS,
+            ignore_paths=[str(path) for path in ignore_paths],
+        )
+
+    def __call__(self, change: Change, path: str) -> bool:
+        return bool(super().__call__(change, path))
+
+
+async def watch_and_notify(
+    paths: Sequence[Path],
+    on_change: Callable[[set[str]], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    ignore_paths: Sequence[Path] = (),
+    debounce: float = DEBOUNCE,
+) -> None:
+    """Call ``on_change`` with the changed paths once per burst: the first change opens a window of
+    ``debounce`` seconds, and every change inside the window is folded into one call."""
+    existing = [path for path in paths if path.exists()]
+    for missing in set(paths) - set(existing):
+        logger.warning("watch path %s does not exist; it is not watched", missing)
+    if not existing:
+        return
+    changed: set[str] = set()
+    burst = asyncio.Event()
+
+    async def deliver() -> None:
+        while not stop.is_set():
+            await burst.wait()
+            await asyncio.sleep(debounce)
+            batch = set(changed)
+            changed.clear()
+            burst.clear()
+            if batch and not stop.is_set():
+                await asyncio.shield(on_change(batch))
+
+    deliverer = asyncio.create_task(deliver(), name="watch deliver")
+    try:
+        async for changes in awatch(
+            *existing, watch_filter=NoiseFilter(ignore_paths), stop_event=stop, debounce=100, step=20
+        ):
+            changed.update(path for _, path in changes)
+            burst.set()
+    finally:
+        deliverer.cancel()
+        await asyncio.gather(deliverer, return_exceptions=True)
