@@ -276,7 +276,9 @@ class ManagedProcess:
             if self.desired is Desired.RUNNING and self._task is not None and not self._task.done():
                 if self.status is Status.CRASHED:
                     self._skip_wait = True
+                    self._first_attempt.clear()
                     self._wake.set()
+                    await self._first_attempt.wait()
                     return
                 raise ProcessAlreadyRunning(self.config.id)
             await self._launch()

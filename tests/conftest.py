@@ -1,0 +1,107 @@
+"""Shared helpers: real child processes from small Python programs, and waiting on events."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from processman import ManagerOptions, ProcessConfig, ProcessManager
+from processman.environment import TAG_VARIABLE
+
+
+def python(code: str, **fields: Any) -> dict[str, Any]:
+    """Config fields that run ``code`` in a fresh Python interpreter."""
+    return {"command": sys.executable, "args": ("-u", "-c", textwrap.dedent(code)), **fields}
+
+
+def config(process_id: str, code: str, **fields: Any) -> ProcessConfig:
+    fields.setdefault("backoff", 0.05)
+    return ProcessConfig(id=process_id, **python(code, **fields))
+
+
+async def wait_until(
+    manager: ProcessManager, predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Wait until ``predicate()`` holds, re-checking on every event the manager publishes."""
+    if predicate():
+        return
+    with manager.subscribe(maxsize=100_000) as events:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            try:
+                await asyncio.wait_for(events.get(), min(remaining, 0.2))
+            except TimeoutError:
+                pass  # re-check: some conditions (a file appearing) publish no event
+
+
+async def wait_for_path(path: Path, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists() or not path.read_text().strip():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout}s")
+        await asyncio.sleep(0.02)
+    return path.read_text().strip()
+
+
+def tagged_processes(prefix: str) -> list[int]:
+    """Live (non-zombie) processes whose PROCESSMAN_TAG starts with ``prefix``."""
+    found = []
+    for process in psutil.process_iter(["environ", "status"]):
+        try:
+            env = process.info["environ"] or {}
+            if env.get(TAG_VARIABLE, "").startswith(prefix) and process.info["status"] != psutil.STATUS_ZOMBIE:
+                found.append(process.pid)
+        except (psutil.Error, KeyError):
+            continue
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+async def wait_gone(pids: list[int], timeout: float = 5.0) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+    return left
+
+
+@pytest.fixture
+async def manager_factory(tmp_path: Path) -> AsyncIterator[Callable[..., ProcessManager]]:
+    """Builds managers that are always closed (every tree stopped) at the end of the test."""
+    made: list[ProcessManager] = []
+
+    def make(*configs: ProcessConfig, **options: Any) -> ProcessManager:
+        options.setdefault("state_dir", tmp_path / "state")
+        options.setdefault("log_output", False)
+        manager = ProcessManager(configs, ManagerOptions(**options))
+        made.append(manager)
+        return manager
+
+    yield make
+    for manager in made:
+        await manager.close()
+        assert tagged_processes(f"{manager.run_id}:") == [], "a test left processes behind"
+
+
+@pytest.fixture
+def sandbox_env(tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = dict(os.environ)
+    env.pop(TAG_VARIABLE, None)
+    yield env
