@@ -67,38 +67,65 @@ def read_tag(pid: int) -> str | None:
     return environ[start : end if end >= 0 else None].decode("utf-8", "replace")
 
 
+def _group_and_state(pid: int) -> tuple[int, str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    return int(fields[2]), fields[0].decode()
+
+
+class Snapshot:
+    """Live (non-zombie) processes on the machine, by tag and by process group."""
+
+    def __init__(self) -> None:
+        self.by_tag: dict[str, list[int]] = {}
+        self.by_group: dict[int, list[int]] = {}
+
+
 class TagScanner:
     """Finds the tagged processes on the machine. One scan serves every caller that asked before it began,
     so stopping 500 processes at once reads /proc once, not 500 times."""
 
     def __init__(self) -> None:
-        self._snapshot: dict[str, list[int]] = {}
+        self._snapshot = Snapshot()
         self._taken_at = -1.0
         self._own_pid = os.getpid()
 
-    def scan(self, asked_at: float) -> dict[str, list[int]]:
+    def scan(self, asked_at: float) -> Snapshot:
         if self._taken_at >= asked_at:
             return self._snapshot
         taken_at = time.monotonic()
-        snapshot: dict[str, list[int]] = {}
+        snapshot = Snapshot()
         for name in os.listdir("/proc"):
             if not name.isdigit():
                 continue
             pid = int(name)
             if pid == self._own_pid:
                 continue
+            group_state = _group_and_state(pid)
+            if group_state is None or group_state[1] == "Z":
+                continue
+            snapshot.by_group.setdefault(group_state[0], []).append(pid)
             tag = read_tag(pid)
             if tag is not None:
-                snapshot.setdefault(tag, []).append(pid)
+                snapshot.by_tag.setdefault(tag, []).append(pid)
         self._snapshot, self._taken_at = snapshot, taken_at
         return snapshot
 
-    def tagged(self, tag: str, asked_at: float | None = None) -> list[int]:
-        return list(self.scan(time.monotonic() if asked_at is None else asked_at).get(tag, ()))
+    def tree(self, tag: str, group: int | None, asked_at: float | None = None) -> list[int]:
+        """Every live process that carries ``tag`` or belongs to process group ``group``."""
+        snapshot = self.scan(time.monotonic() if asked_at is None else asked_at)
+        members = set(snapshot.by_tag.get(tag, ()))
+        if group is not None:
+            members.update(snapshot.by_group.get(group, ()))
+        return sorted(members)
 
     def tagged_with_prefix(self, prefix: str) -> list[int]:
         snapshot = self.scan(time.monotonic())
-        return [pid for tag, pids in snapshot.items() if tag.startswith(prefix) for pid in pids]
+        return [pid for tag, pids in snapshot.by_tag.items() if tag.startswith(prefix) for pid in pids]
 
 
 def send_signal(pids: Iterable[int], group: int | None, sig: signal.Signals) -> None:
@@ -108,16 +135,6 @@ def send_signal(pids: Iterable[int], group: int | None, sig: signal.Signals) -> 
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
-
-
-def group_exists(group: int) -> bool:
-    try:
-        os.killpg(group, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 async def wait_for_exit(pids: Iterable[int], timeout: float) -> set[int]:
@@ -162,21 +179,18 @@ async def terminate_tree(
     and repeat until nothing of the tree is left (a tree may fork while it is being stopped)."""
     asked_at = time.monotonic()
     sig = signal.SIGTERM
-    for _round in range(20):
-        targets = scanner.tagged(tag, asked_at)
-        if not targets and (group is None or not group_exists(group)):
+    for _round in range(50):
+        targets = scanner.tree(tag, group, asked_at)
+        if not targets:
             return
         send_signal(targets, group, sig)
         survivors = await wait_for_exit(targets, timeout if sig == signal.SIGTERM else 2.0)
         if sig == signal.SIGTERM and survivors and on_escalate is not None:
             on_escalate(len(survivors))
-        if group is not None and not survivors and group_exists(group):
-            # Members that dropped the tag: give them the rest of the grace period, polling the group.
-            deadline = time.monotonic() + (timeout if sig == signal.SIGTERM else 0.5)
-            while group_exists(group) and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
+        # Survivors, and anything forked during the grace period, get SIGKILL in the next rounds.
         sig = signal.SIGKILL
         asked_at = time.monotonic()
+    logger.error("process tree %s is still alive after repeated SIGKILL", tag)
 
 
 GUARDIAN_SOURCE = r"""

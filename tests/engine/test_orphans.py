@@ -1,0 +1,215 @@
+"""No orphans, ever: grandchildren, double-forked daemons, SIGTERM-deaf children, a SIGKILLed manager."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from processman import ProcessManager
+from tests.conftest import alive, config, tagged_processes, wait_for_path, wait_gone, wait_until
+
+Factory = Callable[..., ProcessManager]
+
+GRANDCHILD = """
+import subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+open({out!r}, "w").write(str(child.pid))
+time.sleep(600)
+"""
+
+# Forks, the first child calls setsid and forks again, the middle exits: the daemon is re-parented and
+# sits in its own session, out of the original process group.
+DAEMON = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open({out!r}, "w").write(str(os.getpid()))
+        time.sleep(600)
+    os._exit(0)
+time.sleep(600)
+"""
+
+
+async def test_stop_kills_grandchildren(manager_factory: Factory, tmp_path: Path) -> None:
+    out = tmp_path / "grandchild"
+    manager = manager_factory(config("parent", GRANDCHILD.format(out=str(out))))
+    await manager.start()
+    grandchild = int(await wait_for_path(out))
+    assert alive(grandchild)
+    await manager.stop_process("parent")
+    assert not alive(grandchild)
+
+
+async def test_stop_kills_a_double_forked_setsid_daemon(manager_factory: Factory, tmp_path: Path) -> None:
+    out = tmp_path / "daemon"
+    manager = manager_factory(config("forker", DAEMON.format(out=str(out))), adopt_orphans=True)
+    await manager.start()
+    daemon = int(await wait_for_path(out))
+    assert os.getsid(daemon) != os.getsid(manager.state("forker").pid)
+    await manager.stop_process("forker")
+    assert not alive(daemon)
+
+
+async def test_a_crash_takes_its_leftover_descendants_with_it(manager_factory: Factory, tmp_path: Path) -> None:
+    # Otherwise each restart would add a grandchild (one holding a port, say) to the pile.
+    out = tmp_path / "grandchild"
+    code = GRANDCHILD.format(out=str(out)).replace("time.sleep(600)\n", "time.sleep(0.3)\nraise SystemExit(1)\n")
+    manager = manager_factory(config("leaky", code, backoff=0.05))
+    await manager.start()
+    first = int(await wait_for_path(out))
+    await wait_until(manager, lambda: manager.state("leaky").restart_count >= 1, what="a restart")
+    assert await wait_gone([first]) == []
+
+
+async def test_stop_fork_storm(manager_factory: Factory) -> None:
+    code = """
+    import subprocess, sys, time
+    kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"]) for _ in range(30)]
+    print("ready", flush=True)
+    time.sleep(600)
+    """
+    manager = manager_factory(config("storm", textwrap.dedent(code)))
+    await manager.start()
+    await wait_until(manager, lambda: any(l.content == "ready" for l in manager.logs("storm")), what="ready")
+    assert len(tagged_processes(f"{manager.run_id}:storm")) == 31
+    await manager.stop_process("storm")
+    assert tagged_processes(f"{manager.run_id}:storm") == []
+
+
+def _serve(tmp_path: Path, processes: str) -> subprocess.Popen[bytes]:
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    (data / "pb_processes.json").write_text(processes)
+    return subprocess.Popen(
+        [sys.executable, "-m", "processman", "serve", "--dir", str(data), "--http", "off"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def _wait_started(
+    serve: subprocess.Popen[bytes], count: int, timeout: float = 15.0, marker: str = "started pid"
+) -> list[str]:
+    """Read serve's output until ``count`` lines contain ``marker``; returns the lines read."""
+    assert serve.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    while sum(marker in line for line in lines) < count:
+        assert time.monotonic() < deadline, f"serve did not start {count} children: {lines}"
+        line = serve.stdout.readline().decode()
+        assert line, f"serve exited early: {lines}"
+        lines.append(line)
+    return lines
+
+
+def _run_id_children(serve_pid: int) -> list[int]:
+    import psutil
+
+    return [p.pid for p in psutil.Process(serve_pid).children(recursive=True)]
+
+
+async def test_manager_killed_with_sigkill_leaves_nothing_within_two_seconds(tmp_path: Path) -> None:
+    out = tmp_path / "daemon"
+    processes = (
+        '[{"id": "daemon", "command": "%s", "args": ["-c", %s]},'
+        ' {"id": "tree", "command": "%s", "args": ["-c", %s]}]'
+        % (
+            sys.executable,
+            _json(DAEMON.format(out=str(out))),
+            sys.executable,
+            _json(GRANDCHILD.format(out=str(tmp_path / "grandchild"))),
+        )
+    )
+    serve = _serve(tmp_path, processes)
+    try:
+        _wait_started(serve, 2)
+        daemon = int(await wait_for_path(out))
+        grandchild = int(await wait_for_path(tmp_path / "grandchild"))
+        children = _run_id_children(serve.pid)
+        watched = [daemon, grandchild, *children]
+        assert all(alive(pid) for pid in (daemon, grandchild))
+        serve.send_signal(signal.SIGKILL)
+        serve.wait()
+        assert await wait_gone(watched, timeout=2.0) == []
+    finally:
+        serve.kill()
+        serve.wait()
+        assert serve.stdout is not None
+        serve.stdout.close()
+
+
+async def test_next_start_cleans_up_what_a_previous_run_left(tmp_path: Path) -> None:
+    # Kill the manager *and* its guardian so the children survive, then start again on the same folder.
+    out = tmp_path / "grandchild"
+    processes = '[{"id": "tree", "command": "%s", "args": ["-c", %s]}]' % (
+        sys.executable,
+        _json(GRANDCHILD.format(out=str(out))),
+    )
+    serve = _serve(tmp_path, processes)
+    try:
+        _wait_started(serve, 1)
+        grandchild = int(await wait_for_path(out))
+        import psutil
+
+        everything = psutil.Process(serve.pid).children(recursive=True)
+        guardian = [p for p in everything if p.pid != grandchild and "-S" in p.cmdline()]
+        assert len(guardian) == 1
+        guardian[0].send_signal(signal.SIGKILL)
+        serve.send_signal(signal.SIGKILL)
+        serve.wait()
+        out.unlink()
+        assert alive(grandchild)  # nothing watched over it this time
+    finally:
+        serve.kill()
+        serve.wait()
+        assert serve.stdout is not None
+        serve.stdout.close()
+    second = _serve(tmp_path, processes)
+    try:
+        lines = _wait_started(second, 1)
+        assert any("left behind by a previous run" in line for line in lines)
+        assert await wait_gone([grandchild], timeout=5.0) == []
+        assert await wait_for_path(out)  # the new run is up
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(timeout=15)
+        assert second.stdout is not None
+        second.stdout.close()
+
+
+def _json(text: str) -> str:
+    import json
+
+    return json.dumps(textwrap.dedent(text))
+
+
+async def test_serve_stops_children_on_sigterm_and_twice_forces(tmp_path: Path) -> None:
+    deaf = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('deaf now')\ntime.sleep(600)"
+    processes = '[{"id": "deaf", "command": "%s", "args": ["-c", %s], "stopTimeout": "60s"}]' % (
+        sys.executable,
+        _json(deaf),
+    )
+    serve = _serve(tmp_path, processes)
+    try:
+        _wait_started(serve, 1, marker="| deaf now")
+        children = _run_id_children(serve.pid)
+        serve.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.3)
+        assert serve.poll() is None  # waiting for the deaf child's 60 s grace
+        serve.send_signal(signal.SIGINT)  # the second signal forces
+        assert await asyncio.to_thread(serve.wait, 10) == 128 + signal.SIGTERM
+        assert await wait_gone(children, timeout=2.0) == []
+    finally:
+        serve.kill()
+        serve.wait()
+        assert serve.stdout is not None
+        serve.stdout.close()
