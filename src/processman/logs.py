@@ -64,7 +64,8 @@ class LineSplitter:
             self._pending = buffer
             return self._split_pending()
         self._pending = buffer[end + 1 :]
-        text = buffer[:end].decode("utf-8", "replace").replace("\r\n", "\n")
+        text = buffer[: end - 1 if buffer[end - 1 : end] == b"\r" else end].decode("utf-8", "replace")
+        text = text.replace("\r\n", "\n")
         lines = text.split("\n")
         if end > MAX_LINE and any(len(line) > MAX_LINE for line in lines):
             lines = [piece for line in lines for piece in _split_long(line)]
