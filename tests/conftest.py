@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import contextlib
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +40,9 @@ async def wait_until(
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            try:
+            # Re-check at least every 0.2 s: some conditions (a file appearing) publish no event.
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(events.get(), min(remaining, 0.2))
-            except TimeoutError:
-                pass  # re-check: some conditions (a file appearing) publish no event
 
 
 async def wait_for_path(path: Path, timeout: float = 10.0) -> str:
@@ -61,7 +60,10 @@ def tagged_processes(prefix: str) -> list[int]:
     for process in psutil.process_iter(["environ", "status"]):
         try:
             env = process.info["environ"] or {}
-            if env.get(TAG_VARIABLE, "").startswith(prefix) and process.info["status"] != psutil.STATUS_ZOMBIE:
+            if (
+                env.get(TAG_VARIABLE, "").startswith(prefix)
+                and process.info["status"] != psutil.STATUS_ZOMBIE
+            ):
                 found.append(process.pid)
         except (psutil.Error, KeyError):
             continue
@@ -98,10 +100,3 @@ async def manager_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Process
     for manager in made:
         await manager.close()
         assert tagged_processes(f"{manager.run_id}:") == [], "a test left processes behind"
-
-
-@pytest.fixture
-def sandbox_env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    env = dict(os.environ)
-    env.pop(TAG_VARIABLE, None)
-    yield env

@@ -1,4 +1,4 @@
-"""Seed User Story 5 and SPEC 1: loading, defaults, and errors that name the file, field, value, expectation."""
+"""Seed User Story 5 and SPEC 1: loading, defaults, and errors naming file, field, value, expectation."""
 
 from __future__ import annotations
 
@@ -42,7 +42,12 @@ def test_valid_file_with_defaults(tmp_path: Path) -> None:
     assert loaded.problems == ()
     (agent,) = loaded.processes
     assert agent.cwd == tmp_path / "agents"  # relative to the config file's folder
-    assert (agent.max_retries, agent.backoff, agent.stop_timeout, agent.interpreter) == (-1, 1.0, 10.0, "auto")
+    assert (agent.max_retries, agent.backoff, agent.stop_timeout, agent.interpreter) == (
+        -1,
+        1.0,
+        10.0,
+        "auto",
+    )
     assert agent.env == {"PORT": "8000"}
     assert agent.args == () and agent.watch_paths == ()
 
@@ -116,9 +121,16 @@ def test_code_registration_validates_too() -> None:
 
 
 def test_durations() -> None:
-    assert [parse_duration(t) for t in ("500ms", "2s", "1m", "1m30s", "1.5s", "1h")] == [0.5, 2, 60, 90, 1.5, 3600]
+    assert [parse_duration(t) for t in ("500ms", "2s", "1m", "1m30s", "1.5s", "1h")] == [
+        0.5,
+        2,
+        60,
+        90,
+        1.5,
+        3600,
+    ]
     for bad in ("", "fast", "10", "1d", "-1s", "s"):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="not a duration"):
             parse_duration(bad)
     assert [format_duration(s) for s in (0.5, 0, 59, 9015)] == ["500ms", "0s", "59s", "2h30m15s"]
 
@@ -131,7 +143,9 @@ def test_schema_accepts_a_valid_file_and_rejects_a_typo() -> None:
 
 
 def _processman(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "processman", *args], capture_output=True, text=True, timeout=30)
+    return subprocess.run(
+        [sys.executable, "-m", "processman", *args], capture_output=True, text=True, timeout=30
+    )
 
 
 def test_check_lists_every_problem_and_exits_1(tmp_path: Path) -> None:

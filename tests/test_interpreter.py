@@ -9,8 +9,8 @@ from processman import ProcessConfig
 from processman.interpreter import command_line, resolve_interpreter
 
 
-def _script(tmp_path: Path, name: str, **fields: str) -> ProcessConfig:
-    return ProcessConfig(id="s", script=name, cwd=tmp_path, **fields)
+def _script(tmp_path: Path, name: str) -> ProcessConfig:
+    return ProcessConfig(id="s", script=name, cwd=tmp_path)
 
 
 def _make(path: Path) -> Path:
@@ -39,7 +39,9 @@ def test_node_ts_node_and_direct_execution(tmp_path: Path) -> None:
 
 
 def test_explicit_interpreter_is_used_as_is(tmp_path: Path) -> None:
-    config = ProcessConfig(id="s", script="a.py", cwd=tmp_path, interpreter="/opt/py/bin/python", args=("-v",))
+    config = ProcessConfig(
+        id="s", script="a.py", cwd=tmp_path, interpreter="/opt/py/bin/python", args=("-v",)
+    )
     assert resolve_interpreter(config) == "/opt/py/bin/python"
     assert command_line(config, "/opt/py/bin/python") == ["/opt/py/bin/python", str(tmp_path / "a.py"), "-v"]
     assert resolve_interpreter(ProcessConfig(id="c", command="node")) is None

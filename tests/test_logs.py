@@ -84,14 +84,19 @@ async def test_stdout_is_info_and_stderr_is_error_in_python_logging(
     assert records["to err"].__dict__["stream"] == "stderr"
 
 
-async def test_last_lines_before_exit_are_captured_before_the_exit_is_reported(manager_factory: Factory) -> None:
-    code = "import sys\nfor i in range(2000): print('line', i)\nprint('last words', file=sys.stderr)\nsys.exit(2)"
+async def test_last_lines_before_exit_are_captured_before_the_exit_is_reported(
+    manager_factory: Factory,
+) -> None:
+    code = "import sys\nfor i in range(2000): print('line', i)\n"
+    code += "print('last words', file=sys.stderr)\nsys.exit(2)"
     manager = manager_factory(config("dying", code, backoff=10.0))
     seen_at_exit: list[int] = []
     manager.add_listener(
-        lambda e: seen_at_exit.append(manager.last_log_seq("dying"))
-        if type(e).__name__ == "ProcessExited"
-        else None
+        lambda e: (
+            seen_at_exit.append(manager.last_log_seq("dying"))
+            if type(e).__name__ == "ProcessExited"
+            else None
+        )
     )
     await manager.start()
     await wait_until(manager, lambda: bool(seen_at_exit), what="the exit")
@@ -99,10 +104,16 @@ async def test_last_lines_before_exit_are_captured_before_the_exit_is_reported(m
     assert manager.state("dying").last_error == "exited with code 2: last words"
 
 
-async def test_a_flood_never_blocks_the_child_or_the_manager(manager_factory: Factory, tmp_path: Path) -> None:
-    flood = "import sys\nw = sys.stdout.write\nfor i in range(1_000_000): w('%d flood line\\n' % i)\nsys.stdout.flush()"
-    hugeline = "import sys, time\nsys.stdout.write('y' * 1_000_000 + '\\n')\nsys.stdout.flush()\ntime.sleep(30)"
-    binary = "import os, sys, time\nsys.stdout.buffer.write(os.urandom(200_000) + b'\\nend\\n')\nsys.stdout.flush()\ntime.sleep(30)"
+async def test_a_flood_never_blocks_the_child_or_the_manager(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
+    flood = "import sys\nw = sys.stdout.write\n"
+    flood += "for i in range(1_000_000): w('%d flood line\\n' % i)\nsys.stdout.flush()"
+    hugeline = (
+        "import sys, time\nsys.stdout.write('y' * 1_000_000 + '\\n')\nsys.stdout.flush()\ntime.sleep(30)"
+    )
+    binary = "import os, sys, time\nsys.stdout.buffer.write(os.urandom(200_000) + b'\\nend\\n')\n"
+    binary += "sys.stdout.flush()\ntime.sleep(30)"
     manager = manager_factory(
         config("flood", flood, backoff=30.0),
         config("huge", hugeline),
@@ -123,7 +134,7 @@ async def test_a_flood_never_blocks_the_child_or_the_manager(manager_factory: Fa
     huge = manager.logs("huge", 100)
     assert len(huge) == 16 and huge[0].content.endswith(SPLIT_MARKER)
     assert sum(len(line.content.removesuffix(SPLIT_MARKER)) for line in huge) == 1_000_000
-    await wait_until(manager, lambda: any(l.content == "end" for l in manager.logs("binary")), what="binary")
+    await wait_until(manager, lambda: any(x.content == "end" for x in manager.logs("binary")), what="binary")
     # The files are the complete record: every byte, across rotations.
     written = sum(len(b"%d flood line\n" % i) for i in range(1_000_000))
     files = (tmp_path / "state" / "logs").glob("flood.out.log*")

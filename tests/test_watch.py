@@ -45,10 +45,14 @@ async def test_a_burst_of_saves_causes_one_restart(manager_factory: Factory, tmp
 async def test_folders_created_later_are_watched(manager_factory: Factory, tmp_path: Path) -> None:
     manager = await _watched(manager_factory, tmp_path)
     (tmp_path / "pkg").mkdir()
-    await wait_until(manager, lambda: manager.state("dev").restart_count == 1, timeout=5, what="mkdir restart")
+    await wait_until(
+        manager, lambda: manager.state("dev").restart_count == 1, timeout=5, what="mkdir restart"
+    )
     await asyncio.sleep(0.7)
     (tmp_path / "pkg" / "mod.py").write_text("x")
-    await wait_until(manager, lambda: manager.state("dev").restart_count == 2, timeout=5, what="nested restart")
+    await wait_until(
+        manager, lambda: manager.state("dev").restart_count == 2, timeout=5, what="nested restart"
+    )
 
 
 async def test_noise_is_ignored(manager_factory: Factory, tmp_path: Path) -> None:

@@ -213,7 +213,9 @@ def parse_processes(
     else:
         got = _describe(data)
         problems.append(
-            ConfigProblem(file, "top level", f'expected an array of processes or {{"processes": [...]}}, got {got}')
+            ConfigProblem(
+                file, "top level", f'expected an array of processes or {{"processes": [...]}}, got {got}'
+            )
         )
         return (), tuple(problems)
 
@@ -230,7 +232,8 @@ def parse_processes(
                 ConfigProblem(
                     file,
                     reader.where,
-                    f'id: duplicate id "{config.id}" (first used by entry [{seen[config.id]}]); entry skipped',
+                    f'id: duplicate id "{config.id}" '
+                    f"(first used by entry [{seen[config.id]}]); entry skipped",
                 )
             )
             continue

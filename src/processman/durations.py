@@ -17,7 +17,8 @@ def parse_duration(text: str) -> float:
     """
     if not _WHOLE.match(text):
         raise ValueError(f"not a duration: {text!r}")
-    return sum(float(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(text))
+    parts: list[tuple[str, str]] = _PART.findall(text)
+    return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)
 
 
 def format_duration(seconds: float) -> str:

@@ -11,7 +11,7 @@ import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from processman.config import LoadedConfig, load_config
 from processman.engine.manager import ManagerOptions, ProcessManager
@@ -117,7 +117,7 @@ class Runner:
     async def _run_services(
         self, manager: ProcessManager, on_ready: Callable[[], Awaitable[None]] | None
     ) -> None:
-        tasks = []
+        tasks: list[asyncio.Task[Any]] = []
         readiness = []
         for service in self.settings.services:
             ready = asyncio.Event()
@@ -125,15 +125,15 @@ class Runner:
             tasks.append(
                 asyncio.create_task(service.run(manager, ready.set, self.request_stop), name=service.name)
             )
-        stop_wait = asyncio.create_task(self._stop.wait())
-        all_ready = asyncio.ensure_future(asyncio.gather(*(r.wait() for r in readiness)))
+        stop_wait: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
+        all_ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(r.wait() for r in readiness)))
         try:
             await asyncio.wait([stop_wait, all_ready, *tasks], return_when=asyncio.FIRST_COMPLETED)
             if on_ready is not None and not self._stop.is_set():
                 await on_ready()
-            done, _ = await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                if task is not stop_wait and task.exception() is not None:
+            await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for task in tasks:
+                if task.done() and not task.cancelled() and task.exception() is not None:
                     logger.error("%s failed: %s", task.get_name(), task.exception())
                     self.exit_code = 1
         finally:

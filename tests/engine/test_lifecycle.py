@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import signal
 import sys
 import time
@@ -62,13 +63,15 @@ async def test_backoff_grows_between_consecutive_failures(manager_factory: Facto
     manager = manager_factory(config("crash", CRASHER, backoff=0.05, max_retries=3))
     starts: list[float] = []
     manager.add_listener(
-        lambda e: starts.append(time.monotonic())
-        if isinstance(e, StatusChanged) and e.status is Status.STARTING
-        else None
+        lambda e: (
+            starts.append(time.monotonic())
+            if isinstance(e, StatusChanged) and e.status is Status.STARTING
+            else None
+        )
     )
     await manager.start()
     await wait_until(manager, lambda: manager.state("crash").status is Status.FAILED, what="failed")
-    gaps = [later - earlier for earlier, later in zip(starts, starts[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(starts)]
     assert len(gaps) == 3
     for gap, delay in zip(gaps, (0.05, 0.1, 0.2), strict=True):
         assert gap >= delay  # never restarted early; the process itself takes time too
@@ -128,7 +131,9 @@ async def test_stop_during_backoff_stays_stopped(manager_factory: Factory) -> No
     assert manager.state("crash").status is Status.STOPPED
 
 
-async def test_second_start_during_backoff_does_not_duplicate(manager_factory: Factory, tmp_path: Path) -> None:
+async def test_second_start_during_backoff_does_not_duplicate(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
     # SPEC 11: the seed spawned a second supervisor. Here start during backoff starts at once, once.
     marker = tmp_path / "runs"
     code = f"import time\nopen({str(marker)!r}, 'a').write('x')\ntime.sleep(0.1)\nraise SystemExit(1)"
@@ -170,7 +175,9 @@ async def test_user_restarts_never_count_as_failures(manager_factory: Factory) -
 
 
 async def test_stop_escalates_to_sigkill_for_a_child_that_ignores_sigterm(manager_factory: Factory) -> None:
-    code = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready')\ntime.sleep(60)"
+    code = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('ready')\ntime.sleep(60)"
+    )
     manager = manager_factory(config("stubborn", code, stop_timeout=0.3))
     await manager.start()
     await wait_until(manager, lambda: bool(manager.logs("stubborn")), what="ready")
@@ -238,7 +245,12 @@ async def test_secrets_are_masked_in_the_reported_config(manager_factory: Factor
     env = {"OPENAI_API_KEY": "sk-1", "db_password": "p", "AUTH_HEADER": "a", "PB_PORT": "8090"}
     manager = manager_factory(config("a", SLEEPER, env=env))
     reported = manager.state("a").to_dict()["config"]["env"]
-    assert reported == {"OPENAI_API_KEY": "****", "db_password": "****", "AUTH_HEADER": "****", "PB_PORT": "8090"}
+    assert reported == {
+        "OPENAI_API_KEY": "****",
+        "db_password": "****",
+        "AUTH_HEADER": "****",
+        "PB_PORT": "8090",
+    }
 
 
 async def test_restart_count_counts_crash_and_user_restarts(manager_factory: Factory) -> None:

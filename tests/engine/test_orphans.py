@@ -58,10 +58,14 @@ async def test_stop_kills_a_double_forked_setsid_daemon(manager_factory: Factory
     assert not alive(daemon)
 
 
-async def test_a_crash_takes_its_leftover_descendants_with_it(manager_factory: Factory, tmp_path: Path) -> None:
+async def test_a_crash_takes_its_leftover_descendants_with_it(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
     # Otherwise each restart would add a grandchild (one holding a port, say) to the pile.
     out = tmp_path / "grandchild"
-    code = GRANDCHILD.format(out=str(out)).replace("time.sleep(600)\n", "time.sleep(0.3)\nraise SystemExit(1)\n")
+    code = GRANDCHILD.format(out=str(out)).replace(
+        "time.sleep(600)\n", "time.sleep(0.3)\nraise SystemExit(1)\n"
+    )
     manager = manager_factory(config("leaky", code, backoff=0.05))
     await manager.start()
     first = int(await wait_for_path(out))
@@ -78,7 +82,7 @@ async def test_stop_fork_storm(manager_factory: Factory) -> None:
     """
     manager = manager_factory(config("storm", textwrap.dedent(code)))
     await manager.start()
-    await wait_until(manager, lambda: any(l.content == "ready" for l in manager.logs("storm")), what="ready")
+    await wait_until(manager, lambda: any(x.content == "ready" for x in manager.logs("storm")), what="ready")
     assert len(tagged_processes(f"{manager.run_id}:storm")) == 31
     await manager.stop_process("storm")
     assert tagged_processes(f"{manager.run_id}:storm") == []
@@ -193,7 +197,8 @@ def _json(text: str) -> str:
 
 
 async def test_serve_stops_children_on_sigterm_and_twice_forces(tmp_path: Path) -> None:
-    deaf = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('deaf now')\ntime.sleep(600)"
+    deaf = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    deaf += "print('deaf now')\ntime.sleep(600)"
     processes = '[{"id": "deaf", "command": "%s", "args": ["-c", %s], "stopTimeout": "60s"}]' % (
         sys.executable,
         _json(deaf),

@@ -53,7 +53,8 @@ class RunFile:
                 started = _start_time(pid)
                 if started is not None and abs(started - float(previous.get("startTime", 0))) < 0.5:
                     raise AlreadyRunningElsewhere(
-                        f"another processman (pid {pid}) is already running with state folder {self.path.parent}"
+                        f"another processman (pid {pid}) is already running "
+                        f"with state folder {self.path.parent}"
                     )
         else:
             previous = None

@@ -63,7 +63,9 @@ class ProcessManager:
     ...     # leaving the block stops every process tree
     """
 
-    def __init__(self, processes: Iterable[ProcessConfig] = (), options: ManagerOptions | None = None) -> None:
+    def __init__(
+        self, processes: Iterable[ProcessConfig] = (), options: ManagerOptions | None = None
+    ) -> None:
         self.options = options or ManagerOptions()
         self.run_id = secrets.token_hex(6)
         self.events = EventBus()

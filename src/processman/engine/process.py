@@ -14,6 +14,7 @@ import contextlib
 import errno
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -45,7 +46,7 @@ def backoff_delay(base: float, failures: int) -> float:
     """
     if failures <= 0:
         return 0.0
-    return min(base * 2 ** min(failures - 1, 64), BACKOFF_CAP)
+    return min(base * 2.0 ** min(failures - 1, 64), BACKOFF_CAP)
 
 
 class SpawnError(Exception):
@@ -400,7 +401,11 @@ class ManagedProcess:
 
     def _last_stderr_hint(self) -> str:
         for line in reversed(self.output.tail(20)):
-            if line.stream == "stderr" and line.content.strip() and not line.content.startswith("[processman]"):
+            if (
+                line.stream == "stderr"
+                and line.content.strip()
+                and not line.content.startswith("[processman]")
+            ):
                 text = line.content.strip()
                 return f": {text[:200]}"
         return ""
@@ -433,17 +438,19 @@ class ManagedProcess:
         self._context.owned_pids.add(child.pid)
         child.exited.add_done_callback(lambda _: self._context.owned_pids.discard(child.pid))
         self._context.on_group(child.pid, True)
-        logger.info("%s: started pid %d: %s", config.id, child.pid, " ".join(argv))
+        logger.info("%s: started pid %d: %s", config.id, child.pid, shlex.join(argv)[:200])
         return child
 
     def _not_found_message(self, argv: list[str], exc: FileNotFoundError) -> str:
         config = self.config
         if config.command is not None:
-            return f"cannot start: command {config.command!r} not found (looked in the PATH and in {config.cwd})"
+            return (
+                f"cannot start: command {config.command!r} not found (looked in the PATH and in {config.cwd})"
+            )
         if self.interpreter is not None and not os.path.exists(argv[1]):
             return f"cannot start: script {argv[1]} does not exist"
         if self.interpreter is not None:
-            return f"cannot start: interpreter {self.interpreter!r} not found (set \"interpreter\" to its path)"
+            return f'cannot start: interpreter {self.interpreter!r} not found (set "interpreter" to its path)'
         return f"cannot start: script {argv[0]} does not exist"
 
     def _set_status(self, status: Status) -> None:
