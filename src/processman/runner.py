@@ -138,8 +138,8 @@ class Runner:
                     self.exit_code = 1
         finally:
             await manager.stop_all()
-            for task in (*tasks, stop_wait, all_ready):
-                task.cancel()
+            for future in (*tasks, stop_wait, all_ready):
+                future.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
