@@ -1,0 +1,128 @@
+// The details tab: the resolved config, the environment (secrets arrive masked from the server), the
+// current run and the recent exits. Built with DOM nodes and textContent only: nothing from the server
+// is ever parsed as HTML.
+
+import { commandLine, formatAgo, formatDateTime, formatUptime } from "./format.js";
+import { liveUptime } from "./store.js";
+
+function el(tag, props = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key === "class") element.className = value;
+    else if (key === "dataset") Object.assign(element.dataset, value);
+    else element.setAttribute(key, value);
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) element.append(child);
+  }
+  return element;
+}
+
+function section(title, ...content) {
+  return el("section", { class: "detail-section" }, el("h3", {}, title), ...content);
+}
+
+function pairs(rows) {
+  const list = el("dl", { class: "pairs" });
+  for (const [label, value, options = {}] of rows) {
+    const dd = el("dd", options.mono ? { class: "mono" } : {});
+    if (value instanceof Node) dd.append(value);
+    else dd.textContent = value === undefined || value === null || value === "" ? "–" : String(value);
+    list.append(el("dt", {}, label), dd);
+  }
+  return list;
+}
+
+function chips(values) {
+  if (!values || values.length === 0) return "–";
+  return el("span", { class: "chips" }, ...values.map((value) => el("code", { class: "chip" }, String(value))));
+}
+
+function isMasked(value) {
+  return typeof value === "string" && /^\*{3,}$/.test(value);
+}
+
+function envTable(env) {
+  const names = Object.keys(env ?? {}).sort();
+  if (names.length === 0) return el("p", { class: "muted" }, "No extra variables: the process inherits the manager's environment.");
+  const table = el("table", { class: "env" });
+  const body = el("tbody");
+  for (const name of names) {
+    const value = env[name];
+    const cell = isMasked(value)
+      ? el("td", { class: "masked", title: "Hidden: the name looks like a secret" }, "•••••• hidden")
+      : el("td", { class: "mono" }, String(value));
+    body.append(el("tr", {}, el("th", { scope: "row", class: "mono" }, name), cell));
+  }
+  table.append(body);
+  return table;
+}
+
+function describeExit(exit) {
+  if (exit.signal) return `signal ${exit.signal}`;
+  if (exit.exitCode !== null && exit.exitCode !== undefined) return `code ${exit.exitCode}`;
+  return "–";
+}
+
+function exitsTable(exits) {
+  if (!exits || exits.length === 0) return el("p", { class: "muted" }, "No exits since the manager started.");
+  const head = el("tr", {}, ...["When", "Exit", "Ran for", "Reason"].map((title) => el("th", { scope: "col" }, title)));
+  const body = el("tbody");
+  for (const exit of [...exits].reverse()) {
+    const failed = exit.signal || exit.exitCode;
+    body.append(
+      el(
+        "tr",
+        {},
+        el("td", { title: formatDateTime(exit.time) }, formatAgo(exit.time)),
+        el("td", { class: failed ? "exit bad mono" : "exit mono" }, describeExit(exit)),
+        el("td", { class: "mono" }, exit.uptime ?? "–"),
+        el("td", {}, exit.reason ?? ""),
+      ),
+    );
+  }
+  return el("table", { class: "exits" }, el("thead", {}, head), body);
+}
+
+function interpreterText(config) {
+  // A command runs directly; "auto" only means something for a script.
+  if (config.command !== undefined && (!config.interpreter || config.interpreter === "auto")) {
+    return "none (the command runs directly)";
+  }
+  return config.interpreter || "–";
+}
+
+export function renderDetails(container, entry) {
+  const config = entry.config ?? {};
+  const uptime = liveUptime(entry);
+  const run = pairs([
+    ["Status", entry.status],
+    ["Desired", entry.desired],
+    ["PID", entry.pid || "–", { mono: true }],
+    ["Started", entry.startTime ? `${formatDateTime(entry.startTime)} (${formatAgo(entry.startTime)})` : "–"],
+    ["Uptime", uptime === null ? "–" : formatUptime(uptime)],
+    ["Restarts", entry.restartCount ?? 0],
+    ["Last error", entry.lastError || "–"],
+  ]);
+  const kind = config.script !== undefined ? "Script" : "Command";
+  const maxRetries = config.maxRetries === -1 ? "-1 (never give up)" : config.maxRetries;
+  const configList = pairs([
+    [kind, config.script ?? config.command, { mono: true }],
+    ["Command line", commandLine(config), { mono: true }],
+    ["Interpreter", interpreterText(config), { mono: true }],
+    ["Working dir", config.cwd, { mono: true }],
+    ["Arguments", chips(config.args)],
+    ["Backoff", config.backoff, { mono: true }],
+    ["Max retries", maxRetries],
+    ["Stop timeout", config.stopTimeout, { mono: true }],
+    ["Min uptime", config.minUptime, { mono: true }],
+    ["Dev mode", config.devMode ? "on: restarts on file changes" : "off"],
+    ["Watch paths", config.devMode ? chips(config.watchPaths) : "–"],
+  ]);
+  container.replaceChildren(
+    section("Current run", run),
+    section("Configuration", configList),
+    section("Environment", envTable(config.env)),
+    section("Recent exits", exitsTable(entry.recentExits)),
+  );
+}
