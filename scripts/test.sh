@@ -23,8 +23,8 @@ echo "== installing processman and its test tools into .venv"
 .venv/bin/python -m pip install -q -e ".[test]"
 
 echo "== ruff"
-.venv/bin/ruff check src tests bench
-.venv/bin/ruff format --check src tests bench
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
 echo "== mypy (strict)"
 .venv/bin/mypy
 echo "== pytest"
