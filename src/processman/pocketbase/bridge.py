@@ -1,0 +1,221 @@
+"""The supervisor's side of the PocketBase hooks: a service that runs beside the manager.
+
+It registers the API's port with PocketBase (``POST /api/pm/register``), ships log batches to
+``/api/pm/ingest`` through the :class:`LogMirror`, pushes state changes to ``/api/pm/broadcast`` for the
+realtime topic ``pm/events``, and ends the serve when PocketBase goes away. Every call carries the shared
+secret the hook started the supervisor with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from processman.engine.events import Event, LogLines, ProcessExited, StatusChanged
+from processman.engine.manager import ProcessManager
+from processman.environment import PocketBaseInfo
+from processman.errors import ProcessNotFound
+from processman.logs import format_timestamp
+from processman.pocketbase.mirror import LogMirror
+from processman.pocketbase.parent import wait_for_parent_exit
+
+logger = logging.getLogger(__name__)
+
+EVENTS_TOPIC = "pm/events"
+REGISTER_RETRY = 0.05  # PocketBase binds its port as it starts the hook: it answers within moments
+REGISTER_REFUSED_RETRY = 1.0
+MAX_EVENTS = 1000
+EVENTS_PER_REQUEST = 100
+
+
+def event_message(event: StatusChanged | ProcessExited, manager: ProcessManager) -> dict[str, Any]:
+    """The data of a ``pm/events`` realtime message."""
+    if isinstance(event, StatusChanged):
+        data: dict[str, Any] = {
+            "type": "status",
+            "id": event.process_id,
+            "status": str(event.status),
+            "previous": str(event.previous),
+            "pid": event.pid,
+            "restartCount": event.restart_count,
+            "lastError": event.last_error,
+            "time": format_timestamp(event.timestamp),
+        }
+        try:
+            data["state"] = manager.state(event.process_id).to_dict()
+        except ProcessNotFound:
+            pass
+        return data
+    return {
+        "type": "exit",
+        "id": event.process_id,
+        "pid": event.pid,
+        "exitCode": event.returncode,
+        "signal": event.signal,
+        "uptime": round(event.uptime, 3),
+        "expected": event.expected,
+        "time": format_timestamp(event.timestamp),
+    }
+
+
+class PocketBaseBridge:
+    """Runs beside the manager during ``processman pocketbase supervise`` (see ``runner.Service``).
+
+    ``api_port`` is the port the HTTP API is bound to (bind it before the runner starts).
+    """
+
+    name = "pocketbase bridge"
+
+    def __init__(
+        self,
+        pocketbase: PocketBaseInfo,
+        secret: str,
+        api_port: int,
+        mirror: LogMirror,
+        *,
+        watch_parent: bool = True,
+    ) -> None:
+        self.pocketbase = pocketbase
+        self.secret = secret
+        self.api_port = api_port
+        self.mirror = mirror
+        self.watch_parent = watch_parent
+        self.registered = False
+        self.events_sent = 0
+        self.events_dropped = 0
+        self._events: collections.deque[dict[str, Any]] = collections.deque()
+        self._events_ready = asyncio.Event()
+        self._manager: ProcessManager | None = None
+        self._failing = False
+
+    def __repr__(self) -> str:
+        state = "registered" if self.registered else "not registered"
+        return f"<PocketBaseBridge {self.pocketbase.url} {state}>"
+
+    def stats(self) -> dict[str, Any]:
+        """For health and metrics: what reached PocketBase and what did not."""
+        return {
+            "registered": self.registered,
+            "pocketbase": self.pocketbase.url,
+            "logs": self.mirror.stats(),
+            "events": {"sent": self.events_sent, "dropped": self.events_dropped},
+        }
+
+    async def run(
+        self, manager: ProcessManager, ready: Callable[[], None], request_stop: Callable[[str], None]
+    ) -> None:
+        self._manager = manager
+        remove_listener = manager.events.add_listener(self._on_event)
+        self.mirror.bind(asyncio.get_running_loop())
+        headers = {"X-PM-Secret": self.secret}
+        try:
+            async with (
+                httpx.AsyncClient(base_url=self.pocketbase.url, headers=headers, timeout=10.0) as client,
+                asyncio.TaskGroup() as tasks,
+            ):
+                if self.watch_parent:
+                    tasks.create_task(self._watch_parent(request_stop), name="watch PocketBase")
+                await self._register(client, self.api_port)
+                ready()
+                tasks.create_task(self._ship_logs(client), name="ship logs to PocketBase")
+                tasks.create_task(self._ship_events(client), name="push events to PocketBase")
+        finally:
+            remove_listener()
+
+    # ---- events from the manager -----------------------------------------------------------------
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, LogLines):
+            self.mirror.add_output(event)
+            return
+        assert self._manager is not None
+        if len(self._events) >= MAX_EVENTS:
+            self._events.popleft()
+            self.events_dropped += 1
+        self._events.append(event_message(event, self._manager))
+        self._events_ready.set()
+
+    # ---- the tasks -------------------------------------------------------------------------------
+
+    async def _watch_parent(self, request_stop: Callable[[str], None]) -> None:
+        reason = await wait_for_parent_exit()
+        request_stop(reason)
+
+    async def _register(self, client: httpx.AsyncClient, port: int) -> None:
+        body = {"port": port, "pid": os.getpid()}
+        started = time.monotonic()
+        warned = False
+        while True:
+            try:
+                response = await client.post("/api/pm/register", json=body)
+            except httpx.TransportError as exc:
+                if not warned and time.monotonic() - started > 5:
+                    logger.warning("PocketBase at %s does not answer yet (%s); still trying", self.pocketbase.url, exc)
+                    warned = True
+                await asyncio.sleep(REGISTER_RETRY)
+                continue
+            if response.status_code == 204:
+                self.registered = True
+                logger.info("registered with PocketBase at %s (API on 127.0.0.1:%d)", self.pocketbase.url, port)
+                return
+            if not warned:
+                logger.error(
+                    "PocketBase at %s refused the registration (HTTP %d: %s); are the hooks installed "
+                    "(processman pocketbase install) and is this the PocketBase that started processman?",
+                    self.pocketbase.url,
+                    response.status_code,
+                    response.text[:200],
+                )
+                warned = True
+            await asyncio.sleep(REGISTER_REFUSED_RETRY)
+
+    async def _ship_logs(self, client: httpx.AsyncClient) -> None:
+        interval = self.mirror.limits.interval
+        while True:
+            batch = await self.mirror.next_batch()
+            sent_at = time.monotonic()
+            if not await self._post(client, "/api/pm/ingest", {"lines": batch}):
+                self.mirror.lost(batch)
+            # The pace between batches is the rate limit.
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - sent_at)))
+
+    async def _ship_events(self, client: httpx.AsyncClient) -> None:
+        while True:
+            await self._events_ready.wait()
+            self._events_ready.clear()
+            while self._events:
+                count = min(len(self._events), EVENTS_PER_REQUEST)
+                messages = [{"topic": EVENTS_TOPIC, "data": self._events.popleft()} for _ in range(count)]
+                if await self._post(client, "/api/pm/broadcast", {"messages": messages}):
+                    self.events_sent += count
+                else:
+                    self.events_dropped += count
+
+    async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> bool:
+        """One delivery; failures are logged once per outage (PocketBase stops its server before it
+        stops processman, so the last messages of a shutdown cannot be delivered)."""
+        try:
+            response = await client.post(path, json=body)
+        except httpx.TransportError as exc:
+            self._failed(f"{path}: {exc or type(exc).__name__}")
+            return False
+        if response.status_code >= 300:
+            self._failed(f"{path}: HTTP {response.status_code}: {response.text[:200]}")
+            return False
+        if self._failing:
+            logger.info("PocketBase answers again")
+            self._failing = False
+        return True
+
+    def _failed(self, what: str) -> None:
+        if not self._failing:
+            logger.warning("cannot reach PocketBase (%s); what it should show is dropped until it answers again (the "
+                "complete output stays in processman's log files)", what)
+            self._failing = True

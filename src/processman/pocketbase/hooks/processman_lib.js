@@ -1,0 +1,239 @@
+// processman: the code behind processman.pb.js (processman "__VERSION__").
+// Written by `processman pocketbase install`: run it again to upgrade, `processman pocketbase uninstall`
+// to remove it. Edits are lost on the next install.
+//
+// PocketBase compiles every hook handler on its own, so handlers cannot see the variables of the file
+// that declared them: each one loads this module with require() and keeps shared state in $app.store(),
+// which lives on the Go side and is shared by every JS VM.
+
+const PYTHON = "__PYTHON__" // the interpreter processman was installed in
+const VERSION = "__VERSION__"
+
+const KEY_SECRET = "processman.secret"
+const KEY_CMD = "processman.cmd"
+const KEY_STDIN = "processman.stdin"
+const KEY_PORT = "processman.port"
+
+// $http.send takes whole seconds. A restart waits for the process's stop ladder (stopTimeout, 10s by
+// default), so leave room for that.
+const FORWARD_TIMEOUT = 60
+
+// Request headers a client may pass to the supervisor, and response headers passed back.
+const REQUEST_HEADERS = ["Content-Type", "Accept", "If-None-Match", "If-Modified-Since", "Last-Event-ID"]
+const RESPONSE_HEADERS = ["Cache-Control", "Etag", "Last-Modified", "Location", "Content-Disposition"]
+
+function dataDir() {
+  let dir = $app.dataDir()
+  if (!$filepath.isAbs(dir)) dir = $filepath.join($os.getwd(), dir)
+  return dir
+}
+
+function supervisorLog() {
+  return $filepath.join(dataDir(), "processman", "supervisor.log")
+}
+
+function logger() {
+  return $app.logger().with("pm", true)
+}
+
+// ---- lifecycle -----------------------------------------------------------------------------------
+
+// Called from $app.onServe() after e.next(): the router is built and the listener is bound.
+function startSupervisor(e) {
+  const store = $app.store()
+  if (store.has(KEY_CMD)) return
+  const secret = $security.randomString(40)
+  const cmd = $os.cmd(PYTHON, "-m", "processman", "pocketbase", "supervise")
+  // cmd.env replaces the environment: start from PocketBase's own.
+  cmd.env = cmd.environ().concat(["PB_HTTP=" + e.server.addr, "PB_DATA_DIR=" + dataDir(), "PM_SECRET=" + secret])
+  // Its own process group keeps a terminal's Ctrl+C away from it (the hook stops it); the parent-death
+  // signal and the stdin pipe (end of file when PocketBase dies, however it dies) stop it if PocketBase
+  // is killed outright.
+  cmd.sysProcAttr = { setpgid: true, pdeathsig: 15 }
+  let stdin
+  try {
+    stdin = cmd.stdinPipe()
+    cmd.start()
+  } catch (err) {
+    logger().error(
+      "processman: cannot start the process manager; the sidecars are not running",
+      "python", PYTHON, "error", String(err),
+      "hint", "run `processman pocketbase install` again with the Python environment processman is installed in"
+    )
+    return
+  }
+  store.set(KEY_SECRET, secret)
+  store.set(KEY_CMD, cmd)
+  store.set(KEY_STDIN, stdin)
+  logger().info("processman: process manager starting", "pid", cmd.process.pid, "version", VERSION,
+    "log", supervisorLog())
+}
+
+// Called from onTerminate (also on a hooks-watch restart). Blocks until the supervisor has stopped every
+// sidecar; the supervisor bounds that time itself, so PocketBase is never stuck here.
+function stopSupervisor() {
+  const store = $app.store()
+  const cmd = store.get(KEY_CMD)
+  if (!cmd) return
+  const stdin = store.get(KEY_STDIN)
+  store.remove(KEY_CMD)
+  store.remove(KEY_STDIN)
+  store.remove(KEY_PORT)
+  let asked = false
+  try {
+    stdin.write(toBytes("stop\n")) // "stop" then end of file: PocketBase is shutting down on purpose
+    stdin.close()
+    asked = true
+  } catch (_) {}
+  if (!asked) {
+    try { $os.cmd("kill", "-TERM", String(cmd.process.pid)).run() } catch (_) {}
+  }
+  try { cmd.wait() } catch (_) {} // reaps it, so no zombie is left
+}
+
+// ---- supervisor -> PocketBase (shared secret) ----------------------------------------------------
+
+function checkSecret(e) {
+  const secret = $app.store().get(KEY_SECRET)
+  if (!secret || !$security.equal(e.request.header.get("X-PM-Secret"), secret)) {
+    throw new UnauthorizedError("Invalid X-PM-Secret.")
+  }
+}
+
+function register(e) {
+  checkSecret(e)
+  const port = Number(e.requestInfo().body.port)
+  if (!(port > 0 && port < 65536 && Math.floor(port) === port)) {
+    throw new BadRequestError("port: expected a TCP port number.")
+  }
+  $app.store().set(KEY_PORT, port)
+  logger().info("processman: process manager ready", "port", port)
+  return e.noContent(204)
+}
+
+// Body: {"lines": [{"level": "info"|"warn"|"error", "message": "...", "attrs": {...}}]}.
+// Sidecar output carries attrs.process and attrs.stream; it also goes to superusers following that
+// process on the realtime topic pm/logs/<id>.
+function ingest(e) {
+  checkSecret(e)
+  const body = JSON.parse(toString(e.request.body))
+  const lines = body.lines || []
+  const log = logger()
+  const followed = {}
+  for (const line of lines) {
+    const attrs = line.attrs || {}
+    const args = []
+    for (const name in attrs) args.push(name, attrs[name])
+    const message = String(line.message)
+    if (line.level === "error") log.error(message, ...args)
+    else if (line.level === "warn") log.warn(message, ...args)
+    else log.info(message, ...args)
+    if (attrs.process && (attrs.stream === "stdout" || attrs.stream === "stderr")) {
+      const entry = { timestamp: attrs.time, processId: attrs.process, stream: attrs.stream, content: message }
+      if (!followed[attrs.process]) followed[attrs.process] = []
+      followed[attrs.process].push(entry)
+    }
+  }
+  let sent = 0
+  for (const id in followed) sent += sendToSuperusers("pm/logs/" + id, JSON.stringify(followed[id]))
+  return e.json(200, { accepted: lines.length, sent: sent })
+}
+
+// Body: {"messages": [{"topic": "pm/events", "data": {...}}]}.
+function broadcast(e) {
+  checkSecret(e)
+  const body = JSON.parse(toString(e.request.body))
+  let sent = 0
+  for (const message of body.messages || []) {
+    const topic = String(message.topic)
+    if (topic.indexOf("pm/") !== 0) throw new BadRequestError("topic: expected a name starting with pm/.")
+    sent += sendToSuperusers(topic, JSON.stringify(message.data))
+  }
+  return e.json(200, { sent: sent })
+}
+
+// Anyone may subscribe to a custom topic: only superusers receive. A subscription may carry options
+// ("pm/events?options=..."); the message goes out under the name the client subscribed with.
+function sendToSuperusers(topic, data) {
+  const clients = $app.subscriptionsBroker().clients()
+  let sent = 0
+  for (const clientId in clients) {
+    const client = clients[clientId]
+    const names = client.subscriptions(topic)
+    for (const name in names) {
+      if (name !== topic && name.indexOf(topic + "?") !== 0) continue
+      const auth = client.get("auth")
+      if (!auth || !auth.isSuperuser()) break
+      client.send(new SubscriptionMessage({ name: name, data: data }))
+      sent++
+    }
+  }
+  return sent
+}
+
+// ---- clients -> PocketBase -> supervisor ---------------------------------------------------------
+
+function starting(e) {
+  return e.json(503, { status: 503, message: "The process manager is starting; try again in a moment.", data: {} })
+}
+
+// Forwards the request to the supervisor's ``path`` (already URL-encoded). With ``withSecret`` the
+// supervisor's API trusts it: only call it that way from routes behind requireSuperuserAuth().
+function forward(e, path, withSecret) {
+  const store = $app.store()
+  const port = store.get(KEY_PORT)
+  if (!port) return starting(e)
+  let url = "http://127.0.0.1:" + port + path
+  if (e.request.url.rawQuery) url += "?" + e.request.url.rawQuery
+  const headers = {}
+  for (const name of REQUEST_HEADERS) {
+    const value = e.request.header.get(name)
+    if (value) headers[name] = value
+  }
+  if (withSecret) {
+    headers["X-PM-Secret"] = store.get(KEY_SECRET)
+    if (e.auth) headers["X-PM-User"] = e.auth.collection().name + ":" + e.auth.id
+  }
+  let res
+  try {
+    res = $http.send({
+      method: e.request.method, url: url, headers: headers, timeout: FORWARD_TIMEOUT,
+      body: toString(e.request.body),
+    })
+  } catch (err) {
+    logger().error("processman: the process manager did not answer", "url", url, "error", String(err))
+    return e.json(502, {
+      status: 502,
+      message: "The process manager is not reachable; see " + supervisorLog() + ".",
+      data: {},
+    })
+  }
+  for (const name of RESPONSE_HEADERS) {
+    const values = res.headers[name]
+    if (values && values.length) e.response.header().set(name, values[0])
+  }
+  const type = (res.headers["Content-Type"] || ["application/octet-stream"])[0]
+  return e.blob(res.statusCode, type, res.body)
+}
+
+// The routes of the API, each with its process id re-encoded: pathValue() returns it decoded.
+function forwardProcess(e, action) {
+  return forward(e, "/api/pm/" + encodeURIComponent(e.request.pathValue("id")) + "/" + action, true)
+}
+
+// Any other /api/pm/ route the supervisor offers (health, metrics, ...), path kept as the client sent it.
+function forwardApi(e) {
+  return forward(e, e.request.url.escapedPath(), true)
+}
+
+// The dashboard's static files: no credentials needed and none sent, so this can never reach the API.
+function forwardDashboard(e) {
+  const path = e.request.url.escapedPath().substring("/pm".length) || "/"
+  if (path.indexOf("/api/") === 0) throw new NotFoundError()
+  return forward(e, path, false)
+}
+
+module.exports = {
+  startSupervisor, stopSupervisor, register, ingest, broadcast, forward, forwardProcess, forwardApi,
+  forwardDashboard,
+}

@@ -1,0 +1,161 @@
+"""PocketBase's lifecycle drives processman's: only ``serve`` starts it, stopping or killing PocketBase
+leaves nothing behind, a hooks-watch restart restarts cleanly, and a broken config or a missing
+supervisor never keeps PocketBase from serving."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.pocketbase.conftest import SLEEPER, PocketBase, sidecar, wait_for
+
+pytestmark = pytest.mark.pocketbase
+
+Factory = Callable[[], PocketBase]
+
+STUBBORN = """
+import signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ignoring SIGTERM", flush=True)
+while True: time.sleep(1)
+"""
+
+
+def supervisors(app: PocketBase) -> list[psutil.Process]:
+    return [p for p in app.leftovers() if "supervise" in p.cmdline()]
+
+
+def test_sigterm_stops_every_sidecar_before_pocketbase_exits(pocketbase_factory: Factory) -> None:
+    app = pocketbase_factory()
+    app.install([sidecar("polite", SLEEPER), sidecar("stubborn", STUBBORN, stopTimeout="1s")])
+    app.start()
+    states = app.wait_running("polite", "stubborn")
+    wait_for(lambda: "ignoring SIGTERM" in str(app.http.get("/api/pm/stubborn/logs", headers=app.superuser()).json()),
+             5, "the stubborn sidecar to ignore SIGTERM")
+    started = time.monotonic()
+    app.signal(signal.SIGTERM)
+    app.wait(timeout=10)
+    took = time.monotonic() - started
+    assert took < 5, f"PocketBase took {took:.1f}s to exit"
+    assert app.leftovers() == []
+    for state in states.values():
+        assert not psutil.pid_exists(state["pid"]) or psutil.Process(state["pid"]).status() == psutil.STATUS_ZOMBIE
+    log = (app.data_dir / "processman" / "supervisor.log").read_text()
+    assert "PocketBase is shutting down" in log
+    assert "sending SIGKILL" in log  # the stubborn one went through the ladder
+
+
+def test_sigkill_leaves_nothing_after_two_seconds(pocketbase_factory: Factory) -> None:
+    app = pocketbase_factory()
+    app.install([sidecar("one", SLEEPER), sidecar("two", SLEEPER)])
+    app.start()
+    app.wait_running("one", "two")
+    assert len(supervisors(app)) == 1
+    app.signal(signal.SIGKILL)
+    app.wait(timeout=5)
+    wait_for(lambda: app.leftovers() == [], 2, "no supervisor and no sidecar left")
+
+
+def test_a_broken_config_does_not_stop_pocketbase(pocketbase_factory: Factory) -> None:
+    app = pocketbase_factory()
+    app.install('[{"id": "a", "command": "true"},')
+    app.start()
+    assert app.http.get("/api/health").status_code == 200
+    wait_for(lambda: app.states() == {} and app.http.get("/api/pm/list", headers=app.superuser()).json() == [],
+             10, "an empty process list")
+    errors = wait_for(lambda: app.logs("data.source='processman' && level=8"), 15, "the config error", interval=0.5)
+    message = errors[0]["message"]
+    assert "pb_processes.json" in message and "invalid JSON" in message and "line 1" in message, message
+
+
+def test_other_pocketbase_commands_do_not_start_processman(pocketbase_factory: Factory) -> None:
+    app = pocketbase_factory()
+    app.install([sidecar("one", SLEEPER)])
+    app.run("superuser", "upsert", "second@example.com", "An0ther!password")
+    app.run("migrate", "history-sync")
+    assert not (app.data_dir / "processman").exists()
+    assert app.leftovers() == []
+
+
+def test_a_hooks_watch_restart_restarts_cleanly(pocketbase_factory: Factory) -> None:
+    app = pocketbase_factory()
+    app.install([sidecar("one", SLEEPER)])
+    app.start(hooks_watch=True)
+    old = app.wait_running("one")["one"]["pid"]
+    old_supervisor = supervisors(app)[0].pid
+    (app.hooks_dir / "touched.pb.js").write_text("// a change in the hooks folder restarts PocketBase\n")
+
+    def restarted() -> bool:
+        try:
+            state = app.states().get("one", {})
+        except Exception:
+            return False
+        return state.get("status") == "running" and state.get("pid") != old
+
+    wait_for(restarted, 20, "a new sidecar after the restart", interval=0.2)
+    assert app.process is not None and app.process.poll() is None  # same PocketBase process (re-exec)
+    assert not psutil.pid_exists(old) or psutil.Process(old).status() == psutil.STATUS_ZOMBIE
+    assert [p.pid for p in supervisors(app)] != [old_supervisor] and len(supervisors(app)) == 1
+
+
+def test_503_until_the_supervisor_registers(pocketbase_factory: Factory, tmp_path: Path) -> None:
+    # A stand-in "interpreter" that never registers, and stops when PocketBase closes its stdin.
+    silent = tmp_path / "silent-python"
+    silent.write_text("#!/bin/sh\nexec cat >/dev/null\n")
+    silent.chmod(0o755)
+    app = pocketbase_factory()
+    app.install([], python=str(silent))
+    app.start()
+    response = app.http.get("/api/pm/list", headers=app.superuser())
+    assert response.status_code == 503
+    assert response.json() == {
+        "status": 503,
+        "message": "The process manager is starting; try again in a moment.",
+        "data": {},
+    }
+    assert app.http.get("/api/pm/list").status_code == 401  # auth comes first
+    started = time.monotonic()
+    app.signal(signal.SIGTERM)
+    app.wait(timeout=10)
+    assert time.monotonic() - started < 3
+
+
+def test_502_when_the_supervisor_is_gone_and_its_sidecars_go_with_it(pocketbase_factory: Factory) -> None:
+    app = pocketbase_factory()
+    app.install([sidecar("one", SLEEPER)])
+    app.start()
+    pid = app.wait_running("one")["one"]["pid"]
+    supervisors(app)[0].kill()
+    wait_for(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+             5, "the guardian to stop the sidecar")
+    response = wait_for(lambda: (r := app.http.get("/api/pm/list", headers=app.superuser())).status_code == 502 and r,
+                        5, "502")
+    assert "The process manager is not reachable; see" in response.json()["message"]
+    assert "supervisor.log" in response.json()["message"]
+    assert app.http.get("/api/health").status_code == 200
+
+
+def test_a_flood_of_output_is_mirrored_at_a_bounded_rate_and_the_rest_counted(pocketbase_factory: Factory) -> None:
+    app = pocketbase_factory()
+    flood = "import time\nfor i in range(20000): print('line', i)\nwhile True: time.sleep(1)"
+    app.install([sidecar("flood", flood)])
+    app.start()
+    warnings = wait_for(
+        lambda: app.logs("data.source='processman' && level=4 && message~'were not copied'"),
+        15,
+        "the not-mirrored warning",
+        interval=0.5,
+    )
+    data = warnings[-1]["data"]
+    assert data["notMirrored"] >= 20000 - 5000 - 500
+    assert "every line is in" in warnings[-1]["message"]
+    lines = app.logs("data.process='flood'")
+    assert 0 < len(lines) <= 500  # one page of the mirrored lines; the newest are kept
+    assert lines[0]["message"] == "line 19999"
+    log_file = app.data_dir / "processman" / "logs" / "flood.out.log"
+    assert log_file.read_text().count("\n") == 20000  # the file has every line

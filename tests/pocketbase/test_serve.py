@@ -1,0 +1,151 @@
+"""A plain ``pocketbase serve`` with the hooks installed: the sidecars run, the API is on PocketBase's port
+behind its superuser auth, output reaches PocketBase's logs, and events reach superusers over realtime.
+
+One PocketBase serves the whole module; each test leaves its processes running."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from processman.api.app import DASHBOARD_DIR
+from tests.pocketbase.conftest import SLEEPER, PocketBase, Realtime, processes_of, sidecar, wait_for
+
+pytestmark = pytest.mark.pocketbase
+
+GREETER = """
+import os, sys, time
+print("hello from greeter on port", os.environ["PB_PORT"], os.environ["PB_URL"], os.environ["PB_DATA_DIR"])
+print("warning from greeter", file=sys.stderr)
+while True: time.sleep(1)
+"""
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PocketBase]:
+    pocketbase = PocketBase(tmp_path_factory.mktemp("pb"))
+    try:
+        pocketbase.install([sidecar("greeter", GREETER), sidecar("sleeper", SLEEPER, stopTimeout="2s")])
+        pocketbase.start()
+        yield pocketbase
+    finally:
+        pocketbase.close()
+
+
+def test_sidecars_run_within_seconds_with_pocketbases_real_address(app: PocketBase) -> None:
+    states = app.wait_running("greeter", "sleeper", timeout=5)
+    assert states["greeter"]["config"]["command"]
+    logs = app.http.get("/api/pm/greeter/logs", headers=app.superuser())
+    assert logs.status_code == 200
+    lines = [line["content"] for line in logs.json()]
+    assert f"hello from greeter on port {app.port} {app.url} {app.data_dir}" in lines
+
+
+def test_the_api_needs_a_superuser(app: PocketBase) -> None:
+    assert app.http.get("/api/pm/list").status_code == 401
+    user = app.http.get("/api/pm/list", headers={"Authorization": app.user_token()})
+    assert user.status_code == 403
+    assert app.http.post("/api/pm/sleeper/restart", headers={"Authorization": app.user_token()}).status_code == 403
+    assert app.http.get("/api/pm/list", headers={"Authorization": "garbage"}).status_code == 401
+    response = app.http.get("/api/pm/list", headers=app.superuser())
+    assert response.status_code == 200
+    assert [state["id"] for state in response.json()] == ["greeter", "sleeper"]
+
+
+def test_start_stop_restart_and_logs_through_pocketbase(app: PocketBase) -> None:
+    su = app.superuser()
+    pid = app.wait_running("sleeper")["sleeper"]["pid"]
+    response = app.http.post("/api/pm/sleeper/restart", headers=su)
+    assert (response.status_code, response.json()) == (200, {"message": "Process restart initiated", "id": "sleeper"})
+    new_pid = app.wait_running("sleeper")["sleeper"]["pid"]
+    assert new_pid != pid
+
+    response = app.http.post("/api/pm/sleeper/stop", headers=su)
+    assert (response.status_code, response.json()) == (200, {"message": "Process stopped", "id": "sleeper"})
+    assert app.states()["sleeper"]["status"] == "stopped"
+    assert new_pid not in [p.pid for p in processes_of(app.data_dir)]
+
+    response = app.http.post("/api/pm/sleeper/start", headers=su)
+    assert (response.status_code, response.json()["message"]) == (200, "Process start initiated")
+    app.wait_running("sleeper")
+    assert app.http.post("/api/pm/sleeper/start", headers=su).status_code == 400
+
+    logs = app.http.get("/api/pm/greeter/logs", params={"lines": 1}, headers=su)
+    assert logs.status_code == 200 and len(logs.json()) == 1
+    assert set(logs.json()[0]) == {"timestamp", "processId", "stream", "content"}
+    assert app.http.get("/api/pm/greeter/logs", params={"lines": "x"}, headers=su).status_code == 400
+    missing = app.http.post("/api/pm/nobody/restart", headers=su)
+    assert (missing.status_code, missing.json()["status"]) == (404, 404)
+    encoded = app.http.get("/api/pm/a%2Fb/logs", headers=su)
+    assert encoded.status_code == 404
+
+
+def test_sidecar_output_appears_in_pocketbases_logs(app: PocketBase) -> None:
+    # PocketBase writes its log 3 s after the last entry (or every 200 entries).
+    def mirrored() -> list[dict[str, Any]] | None:
+        items = app.logs("data.process='greeter'")
+        return items if len(items) >= 2 else None
+
+    items = wait_for(mirrored, 15, "greeter's lines in GET /api/logs", interval=0.5)
+    by_stream = {item["data"]["stream"]: item for item in items}
+    stdout, stderr = by_stream["stdout"], by_stream["stderr"]
+    assert stdout["message"].startswith("hello from greeter on port")
+    assert stdout["level"] == 0  # Info
+    assert stderr["message"] == "warning from greeter"
+    assert stderr["level"] == 8  # Error
+    assert stdout["data"]["pm"] is True and stdout["data"]["process"] == "greeter"
+    assert stdout["data"]["time"].endswith("Z")
+    # The supervisor's own records are there too.
+    started = app.logs("data.source='processman' && message~'greeter: started pid'")
+    assert started, "the supervisor's 'started' line is not in PocketBase's logs"
+
+
+def test_superusers_get_state_changes_and_followed_logs_over_realtime(app: PocketBase) -> None:
+    app.wait_running("greeter")
+    superuser = Realtime(app, app.superuser_token())
+    user = Realtime(app, app.user_token(), read_timeout=1.0)
+    try:
+        superuser.subscribe("pm/events", "pm/logs/greeter")
+        user.subscribe("pm/events", "pm/logs/greeter")
+        response = app.http.post("/api/pm/greeter/restart", headers=app.superuser())
+        assert response.status_code == 200
+
+        name, event = superuser.wait_event(
+            lambda name, data: name == "pm/events" and data.get("status") == "running",
+            "state change to running on pm/events",
+        )
+        assert event["type"] == "status" and event["id"] == "greeter"
+        assert event["state"]["status"] == "running" and event["state"]["pid"] == event["pid"]
+        name, lines = superuser.wait_event(
+            lambda name, data: name == "pm/logs/greeter" and any("hello" in l["content"] for l in data),
+            "greeter's new output on pm/logs/greeter",
+        )
+        line = next(line for line in lines if "hello" in line["content"])
+        assert line["processId"] == "greeter" and line["stream"] == "stdout"
+
+        with pytest.raises(httpx.ReadTimeout):
+            user.next_event()  # a regular user receives nothing
+    finally:
+        superuser.close()
+        user.close()
+
+
+def test_dashboard_is_forwarded_without_auth_but_never_the_api(app: PocketBase) -> None:
+    redirect = app.http.get("/pm", follow_redirects=False)
+    assert (redirect.status_code, redirect.headers["location"]) == (302, "/pm/")
+    page = app.http.get("/pm/")
+    if (DASHBOARD_DIR / "index.html").exists():
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    else:
+        assert page.status_code == 404
+    assert app.http.get("/pm/api/pm/list").status_code == 404
+
+
+def test_the_supervisor_routes_refuse_a_wrong_secret(app: PocketBase) -> None:
+    for path in ("/api/pm/register", "/api/pm/ingest", "/api/pm/broadcast"):
+        response = app.http.post(path, json={"port": 1}, headers={"X-PM-Secret": "guess"})
+        assert response.status_code == 401, path
+    app.wait_running("greeter")  # still registered with the real port
