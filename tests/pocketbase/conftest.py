@@ -3,6 +3,7 @@ processman hooks installed, started and always stopped by the test."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -35,7 +36,12 @@ def free_port() -> int:
 
 def sidecar(process_id: str, code: str, **fields: Any) -> dict[str, Any]:
     """A config entry that runs ``code`` with this interpreter."""
-    return {"id": process_id, "command": sys.executable, "args": ["-u", "-c", textwrap.dedent(code)], **fields}
+    return {
+        "id": process_id,
+        "command": sys.executable,
+        "args": ["-u", "-c", textwrap.dedent(code)],
+        **fields,
+    }
 
 
 SLEEPER = "import time\nwhile True: time.sleep(1)"
@@ -131,7 +137,9 @@ class PocketBase:
     def _healthy(self) -> bool:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise AssertionError(f"PocketBase exited with {self.process.returncode}:\n{self.output.read_text()}")
+            raise AssertionError(
+                f"PocketBase exited with {self.process.returncode}:\n{self.output.read_text()}"
+            )
         try:
             return self.http.get("/api/health").status_code == 200
         except httpx.TransportError:
@@ -163,10 +171,8 @@ class PocketBase:
                 self.process.kill()
                 self.process.wait()
         for process in self.leftovers():
-            try:
+            with contextlib.suppress(psutil.Error):
                 process.kill()
-            except psutil.Error:
-                pass
         self.http.close()
 
     # ---- auth ------------------------------------------------------------------------------------
@@ -222,11 +228,21 @@ class PocketBase:
     def logs(self, filter: str) -> list[dict[str, Any]]:
         """Entries of PocketBase's own log (``GET /api/logs``), newest first."""
         response = self.http.get(
-            "/api/logs", params={"filter": filter, "sort": "-created", "perPage": 500}, headers=self.superuser()
+            "/api/logs",
+            params={"filter": filter, "sort": "-created", "perPage": 1000},
+            headers=self.superuser(),
         )
         assert response.status_code == 200, response.text
         items: list[dict[str, Any]] = response.json()["items"]
         return items
+
+    def log_count(self, filter: str) -> int:
+        response = self.http.get(
+            "/api/logs", params={"filter": filter, "perPage": 1}, headers=self.superuser()
+        )
+        assert response.status_code == 200, response.text
+        total: int = response.json()["totalItems"]
+        return total
 
 
 @pytest.fixture
@@ -275,7 +291,7 @@ class Realtime:
 
     def next_event(self) -> tuple[str, Any]:
         """The next event's name and decoded data. Raises httpx.ReadTimeout when none comes in time."""
-        name, data = "message", []
+        name, data = "message", list[str]()
         for line in self._lines:
             if line == "":
                 if data:
@@ -292,7 +308,7 @@ class Realtime:
 
     def wait_event(self, match: Callable[[str, Any], bool], what: str) -> tuple[str, Any]:
         """Events until one matches; the others are skipped."""
-        seen = []
+        seen: list[tuple[str, Any]] = []
         while True:
             try:
                 name, data = self.next_event()

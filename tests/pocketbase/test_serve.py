@@ -10,9 +10,9 @@ from typing import Any
 
 import httpx
 import pytest
+from tests.pocketbase.conftest import SLEEPER, PocketBase, Realtime, processes_of, sidecar, wait_for
 
 from processman.api.app import DASHBOARD_DIR
-from tests.pocketbase.conftest import SLEEPER, PocketBase, Realtime, processes_of, sidecar, wait_for
 
 pytestmark = pytest.mark.pocketbase
 
@@ -20,6 +20,7 @@ GREETER = """
 import os, sys, time
 print("hello from greeter on port", os.environ["PB_PORT"], os.environ["PB_URL"], os.environ["PB_DATA_DIR"])
 print("warning from greeter", file=sys.stderr)
+print("secret visible:", any(name in os.environ for name in ("PM_SECRET", "PB_HTTP")))
 while True: time.sleep(1)
 """
 
@@ -42,13 +43,17 @@ def test_sidecars_run_within_seconds_with_pocketbases_real_address(app: PocketBa
     assert logs.status_code == 200
     lines = [line["content"] for line in logs.json()]
     assert f"hello from greeter on port {app.port} {app.url} {app.data_dir}" in lines
+    assert "secret visible: False" in lines  # the hook's secret never reaches a sidecar
 
 
 def test_the_api_needs_a_superuser(app: PocketBase) -> None:
     assert app.http.get("/api/pm/list").status_code == 401
     user = app.http.get("/api/pm/list", headers={"Authorization": app.user_token()})
     assert user.status_code == 403
-    assert app.http.post("/api/pm/sleeper/restart", headers={"Authorization": app.user_token()}).status_code == 403
+    assert (
+        app.http.post("/api/pm/sleeper/restart", headers={"Authorization": app.user_token()}).status_code
+        == 403
+    )
     assert app.http.get("/api/pm/list", headers={"Authorization": "garbage"}).status_code == 401
     response = app.http.get("/api/pm/list", headers=app.superuser())
     assert response.status_code == 200
@@ -59,7 +64,10 @@ def test_start_stop_restart_and_logs_through_pocketbase(app: PocketBase) -> None
     su = app.superuser()
     pid = app.wait_running("sleeper")["sleeper"]["pid"]
     response = app.http.post("/api/pm/sleeper/restart", headers=su)
-    assert (response.status_code, response.json()) == (200, {"message": "Process restart initiated", "id": "sleeper"})
+    assert (response.status_code, response.json()) == (
+        200,
+        {"message": "Process restart initiated", "id": "sleeper"},
+    )
     new_pid = app.wait_running("sleeper")["sleeper"]["pid"]
     assert new_pid != pid
 
@@ -113,14 +121,14 @@ def test_superusers_get_state_changes_and_followed_logs_over_realtime(app: Pocke
         response = app.http.post("/api/pm/greeter/restart", headers=app.superuser())
         assert response.status_code == 200
 
-        name, event = superuser.wait_event(
+        _, event = superuser.wait_event(
             lambda name, data: name == "pm/events" and data.get("status") == "running",
             "state change to running on pm/events",
         )
         assert event["type"] == "status" and event["id"] == "greeter"
         assert event["state"]["status"] == "running" and event["state"]["pid"] == event["pid"]
-        name, lines = superuser.wait_event(
-            lambda name, data: name == "pm/logs/greeter" and any("hello" in l["content"] for l in data),
+        _, lines = superuser.wait_event(
+            lambda name, data: name == "pm/logs/greeter" and any("hello" in x["content"] for x in data),
             "greeter's new output on pm/logs/greeter",
         )
         line = next(line for line in lines if "hello" in line["content"])

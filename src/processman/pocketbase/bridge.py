@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import time
@@ -48,10 +49,8 @@ def event_message(event: StatusChanged | ProcessExited, manager: ProcessManager)
             "lastError": event.last_error,
             "time": format_timestamp(event.timestamp),
         }
-        try:
+        with contextlib.suppress(ProcessNotFound):  # removed meanwhile: the event still goes out
             data["state"] = manager.state(event.process_id).to_dict()
-        except ProcessNotFound:
-            pass
         return data
     return {
         "type": "exit",
@@ -94,18 +93,19 @@ class PocketBaseBridge:
         self._events_ready = asyncio.Event()
         self._manager: ProcessManager | None = None
         self._failing = False
+        self._stopping = False
 
     def __repr__(self) -> str:
         state = "registered" if self.registered else "not registered"
         return f"<PocketBaseBridge {self.pocketbase.url} {state}>"
 
     def stats(self) -> dict[str, Any]:
-        """For health and metrics: what reached PocketBase and what did not."""
+        """What reached PocketBase and what did not. Sent with every delivery; PocketBase shows the last
+        one at ``GET /api/pm/bridge``."""
         return {
-            "registered": self.registered,
-            "pocketbase": self.pocketbase.url,
-            "logs": self.mirror.stats(),
+            "logs": {**self.mirror.stats(), "linesPerSecond": self.mirror.limits.lines_per_second},
             "events": {"sent": self.events_sent, "dropped": self.events_dropped},
+            "updated": format_timestamp(time.time()),
         }
 
     async def run(
@@ -146,6 +146,7 @@ class PocketBaseBridge:
 
     async def _watch_parent(self, request_stop: Callable[[str], None]) -> None:
         reason = await wait_for_parent_exit()
+        self._stopping = True  # PocketBase's server is down already: deliveries fail from now on
         request_stop(reason)
 
     async def _register(self, client: httpx.AsyncClient, port: int) -> None:
@@ -157,13 +158,17 @@ class PocketBaseBridge:
                 response = await client.post("/api/pm/register", json=body)
             except httpx.TransportError as exc:
                 if not warned and time.monotonic() - started > 5:
-                    logger.warning("PocketBase at %s does not answer yet (%s); still trying", self.pocketbase.url, exc)
+                    logger.warning(
+                        "PocketBase at %s does not answer yet (%s); still trying", self.pocketbase.url, exc
+                    )
                     warned = True
                 await asyncio.sleep(REGISTER_RETRY)
                 continue
             if response.status_code == 204:
                 self.registered = True
-                logger.info("registered with PocketBase at %s (API on 127.0.0.1:%d)", self.pocketbase.url, port)
+                logger.info(
+                    "registered with PocketBase at %s (API on 127.0.0.1:%d)", self.pocketbase.url, port
+                )
                 return
             if not warned:
                 logger.error(
@@ -181,7 +186,7 @@ class PocketBaseBridge:
         while True:
             batch = await self.mirror.next_batch()
             sent_at = time.monotonic()
-            if not await self._post(client, "/api/pm/ingest", {"lines": batch}):
+            if not await self._post(client, "/api/pm/ingest", {"lines": batch, "stats": self.stats()}):
                 self.mirror.lost(batch)
             # The pace between batches is the rate limit.
             await asyncio.sleep(max(0.0, interval - (time.monotonic() - sent_at)))
@@ -193,7 +198,8 @@ class PocketBaseBridge:
             while self._events:
                 count = min(len(self._events), EVENTS_PER_REQUEST)
                 messages = [{"topic": EVENTS_TOPIC, "data": self._events.popleft()} for _ in range(count)]
-                if await self._post(client, "/api/pm/broadcast", {"messages": messages}):
+                body = {"messages": messages, "stats": self.stats()}
+                if await self._post(client, "/api/pm/broadcast", body):
                     self.events_sent += count
                 else:
                     self.events_dropped += count
@@ -215,7 +221,12 @@ class PocketBaseBridge:
         return True
 
     def _failed(self, what: str) -> None:
-        if not self._failing:
-            logger.warning("cannot reach PocketBase (%s); what it should show is dropped until it answers again (the "
-                "complete output stays in processman's log files)", what)
+        if self._stopping:
+            logger.debug("not delivered while PocketBase stops: %s", what)
+        elif not self._failing:
+            logger.warning(
+                "cannot reach PocketBase (%s); what it should show is dropped until it answers again (the "
+                "complete output stays in processman's log files)",
+                what,
+            )
             self._failing = True

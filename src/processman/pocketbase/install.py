@@ -41,7 +41,9 @@ class UninstallReport:
 
 def render(name: str, *, python: str, types_path: str) -> str:
     """A hook file from its template, ready to write."""
-    template = resources.files("processman.pocketbase").joinpath("hooks").joinpath(name).read_text(encoding="utf-8")
+    template = (
+        resources.files("processman.pocketbase").joinpath("hooks").joinpath(name).read_text(encoding="utf-8")
+    )
     # json.dumps gives a valid JS string literal, quotes included.
     return (
         template.replace('"__PYTHON__"', json.dumps(python))

@@ -64,7 +64,9 @@ class LogMirror:
         self._wake: asyncio.Event | None = None
 
     def __repr__(self) -> str:
-        return f"<LogMirror waiting={len(self._output) + len(self._records)} not_mirrored={self.not_mirrored}>"
+        return (
+            f"<LogMirror waiting={len(self._output) + len(self._records)} not_mirrored={self.not_mirrored}>"
+        )
 
     # ---- producers -------------------------------------------------------------------------------
 
@@ -184,15 +186,20 @@ class LogMirror:
 
 
 class MirrorHandler(logging.Handler):
-    """Sends the supervisor's own log records (not the sidecar output, which the mirror gets directly)."""
+    """Sends the supervisor's own log records (not the sidecar output, which the mirror gets directly),
+    and the warnings and errors of the libraries it uses."""
 
     def __init__(self, mirror: LogMirror, level: int = logging.INFO) -> None:
         super().__init__(level)
         self.mirror = mirror
 
     def emit(self, record: logging.LogRecord) -> None:
-        if record.name == "processman.output" or record.name.startswith("processman.output."):
+        name = record.name
+        if name == "processman.output" or name.startswith("processman.output."):
             return
+        ours = name == "processman" or name.startswith("processman.")
+        if not ours and record.levelno < logging.WARNING:
+            return  # libraries' chatter (httpx requests) stays in the file
         try:
             self.mirror.add_record(record)
         except Exception:

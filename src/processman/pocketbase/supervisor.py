@@ -64,8 +64,9 @@ class HookEnvironment:
         missing = [name for name in cls.VARIABLES if not environ.get(name)]
         if missing:
             raise SupervisorSetupError(
-                f"{', '.join(missing)} not set: `processman pocketbase supervise` is started by the PocketBase "
-                "hook (install it with `processman pocketbase install`, then run `pocketbase serve`)"
+                f"{', '.join(missing)} not set: `processman pocketbase supervise` is started by the "
+                "PocketBase hook (install it with `processman pocketbase install`, then run "
+                "`pocketbase serve`)"
             )
         data_dir = Path(environ["PB_DATA_DIR"])
         if not data_dir.is_absolute():
@@ -117,7 +118,9 @@ class StopDeadline:
         if self._done.wait(seconds):
             return
         self.expired = True
-        logger.error("still stopping %.1fs after the stop began; killing every process of this run now", seconds)
+        logger.error(
+            "still stopping %.1fs after the stop began; killing every process of this run now", seconds
+        )
         try:
             self._kill()
         except Exception:
@@ -197,7 +200,9 @@ def supervise(environ: Mapping[str, str] | None = None) -> int:
         "supervisor pid %d for PocketBase at %s (data %s)", os.getpid(), pocketbase.url, pocketbase.data_dir
     )
     if pocketbase.port == 0:
-        logger.warning("PocketBase listens on port 0: its real port is unknown, so PB_PORT and PB_URL are wrong")
+        logger.warning(
+            "PocketBase listens on port 0: its real port is unknown, so PB_PORT and PB_URL are wrong"
+        )
     runner = build_runner(hook, mirror)
     waited_until = time.monotonic() + PREVIOUS_RUN_WAIT
     try:

@@ -13,6 +13,7 @@ const KEY_SECRET = "processman.secret"
 const KEY_CMD = "processman.cmd"
 const KEY_STDIN = "processman.stdin"
 const KEY_PORT = "processman.port"
+const KEY_STATS = "processman.stats"
 
 // $http.send takes whole seconds. A restart waits for the process's stop ladder (stopTimeout, 10s by
 // default), so leave room for that.
@@ -79,6 +80,7 @@ function stopSupervisor() {
   store.remove(KEY_CMD)
   store.remove(KEY_STDIN)
   store.remove(KEY_PORT)
+  store.remove(KEY_STATS)
   let asked = false
   try {
     stdin.write(toBytes("stop\n")) // "stop" then end of file: PocketBase is shutting down on purpose
@@ -111,12 +113,13 @@ function register(e) {
   return e.noContent(204)
 }
 
-// Body: {"lines": [{"level": "info"|"warn"|"error", "message": "...", "attrs": {...}}]}.
+// Body: {"lines": [{"level": "info"|"warn"|"error", "message": "...", "attrs": {...}}], "stats": {...}}.
 // Sidecar output carries attrs.process and attrs.stream; it also goes to superusers following that
 // process on the realtime topic pm/logs/<id>.
 function ingest(e) {
   checkSecret(e)
   const body = JSON.parse(toString(e.request.body))
+  keepStats(body)
   const lines = body.lines || []
   const log = logger()
   const followed = {}
@@ -139,10 +142,11 @@ function ingest(e) {
   return e.json(200, { accepted: lines.length, sent: sent })
 }
 
-// Body: {"messages": [{"topic": "pm/events", "data": {...}}]}.
+// Body: {"messages": [{"topic": "pm/events", "data": {...}}], "stats": {...}}.
 function broadcast(e) {
   checkSecret(e)
   const body = JSON.parse(toString(e.request.body))
+  keepStats(body)
   let sent = 0
   for (const message of body.messages || []) {
     const topic = String(message.topic)
@@ -150,6 +154,19 @@ function broadcast(e) {
     sent += sendToSuperusers(topic, JSON.stringify(message.data))
   }
   return e.json(200, { sent: sent })
+}
+
+// The bridge's counters (lines mirrored and not mirrored, events sent) come with every delivery.
+function keepStats(body) {
+  if (body.stats) $app.store().set(KEY_STATS, JSON.stringify(body.stats))
+}
+
+// GET /api/pm/bridge: is the process manager registered, and what reached PocketBase so far.
+function bridge(e) {
+  const store = $app.store()
+  const stats = store.get(KEY_STATS)
+  const port = store.get(KEY_PORT)
+  return e.json(200, Object.assign({ registered: !!port, version: VERSION }, stats ? JSON.parse(stats) : {}))
 }
 
 // Anyone may subscribe to a custom topic: only superusers receive. A subscription may carry options
@@ -234,6 +251,6 @@ function forwardDashboard(e) {
 }
 
 module.exports = {
-  startSupervisor, stopSupervisor, register, ingest, broadcast, forward, forwardProcess, forwardApi,
+  startSupervisor, stopSupervisor, register, ingest, broadcast, bridge, forward, forwardProcess, forwardApi,
   forwardDashboard,
 }
