@@ -93,14 +93,14 @@ def test_start_stop_restart_and_logs_through_pocketbase(app: PocketBase) -> None
 
 def test_sidecar_output_appears_in_pocketbases_logs(app: PocketBase) -> None:
     # PocketBase writes its log 3 s after the last entry (or every 200 entries).
-    def mirrored() -> list[dict[str, Any]] | None:
-        items = app.logs("data.process='greeter'")
-        return items if len(items) >= 2 else None
+    def mirrored() -> dict[str, dict[str, Any]] | None:
+        items = app.logs("data.process='greeter' && (message~'hello from' || message~'warning from')")
+        by_stream = {item["data"]["stream"]: item for item in items}
+        return by_stream if len(by_stream) == 2 else None
 
-    items = wait_for(mirrored, 15, "greeter's lines in GET /api/logs", interval=0.5)
-    by_stream = {item["data"]["stream"]: item for item in items}
+    by_stream = wait_for(mirrored, 15, "greeter's lines in GET /api/logs", interval=0.5)
     stdout, stderr = by_stream["stdout"], by_stream["stderr"]
-    assert stdout["message"].startswith("hello from greeter on port")
+    assert stdout["message"] == f"hello from greeter on port {app.port} {app.url} {app.data_dir}"
     assert stdout["level"] == 0  # Info
     assert stderr["message"] == "warning from greeter"
     assert stderr["level"] == 8  # Error
