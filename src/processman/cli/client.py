@@ -1,9 +1,344 @@
-"""Client commands (list, start, stop, restart, logs) that talk to a running server over HTTP."""
+"""Client commands that talk to a running ``processman serve`` over HTTP, in the style of pm2 and
+supervisorctl: ``list``, ``start``/``stop``/``restart`` (an id, or ``all``), ``logs [-f]``.
+
+The server is ``--url`` or ``$PROCESSMAN_URL`` (default http://127.0.0.1:8091); the token is
+``--token`` or ``$PROCESSMAN_TOKEN``, else the file ``serve`` wrote (``--dir``/processman/token).
+Every failure is one line on stderr and an exit code: 1 the request failed (unknown id, already
+running), 3 the server cannot be reached, 4 not authorised.
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote
+
 import click
+import httpx
+
+from processman.api.sse import EventParser, ServerSentEvent
+from processman.api.token import TOKEN_ENV, read_token, token_path
+
+DEFAULT_URL = "http://127.0.0.1:8091"
+URL_ENV = "PROCESSMAN_URL"
+EXIT_FAILED = 1
+EXIT_UNREACHABLE = 3
+EXIT_UNAUTHORISED = 4
+# stop waits for the process tree to go (stopTimeout, 10 s by default), so actions may take a while.
+ACTION_TIMEOUT = httpx.Timeout(5.0, read=120.0)
+READ_TIMEOUT = httpx.Timeout(5.0, read=30.0)
+RECONNECT_FOR = 5.0
+
+_STATUS_STYLE: dict[str, dict[str, Any]] = {
+    "running": {"fg": "green"},
+    "starting": {"fg": "cyan"},
+    "stopping": {"fg": "yellow"},
+    "stopped": {"dim": True},
+    "crashed": {"fg": "red"},
+    "failed": {"fg": "red", "bold": True},
+}
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class ClientError(click.ClickException):
+    exit_code = EXIT_FAILED
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status  # the HTTP status, when the server answered
+
+
+class Unreachable(ClientError):
+    exit_code = EXIT_UNREACHABLE
+
+
+class Unauthorised(ClientError):
+    exit_code = EXIT_UNAUTHORISED
+
+
+def unknown_id(process_id: str) -> ClientError:
+    shown = process_id if len(process_id) <= 80 else process_id[:80] + "..."
+    return ClientError(f"unknown process id {shown!r} (see `processman list`)", status=404)
+
+
+@dataclass
+class Connection:
+    """Where the server is and how to prove who we are; ``token_source`` is said in auth errors."""
+
+    url: str
+    token: str | None
+    token_source: str
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def client(self, timeout: httpx.Timeout = READ_TIMEOUT) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers=self.headers(), timeout=timeout, trust_env=False)
+
+    def request(self, method: str, path: str, *, timeout: httpx.Timeout = READ_TIMEOUT, **kwargs: Any) -> Any:
+        """The JSON answer of a request, or a ClientError that says what went wrong."""
+        with self.client(timeout) as client:
+            try:
+                response = client.request(method, path, **kwargs)
+            except httpx.TransportError as exc:
+                raise self.unreachable(exc) from None
+        self.check(response, path)
+        return response.json()
+
+    def unreachable(self, exc: Exception) -> ClientError:
+        return Unreachable(
+            f"cannot reach the processman server at {self.url} ({exc}); is `processman serve` running? "
+            f"(set --url or ${URL_ENV} for another address)"
+        )
+
+    def check(self, response: httpx.Response, path: str) -> None:
+        if response.is_success:
+            return
+        try:
+            response.read()
+            message = str(response.json().get("message", "")) or response.reason_phrase
+        except (ValueError, AttributeError):
+            message = response.reason_phrase
+        status = response.status_code
+        if status == 401:
+            raise Unauthorised(f"not authorised: {self._token_advice()}", status)
+        if status == 403:
+            raise Unauthorised(f"not authorised: the token is not a superuser's ({message})", status)
+        raise ClientError(f"{message} (HTTP {status})", status=status)
+
+    def _token_advice(self) -> str:
+        if self.token is None:
+            return f"no token ({self.token_source}); pass --token or set ${TOKEN_ENV}"
+        return f"the server refused the token from {self.token_source}"
+
+
+def connection_options(command: F) -> F:
+    options = [
+        click.option(
+            "--url",
+            envvar=URL_ENV,
+            default=DEFAULT_URL,
+            show_default=True,
+            help=f"Server address [${URL_ENV}].",
+        ),
+        click.option("--token", envvar=TOKEN_ENV, default=None, help=f"API token [${TOKEN_ENV}]."),
+        click.option(
+            "--dir",
+            "data_dir",
+            type=click.Path(path_type=Path, file_okay=False),
+            default=Path("pb_data"),
+            show_default=True,
+            help="Data folder of the server, to read its token file when no token is given.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def connect(url: str, token: str | None, data_dir: Path) -> Connection:
+    url = url.rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise click.BadParameter(f"expected an http:// or https:// URL, got {url!r}", param_hint="--url")
+    if token:
+        return Connection(url, token, f"--token or ${TOKEN_ENV}")
+    path = token_path(data_dir)
+    found = read_token(path)
+    source = f"the file {path}" if found else f"none given, and no token file at {path}"
+    return Connection(url, found, source)
+
+
+def process_path(process_id: str, action: str) -> str:
+    return f"/api/pm/{quote(process_id, safe='')}/{action}"
+
+
+# ---- list ----------------------------------------------------------------------------------------
+
+
+def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
+    """The rows of ``processman list``: id, status, pid, uptime, restarts, last error (cut to fit)."""
+    headers = ("ID", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST ERROR")
+    rows = [
+        (
+            str(state["id"]),
+            str(state["status"]),
+            str(state["pid"]) if state.get("pid") else "-",
+            str(state.get("uptime") or "-") if state.get("pid") else "-",
+            str(state.get("restartCount", 0)),
+            " ".join(str(state.get("lastError") or "").split()),
+        )
+        for state in states
+    ]
+    widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(5)]
+    room = max(width - sum(widths) - 2 * 5, 20)
+    lines = []
+    for index, row in enumerate([headers, *rows]):
+        cells = [row[i].ljust(widths[i]) for i in range(5)]
+        if index == 0:
+            cells = [click.style(cell, bold=True) for cell in cells]
+        else:
+            cells[1] = click.style(cells[1], **_STATUS_STYLE.get(row[1], {}))
+        error = row[5] if len(row[5]) <= room else row[5][: room - 3] + "..."
+        if index > 0 and error:
+            error = click.style(error, fg="red")
+        elif index == 0:
+            error = click.style(error, bold=True)
+        lines.append("  ".join([*cells, error]).rstrip())
+    return lines
+
+
+@click.command("list")
+@connection_options
+@click.option("--json", "as_json", is_flag=True, help="Print the server's JSON as is.")
+def list_command(url: str, token: str | None, data_dir: Path, as_json: bool) -> None:
+    """Show every process: id, status, pid, uptime, restarts and last error."""
+    states = connect(url, token, data_dir).request("GET", "/api/pm/list")
+    if as_json:
+        click.echo(json.dumps(states, indent=2))
+        return
+    if not states:
+        click.echo("no processes configured")
+        return
+    for line in format_table(states, shutil.get_terminal_size((120, 24)).columns):
+        click.echo(line)
+
+
+# ---- start / stop / restart ----------------------------------------------------------------------
+
+
+def _act(connection: Connection, action: str, process_id: str) -> str:
+    answer = connection.request("POST", process_path(process_id, action), timeout=ACTION_TIMEOUT)
+    return str(answer.get("message", "done"))
+
+
+def run_action(connection: Connection, action: str, target: str) -> None:
+    """``target`` is an id, or ``all``: every process, acted on in parallel."""
+    if target != "all":
+        try:
+            message = _act(connection, action, target)
+        except ClientError as exc:
+            raise (unknown_id(target) if exc.status == 404 else exc) from None
+        click.echo(f"{target}: {message}")
+        return
+    states = connection.request("GET", "/api/pm/list")
+    if action == "start":
+        states = [state for state in states if state["status"] not in ("running", "starting")]
+    failures = 0
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        futures = [(state["id"], pool.submit(_act, connection, action, state["id"])) for state in states]
+        for process_id, future in futures:
+            try:
+                click.echo(f"{process_id}: {future.result()}")
+            except ClientError as exc:
+                if isinstance(exc, Unreachable | Unauthorised):
+                    raise
+                failures += 1
+                click.echo(f"{process_id}: {exc.message}", err=True)
+    if not futures:
+        click.echo("nothing to do")
+    if failures:
+        raise ClientError(f"{failures} of {len(futures)} processes failed to {action}")
+
+
+def _action_command(action: str, summary: str) -> click.Command:
+    @click.command(action, help=f"{summary} a process by id; `all` means every process.")
+    @click.argument("process_id", metavar="ID|all")
+    @connection_options
+    def command(process_id: str, url: str, token: str | None, data_dir: Path) -> None:
+        run_action(connect(url, token, data_dir), action, process_id)
+
+    return command
+
+
+# ---- logs ----------------------------------------------------------------------------------------
+
+
+def local_time(timestamp: str) -> str:
+    """``HH:MM:SS`` in local time from the API's UTC timestamp."""
+    try:
+        return datetime.fromisoformat(timestamp).astimezone().strftime("%H:%M:%S")
+    except ValueError:
+        return timestamp
+
+
+def format_line(line: dict[str, Any]) -> str:
+    stamp = local_time(str(line.get("timestamp", "")))
+    stream = line.get("stream")
+    bar = click.style("!", fg="red", bold=True) if stream == "stderr" else "|"
+    return f"{stamp} {line.get('processId', '')} {bar} {line.get('content', '')}"
+
+
+def follow_events(connection: Connection, process_id: str, lines: int) -> Iterator[ServerSentEvent]:
+    """The events of the live log stream. A dropped connection is resumed from the last line received
+    (``Last-Event-ID``) for a few seconds before giving up, so a server restart loses nothing kept."""
+    parser = EventParser()
+    path = process_path(process_id, "logs")
+    gone_since: float | None = None
+    with connection.client(httpx.Timeout(5.0, read=None)) as client:
+        while True:
+            headers = {"Last-Event-ID": parser.last_id} if parser.last_id else {}
+            try:
+                params = {"follow": 1, "lines": lines}
+                with client.stream("GET", path, params=params, headers=headers) as reply:
+                    connection.check(reply, path)
+                    gone_since = None
+                    for text in reply.iter_lines():
+                        event = parser.feed(text)
+                        if event is not None:
+                            yield event
+            except httpx.TransportError as exc:
+                if gone_since is None and parser.last_id is None:
+                    raise connection.unreachable(exc) from None
+                if gone_since is not None and time.monotonic() - gone_since > RECONNECT_FOR:
+                    message = f"lost the connection to {connection.url}: {exc}"
+                    raise Unreachable(message) from None
+            gone_since = gone_since or time.monotonic()
+            time.sleep(0.5)
+
+
+@click.command("logs")
+@click.argument("process_id", metavar="ID")
+@click.option(
+    "-n", "--lines", type=click.IntRange(0, 1000), default=100, show_default=True, help="Last lines."
+)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl+C.")
+@connection_options
+def logs_command(
+    process_id: str, lines: int, follow: bool, url: str, token: str | None, data_dir: Path
+) -> None:
+    """Print the last lines of a process's output, oldest first; -f follows it live."""
+    connection = connect(url, token, data_dir)
+    try:
+        if not follow:
+            for line in connection.request("GET", process_path(process_id, "logs"), params={"lines": lines}):
+                click.echo(format_line(line))
+            return
+        for event in follow_events(connection, process_id, lines):
+            if event.event == "log":
+                click.echo(format_line(json.loads(event.data)))
+            elif event.event == "dropped":
+                count = json.loads(event.data).get("count", "?")
+                notice = f"... {count} lines were lost (no longer in the buffer)"
+                click.echo(click.style(notice, fg="yellow"), err=True)
+    except ClientError as exc:
+        raise (unknown_id(process_id) if exc.status == 404 else exc) from None
+    except KeyboardInterrupt:
+        sys.exit(130)
 
 
 def register(group: click.Group) -> None:
     """Add the client commands to ``group``."""
+    group.add_command(list_command)
+    group.add_command(_action_command("start", "Start"))
+    group.add_command(_action_command("stop", "Stop"))
+    group.add_command(_action_command("restart", "Restart"))
+    group.add_command(logs_command)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import click
 
 from processman.config import CONFIG_FILENAME, json_schema, load_config
 from processman.errors import AlreadyRunningElsewhere
-from processman.runner import Runner, Service, ServeSettings
+from processman.runner import Runner, ServeSettings, Service
 
 config_option = click.option(
     "--config",
@@ -34,24 +35,71 @@ def resolve_config_path(config_path: Path | None, data_dir: Path) -> Path:
     return config_path if config_path is not None else data_dir / CONFIG_FILENAME
 
 
-def build_services(http: str, data_dir: Path) -> list[Service]:
-    """The services that run beside the manager for ``serve --http``."""
-    return []
+def build_services(http: str, data_dir: Path, pocketbase_url: str | None = None) -> list[Service]:
+    """The services that run beside the manager for ``serve --http``: the HTTP API, bound now so that a
+    busy port fails before any process starts. Its credential is ``PROCESSMAN_TOKEN``, or a token kept
+    in DATA_DIR/processman/token (written when missing), plus PocketBase superusers with
+    ``--pocketbase-url``."""
+    if http.strip().lower() == "off":
+        return []
+    from processman.api import (
+        AdminToken,
+        AnyOf,
+        ApiService,
+        Authenticator,
+        PocketBaseSuperuser,
+        parse_address,
+    )
+    from processman.api.token import TOKEN_ENV, ensure_token, token_path
+
+    try:
+        address = parse_address(http)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--http") from None
+    token = os.environ.get(TOKEN_ENV, "").strip()
+    if token:
+        hint = f"${TOKEN_ENV}"
+    else:
+        path = token_path(data_dir)
+        try:
+            token = ensure_token(path)
+        except OSError as exc:
+            raise click.ClickException(f"cannot write the API token file {path}: {exc.strerror}") from exc
+        hint = str(path)
+    authenticator: Authenticator = AdminToken(token)
+    if pocketbase_url:
+        authenticator = AnyOf(authenticator, PocketBaseSuperuser(pocketbase_url))
+    service = ApiService(address, authenticator, token_hint=hint)
+    try:
+        service.bind()
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {address}: {exc.strerror or exc}") from exc
+    return [service]
 
 
 @click.command()
 @config_option
 @dir_option
-@click.option("--http", default="127.0.0.1:8091", show_default=True, help="Address of the HTTP API; 'off' for none.")
+@click.option(
+    "--http", default="127.0.0.1:8091", show_default=True, help="Address of the HTTP API; 'off' for none."
+)
+@click.option(
+    "--pocketbase-url",
+    default=None,
+    metavar="URL",
+    help="Also accept superuser tokens of this PocketBase (verified with it), e.g. http://127.0.0.1:8090.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
-def serve(config_path: Path | None, data_dir: Path, http: str, verbose: bool) -> None:
+def serve(
+    config_path: Path | None, data_dir: Path, http: str, pocketbase_url: str | None, verbose: bool
+) -> None:
     """Run every configured process in the foreground until Ctrl+C or SIGTERM."""
     from processman.cli.console import configure_logging
 
     configure_logging(verbose)
     data_dir = data_dir.absolute()
     settings = ServeSettings(resolve_config_path(config_path, data_dir).absolute(), data_dir)
-    settings.services.extend(build_services(http, data_dir))
+    settings.services.extend(build_services(http, data_dir, pocketbase_url))
     runner = Runner(settings)
     try:
         code = asyncio.run(runner.run())

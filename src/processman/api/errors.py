@@ -1,0 +1,67 @@
+"""Error responses in PocketBase's shape: ``{"status": 404, "message": "Process not found.", "data": {}}``.
+
+Every error the API sends goes through :func:`error_response`, so clients (the dashboard, the CLI, the
+PocketBase hooks) parse one shape whatever went wrong: routing, auth, limits or the manager.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+# The messages PocketBase itself uses for the same situations, so a client sees one vocabulary.
+MESSAGES = {
+    400: "Something went wrong while processing your request.",
+    401: "The request requires valid record authorization token.",
+    403: "The authorized record is not allowed to perform this action.",
+    404: "The requested resource wasn't found.",
+    405: "Method not allowed.",
+    413: "Request entity too large.",
+    500: "Something went wrong while processing your request.",
+    503: "Service unavailable.",
+}
+
+
+class ApiError(Exception):
+    """Raised by routes; becomes an error response. ``data`` carries field errors, as in PocketBase:
+    ``{"lines": {"code": "validation_invalid_lines", "message": "..."}}``."""
+
+    def __init__(self, status: int, message: str, data: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.data = data or {}
+
+
+def error_response(status: int, message: str | None = None, data: dict[str, Any] | None = None) -> Response:
+    text = message or MESSAGES.get(status, "Request failed.")
+    body = {"status": status, "message": text, "data": data or {}}
+    return JSONResponse(body, status_code=status)
+
+
+async def handle_api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ApiError)
+    return error_response(exc.status, exc.message, exc.data)
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (no route: 404, wrong method: 405) in the same shape."""
+    assert isinstance(exc, HTTPException)
+    response = error_response(exc.status_code, MESSAGES.get(exc.status_code, exc.detail))
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def handle_unexpected(request: Request, exc: Exception) -> Response:
+    return error_response(500)
+
+
+EXCEPTION_HANDLERS = {
+    ApiError: handle_api_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

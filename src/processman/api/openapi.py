@@ -1,0 +1,212 @@
+"""The OpenAPI 3.1 description of the control API, served at ``<mount>/openapi.json``.
+
+Paths are relative to the mount point, which is given as the server URL, so the document is right
+wherever the API is mounted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from processman import __version__
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return _json(_ref("Error"), description)
+
+
+_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "description": "The process id from the config.",
+    "schema": {"type": "string"},
+}
+_AUTH_ERRORS = {
+    "401": _error("No credential, or a wrong one."),
+    "403": _error("A valid PocketBase token that is not a superuser's."),
+}
+_SSE = {"description": "A stream of Server-Sent Events.", "content": {"text/event-stream": {"schema": {}}}}
+
+_SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object",
+        "description": "PocketBase's error shape.",
+        "required": ["status", "message", "data"],
+        "properties": {
+            "status": {"type": "integer", "example": 404},
+            "message": {"type": "string", "example": "Process not found."},
+            "data": {"type": "object", "description": "Field errors: {name: {code, message}}."},
+        },
+    },
+    "Message": {
+        "type": "object",
+        "required": ["message", "id"],
+        "properties": {"message": {"type": "string"}, "id": {"type": "string"}},
+    },
+    "ProcessState": {
+        "type": "object",
+        "required": ["id", "pid", "status", "startTime", "uptime", "restartCount", "lastError", "config"],
+        "properties": {
+            "id": {"type": "string"},
+            "pid": {"type": "integer", "description": "0 when not running."},
+            "status": {
+                "type": "string",
+                "enum": ["starting", "running", "stopping", "stopped", "crashed", "failed"],
+            },
+            "desired": {"type": "string", "enum": ["running", "stopped"]},
+            "startTime": {"type": ["string", "null"], "format": "date-time"},
+            "uptime": {"type": "string", "example": "2h30m15s"},
+            "restartCount": {"type": "integer"},
+            "lastError": {"type": "string"},
+            "recentExits": {"type": "array", "items": {"type": "object"}},
+            "config": {
+                "type": "object",
+                "description": "The process's config; env values of secrets are shown as ****.",
+            },
+        },
+    },
+    "LogLine": {
+        "type": "object",
+        "required": ["timestamp", "processId", "stream", "content"],
+        "properties": {
+            "timestamp": {"type": "string", "format": "date-time"},
+            "processId": {"type": "string"},
+            "stream": {"type": "string", "enum": ["stdout", "stderr"]},
+            "content": {"type": "string"},
+        },
+    },
+}
+
+
+def _operation(summary: str, description: str, responses: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"summary": summary, "description": description, "responses": responses, **extra}
+
+
+def _action(verb: str, message: str, errors: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "post": _operation(
+            f"{verb.capitalize()} a process",
+            f'Answers {{"message": "{message}", "id": ...}}.',
+            {"200": _json(_ref("Message"), message), **errors, **_AUTH_ERRORS},
+            parameters=[_ID],
+        )
+    }
+
+
+def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
+    not_found = {"404": _error("No process has this id.")}
+    running = _error("Already running.")
+    auth = _AUTH_ERRORS
+    logs_parameters = [
+        _ID,
+        {
+            "name": "lines",
+            "in": "query",
+            "description": "How many of the last lines (default 100; more than 1000 means 1000).",
+            "schema": {"type": "integer", "minimum": 0, "default": 100},
+        },
+        {
+            "name": "follow",
+            "in": "query",
+            "description": "1: answer with a Server-Sent Events stream (event `log`, id = sequence number).",
+            "schema": {"type": "integer", "enum": [0, 1], "default": 0},
+        },
+        {
+            "name": "after",
+            "in": "query",
+            "description": "With follow=1: resume after this sequence number instead of sending `lines`.",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+        {
+            "name": "Last-Event-ID",
+            "in": "header",
+            "description": "With follow=1: as `after`; sent by EventSource when it reconnects; wins over it.",
+            "schema": {"type": "integer", "minimum": 0},
+        },
+    ]
+    paths = {
+        "/list": {
+            "get": _operation(
+                "List processes",
+                "Every configured process, in config order.",
+                {"200": _json({"type": "array", "items": _ref("ProcessState")}, "The states."), **auth},
+            )
+        },
+        "/{id}/start": _action("start", "Process start initiated", {**not_found, "400": running}),
+        "/{id}/stop": _action("stop", "Process stopped", not_found),
+        "/{id}/restart": _action("restart", "Process restart initiated", not_found),
+        "/{id}/logs": {
+            "get": _operation(
+                "Read or follow a process's output",
+                "The last lines, oldest first; with follow=1 a live stream that first sends them. Stream "
+                "events: `log` (a LogLine plus `seq`), `dropped` ({count}: lines no longer in the buffer).",
+                {
+                    "200": {
+                        "description": "The lines, or a stream of them.",
+                        "content": {
+                            "application/json": {"schema": {"type": "array", "items": _ref("LogLine")}},
+                            "text/event-stream": {"schema": {}},
+                        },
+                    },
+                    "400": _error("Bad lines, follow or after."),
+                    **not_found,
+                    **_AUTH_ERRORS,
+                },
+                parameters=logs_parameters,
+            )
+        },
+        "/events": {
+            "get": _operation(
+                "Follow state changes",
+                "Server-Sent Events: `snapshot` (every state) first and after any gap, then `status` "
+                "(one ProcessState) at each change; a comment every 15 s keeps the connection open.",
+                {"200": _SSE, **_AUTH_ERRORS},
+            )
+        },
+        "/auth-info": {
+            "get": _operation(
+                "Which login applies",
+                'No credential needed. {"mode": "token"} (admin token) or {"mode": "pocketbase"}.',
+                {"200": _json({"type": "object"}, "The mode.")},
+                security=[],
+            )
+        },
+        "/openapi.json": {
+            "get": _operation(
+                "This document", "No credential needed.", {"200": _json({"type": "object"}, "")}, security=[]
+            )
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "processman control API",
+            "version": __version__,
+            "description": "List, start, stop and restart supervised processes and read their output. "
+            "Errors use PocketBase's shape. Every route needs a superuser credential unless stated.",
+        },
+        "servers": [{"url": mount or "/"}],
+        "security": [{"bearer": []}, {"pocketbase": []}],
+        "paths": paths,
+        "components": {
+            "schemas": _SCHEMAS,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "The admin token."},
+                "pocketbase": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Authorization",
+                    "description": "A PocketBase superuser token, bare as PocketBase's SDK sends it.",
+                },
+            },
+        },
+    }

@@ -1,0 +1,151 @@
+"""The routes of the control API (SPEC 8), relative to where it is mounted (``/api/pm``).
+
+Each route reads its input, calls one public method of the manager and turns the answer, or the
+manager's error, into JSON. No route touches a child process.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+
+from processman.api.auth import Authenticator
+from processman.api.errors import ApiError
+from processman.api.openapi import openapi_document
+from processman.api.streams import KEEPALIVE, StreamHub, log_stream, status_stream
+from processman.engine.manager import ProcessManager
+from processman.errors import ProcessAlreadyRunning, ProcessNotFound
+
+DEFAULT_LINES = 100
+MAX_LINES = 1000
+_WHOLE_NUMBER = re.compile(r"[0-9]{1,30}")
+_STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def not_found() -> ApiError:
+    return ApiError(404, "Process not found.")
+
+
+def _invalid(name: str, raw: str, expected: str) -> ApiError:
+    shown = raw if len(raw) <= 20 else raw[:20] + "..."
+    message = f"Invalid {name}: expected {expected}, got {shown!r}."
+    return ApiError(400, message, {name: {"code": "validation_invalid_value", "message": message}})
+
+
+def parse_lines(raw: str | None) -> int:
+    """``lines``: absent means 100; larger than 1000 means 1000; anything but a whole number is an error."""
+    if raw is None:
+        return DEFAULT_LINES
+    if not _WHOLE_NUMBER.fullmatch(raw):
+        raise _invalid("lines", raw, f"a whole number from 0 to {MAX_LINES}")
+    return min(int(raw), MAX_LINES)
+
+
+def parse_flag(name: str, raw: str | None) -> bool:
+    if raw is None or raw.lower() in ("0", "false", "no", ""):
+        return False
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    raise _invalid(name, raw, "1 or 0")
+
+
+def parse_cursor(name: str, raw: str | None) -> int | None:
+    if raw is None or raw == "":
+        return None
+    if not _WHOLE_NUMBER.fullmatch(raw):
+        raise _invalid(name, raw, "a log sequence number (a whole number)")
+    return int(raw)
+
+
+class Endpoints:
+    def __init__(
+        self, manager: ProcessManager, authenticator: Authenticator, hub: StreamHub, keepalive: float
+    ) -> None:
+        self.manager = manager
+        self.authenticator = authenticator
+        self.hub = hub
+        self.keepalive = keepalive
+
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/list", self.list_processes, methods=["GET"], name="list"),
+            Route("/events", self.events, methods=["GET"], name="events"),
+            Route("/auth-info", self.auth_info, methods=["GET"], name="auth-info"),
+            Route("/openapi.json", self.openapi, methods=["GET"], name="openapi"),
+            Route("/{id}/start", self.start, methods=["POST"], name="start"),
+            Route("/{id}/stop", self.stop, methods=["POST"], name="stop"),
+            Route("/{id}/restart", self.restart, methods=["POST"], name="restart"),
+            Route("/{id}/logs", self.logs, methods=["GET"], name="logs"),
+        ]
+
+    def _id(self, request: Request) -> str:
+        process_id: str = request.path_params["id"]
+        if process_id not in self.manager.ids:
+            raise not_found()
+        return process_id
+
+    async def list_processes(self, request: Request) -> Response:
+        return JSONResponse([state.to_dict() for state in self.manager.states()])
+
+    async def start(self, request: Request) -> Response:
+        process_id = self._id(request)
+        try:
+            await self.manager.start_process(process_id)
+        except ProcessAlreadyRunning:
+            raise ApiError(400, "Process is already running.") from None
+        except ProcessNotFound:
+            raise not_found() from None
+        return _message("Process start initiated", process_id)
+
+    async def stop(self, request: Request) -> Response:
+        process_id = self._id(request)
+        try:
+            await self.manager.stop_process(process_id)
+        except ProcessNotFound:
+            raise not_found() from None
+        return _message("Process stopped", process_id)
+
+    async def restart(self, request: Request) -> Response:
+        process_id = self._id(request)
+        try:
+            await self.manager.restart_process(process_id)
+        except ProcessNotFound:
+            raise not_found() from None
+        return _message("Process restart initiated", process_id)
+
+    async def logs(self, request: Request) -> Response:
+        process_id = self._id(request)
+        query = request.query_params
+        lines = parse_lines(query.get("lines"))
+        if not parse_flag("follow", query.get("follow")):
+            return JSONResponse([line.to_dict() for line in self.manager.logs(process_id, lines)])
+        # EventSource resends its original URL on reconnect, so the header (the newest cursor) wins.
+        after = parse_cursor("Last-Event-ID", request.headers.get("last-event-id"))
+        if after is None:
+            after = parse_cursor("after", query.get("after"))
+        stream = log_stream(
+            self.manager, self.hub, process_id, lines=lines, after=after, keepalive=self.keepalive
+        )
+        return StreamingResponse(stream, media_type="text/event-stream", headers=_STREAM_HEADERS)
+
+    async def events(self, request: Request) -> Response:
+        stream = status_stream(self.manager, self.hub, keepalive=self.keepalive)
+        return StreamingResponse(stream, media_type="text/event-stream", headers=_STREAM_HEADERS)
+
+    async def auth_info(self, request: Request) -> Response:
+        return JSONResponse({"mode": self.authenticator.mode})
+
+    async def openapi(self, request: Request) -> Response:
+        return JSONResponse(openapi_document(request.scope.get("root_path", "")))
+
+
+def _message(message: str, process_id: str) -> Response:
+    body: dict[str, Any] = {"message": message, "id": process_id}
+    return JSONResponse(body)
+
+
+__all__ = ["KEEPALIVE", "Endpoints", "parse_lines"]

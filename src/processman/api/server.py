@@ -1,0 +1,155 @@
+"""The HTTP server of ``processman serve``: uvicorn running the API beside the manager, as a runner
+``Service``.
+
+Signals stay with processman's runner: uvicorn's own handlers are never installed, so Ctrl+C goes
+through the runner's stop ladder, and the server is shut down by cancelling the service after every
+process has stopped. Live streams are ended first, so open ones never hold the shutdown up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import uvicorn
+
+from processman.api.app import create_app
+from processman.api.auth import Authenticator
+from processman.api.streams import KEEPALIVE
+from processman.engine.manager import ProcessManager
+
+logger = logging.getLogger("processman")
+
+DEFAULT_ADDRESS = "127.0.0.1:8091"
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self}"
+
+
+def parse_address(text: str) -> Address:
+    """``HOST:PORT``, ``[IPv6]:PORT``, ``:PORT`` or ``PORT`` (host 127.0.0.1). Port 0 picks a free one.
+
+    >>> parse_address("0.0.0.0:9000"), parse_address("8091"), parse_address("[::1]:80")
+    (Address(host='0.0.0.0', port=9000), Address(host='127.0.0.1', port=8091), Address(host='::1', port=80))
+    """
+    expected = f"expected HOST:PORT such as {DEFAULT_ADDRESS}, got {text!r}"
+    host, sep, port = text.strip().rpartition(":")
+    if not sep:
+        host, port = "", text.strip()
+    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{expected}: the port must be a number from 0 to 65535")
+    if any(c.isspace() or c in "[]/" for c in host):
+        raise ValueError(expected)
+    return Address(host, int(port))
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its signal handlers (the runner owns signals) that tells when it listens."""
+
+    def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_started = on_started
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:
+            self._on_started()
+
+
+class ApiService:
+    """Serves :func:`create_app` on ``address`` while ``processman serve`` runs.
+
+    ``bind()`` may be called early (to fail before any process starts, or to learn the port chosen for
+    port 0); ``run`` binds otherwise. ``token_hint`` says where the token is, for the startup line.
+    """
+
+    name = "http-api"
+
+    def __init__(
+        self,
+        address: Address,
+        authenticator: Authenticator,
+        *,
+        dashboard: bool = True,
+        token_hint: str = "",
+        shutdown_timeout: int = 3,
+        keepalive: float = KEEPALIVE,
+    ) -> None:
+        self.address = address
+        self.authenticator = authenticator
+        self.dashboard = dashboard
+        self.token_hint = token_hint
+        self.shutdown_timeout = shutdown_timeout
+        self.keepalive = keepalive
+        self._socket: socket.socket | None = None
+
+    def __repr__(self) -> str:
+        return f"<ApiService {self.url} {self.authenticator!r}>"
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the chosen one, once bound, when asked for port 0)."""
+        return self._socket.getsockname()[1] if self._socket is not None else self.address.port
+
+    @property
+    def url(self) -> str:
+        return Address(self.address.host, self.port).url
+
+    def bind(self) -> None:
+        """Open the listening socket now. Raises OSError (address in use, not permitted)."""
+        if self._socket is None:
+            family = socket.AF_INET6 if ":" in self.address.host else socket.AF_INET
+            self._socket = socket.create_server((self.address.host, self.address.port), family=family)
+
+    async def run(
+        self, manager: ProcessManager, ready: Callable[[], None], request_stop: Callable[[str], None]
+    ) -> None:
+        self.bind()
+        assert self._socket is not None
+        app = create_app(manager, self.authenticator, dashboard=self.dashboard, keepalive=self.keepalive)
+        config = uvicorn.Config(
+            app,
+            lifespan="off",  # the runner runs the manager
+            log_config=None,  # only the CLI configures logging
+            access_log=False,
+            server_header=False,
+            timeout_graceful_shutdown=self.shutdown_timeout,
+        )
+
+        def started() -> None:
+            hint = f" (token in {self.token_hint})" if self.token_hint else ""
+            logger.info("API listening on %s%s", self.url, hint)
+            ready()
+
+        server = _Server(config, started)
+        serving = asyncio.create_task(server.serve(sockets=[self._socket]), name="uvicorn")
+        try:
+            await asyncio.shield(serving)
+        except asyncio.CancelledError:
+            app.state.control_api.close_streams()
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await serving
+            raise
+        finally:
+            self._socket = None
+            await self.authenticator.aclose()

@@ -1,0 +1,161 @@
+"""Live streams as Server-Sent Events: state changes of every process, and the log of one process.
+
+Both subscribe to the manager before they read its current state, so nothing that happens in between
+is lost. A subscriber that falls behind has events dropped by the manager (it never blocks a child);
+the streams notice and catch up from the manager's state and log buffer instead of going silent.
+
+Log events carry ``id: <seq>`` (the line's sequence number): a client that reconnects with
+``Last-Event-ID`` (or ``after=``) gets every line after it that is still in the buffer, and a
+``dropped`` event with the count of lines that are not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any, Final
+
+from processman.api.sse import format_comment, format_event
+from processman.engine.events import Event, LogLines, ProcessExited, StatusChanged, Subscription
+from processman.engine.manager import ProcessManager
+from processman.logs import LogLine, lines_of
+
+KEEPALIVE = 15.0
+# Tells EventSource clients how soon to reconnect after a dropped connection (milliseconds).
+RETRY_MS = 1000
+_TIMEOUT: Final = object()
+
+
+def line_dict(line: LogLine) -> dict[str, Any]:
+    return {**line.to_dict(), "seq": line.seq}
+
+
+def _log_events(lines: list[LogLine]) -> str:
+    return "".join(
+        format_event(json.dumps(line_dict(line)), event="log", event_id=line.seq) for line in lines
+    )
+
+
+class StreamHub:
+    """The open streams of one API, so that shutting the API down can end them: an open stream would
+    otherwise hold the HTTP server's graceful shutdown until the client goes away."""
+
+    def __init__(self) -> None:
+        self._subscriptions: set[Subscription] = set()
+        self.closed = False
+
+    def __len__(self) -> int:
+        return len(self._subscriptions)
+
+    def open(self, manager: ProcessManager, process_id: str | None = None) -> Subscription:
+        subscription = manager.subscribe(process_id=process_id)
+        if self.closed:
+            subscription.close()
+        self._subscriptions.add(subscription)
+        return subscription
+
+    def release(self, subscription: Subscription) -> None:
+        subscription.close()
+        self._subscriptions.discard(subscription)
+
+    def close(self) -> None:
+        """End every open stream, and every stream opened from now on."""
+        self.closed = True
+        for subscription in tuple(self._subscriptions):
+            subscription.close()
+
+
+async def _next(subscription: Subscription, keepalive: float) -> Event | object | None:
+    """The next event; ``_TIMEOUT`` after ``keepalive`` seconds of quiet; None once closed."""
+    try:
+        async with asyncio.timeout(keepalive):
+            return await subscription.get()
+    except TimeoutError:
+        return _TIMEOUT
+    except StopAsyncIteration:
+        return None
+
+
+async def status_stream(
+    manager: ProcessManager, hub: StreamHub, keepalive: float = KEEPALIVE
+) -> AsyncIterator[str]:
+    """``snapshot`` (the whole list) first, then ``status`` (one process's state) at every change.
+
+    If events were dropped because this client reads slowly, the next event is a fresh ``snapshot``."""
+    subscription = hub.open(manager)
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        yield _snapshot(manager)
+        dropped = 0
+        while (item := await _next(subscription, keepalive)) is not None:
+            if item is _TIMEOUT:
+                yield format_comment("keep-alive")
+            elif subscription.dropped_events != dropped:
+                dropped = subscription.dropped_events
+                yield _snapshot(manager)
+            elif isinstance(item, StatusChanged | ProcessExited):
+                state = manager.state(item.process_id).to_dict()
+                yield format_event(json.dumps(state), event="status")
+    finally:
+        hub.release(subscription)
+
+
+def _snapshot(manager: ProcessManager) -> str:
+    return format_event(json.dumps([state.to_dict() for state in manager.states()]), event="snapshot")
+
+
+async def log_stream(
+    manager: ProcessManager,
+    hub: StreamHub,
+    process_id: str,
+    *,
+    lines: int,
+    after: int | None,
+    keepalive: float = KEEPALIVE,
+) -> AsyncIterator[str]:
+    """The last ``lines`` lines (or, with ``after``, every buffered line after that sequence number),
+    then each new line as it is written. The caller checks that the process exists: the response has
+    begun by the time this runs."""
+    subscription = hub.open(manager, process_id)
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        if after is not None and after > manager.last_log_seq(process_id):
+            after = 0  # a cursor from the future: the server restarted and its numbering began again
+        if after is None:
+            backlog = manager.logs(process_id, lines)
+            cursor = backlog[-1].seq if backlog else manager.last_log_seq(process_id)
+            yield _log_events(backlog)
+        else:
+            cursor = after
+            catch_up, cursor = _catch_up(manager, process_id, cursor)
+            yield catch_up
+        dropped = 0
+        while (item := await _next(subscription, keepalive)) is not None:
+            if item is _TIMEOUT:
+                yield format_comment("keep-alive")
+                continue
+            if not isinstance(item, LogLines):
+                continue
+            if subscription.dropped_events != dropped or item.first_seq > cursor + 1:
+                dropped = subscription.dropped_events
+                catch_up, cursor = _catch_up(manager, process_id, cursor)
+                yield catch_up
+                continue
+            fresh = [line for line in lines_of(item) if line.seq > cursor]
+            if fresh:
+                cursor = fresh[-1].seq
+                yield _log_events(fresh)
+    finally:
+        hub.release(subscription)
+
+
+def _catch_up(manager: ProcessManager, process_id: str, cursor: int) -> tuple[str, int]:
+    """Every buffered line after ``cursor``, preceded by a ``dropped`` event for lines no longer kept."""
+    missing = manager.logs_since(process_id, cursor)
+    last = manager.last_log_seq(process_id)
+    first_kept = missing[0].seq if missing else last + 1
+    text = ""
+    if first_kept > cursor + 1:
+        text = format_event(json.dumps({"count": first_kept - cursor - 1}), event="dropped")
+    return text + _log_events(missing), (missing[-1].seq if missing else max(cursor, last))
