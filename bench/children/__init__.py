@@ -1,0 +1,1 @@
+"""Small programs the workloads run as children (standard library only)."""

@@ -1,0 +1,68 @@
+"""W2 idle cost: with N = 100 children running, the manager's own memory (all its processes, not the
+children) and the CPU seconds it spends over an idle period.
+
+All managers idle at the same time: an idle manager barely runs, CPU time is counted per process, and
+memory does not depend on the neighbours, so this costs one idle period per repetition instead of one
+per manager."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+from bench import procs
+from bench.managers.base import SLEEP, Manager, Program
+from bench.results import Series
+from bench.workloads.context import Context
+
+SIZE = 100
+MB = 1_000_000
+
+
+def run(ctx: Context) -> list[Series]:
+    idle = 10.0 if ctx.quick else 30.0
+    subjects = ctx.subjects("W2")
+    table: dict[str, list[Series]] = {}
+    out: list[Series] = []
+    for subject in subjects:
+        row = [
+            ctx.series("W2", f"memory (PSS), N={SIZE}", "MB", subject),
+            ctx.series("W2", f"memory (RSS), N={SIZE}", "MB", subject),
+            ctx.series("W2", f"CPU over {idle:.0f}s idle, N={SIZE}", "s", subject),
+        ]
+        table[subject[0].label_for(subject[1])] = row
+        out += row
+    for rep in range(ctx.repeats(3)):
+        ctx.guarded(f"W2 all managers #{rep + 1}", out, functools.partial(measure, ctx, idle, table))
+    return out
+
+
+def measure(ctx: Context, idle: float, table: dict[str, list[Series]]) -> None:
+    managers: list[Manager] = []
+    try:
+        for kind, variant in ctx.subjects("W2"):
+            manager = ctx.make(kind, variant)
+            managers.append(manager)
+            manager.launch([Program("s", (SLEEP, manager.token), count=SIZE)])
+        for manager in managers:
+            up = functools.partial(all_up, manager, SIZE)
+            procs.wait_for(up, 180, f"{SIZE} children of {manager.label}", 0.1)
+        time.sleep(2.0 if ctx.quick else 5.0)  # let start-up work finish
+        before = {manager.label: procs.usage(manager.own_pids()).cpu for manager in managers}
+        time.sleep(idle)
+        for manager in managers:
+            own = manager.own_pids()
+            usage = procs.usage(own)
+            pss, rss, cpu = table[manager.label]
+            pss.values.append(usage.pss / MB)
+            rss.values.append(usage.rss / MB)
+            cpu.values.append(usage.cpu - before[manager.label])
+            pss.note = f"{len(own)} process(es)"
+    finally:
+        for manager in managers:
+            ctx.release(manager)
+        ctx.check_clean()
+
+
+def all_up(manager: Manager, size: int) -> bool:
+    return len(procs.sleepers(manager.token)) >= size

@@ -1,0 +1,69 @@
+"""W5 tree cleanup: 20 children, each with a grandchild in its process group and a double-forked
+daemon in a session of its own (60 processes). Stop the manager normally, or kill it with SIGKILL, and
+count the survivors 5 seconds later.
+
+Survivors are counted, not timed, so all managers run side by side: one 5 s wait per repetition."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from pathlib import Path
+
+from bench import procs
+from bench.managers.base import SLEEP, Manager, Program
+from bench.results import Series
+from bench.workloads.context import Context
+
+CHILDREN = 20
+TREE = Path(__file__).resolve().parent.parent / "children" / "tree.py"
+CASES = {"stop": "survivors after a normal stop", "sigkill": "survivors after SIGKILL of the manager"}
+
+
+def run(ctx: Context) -> list[Series]:
+    wait = 5.0
+    out: list[Series] = []
+    for case, metric in CASES.items():
+        table: dict[str, Series] = {}
+        for subject in ctx.subjects("W5"):
+            item = ctx.series("W5", f"{metric} ({CHILDREN * 3} processes)", "processes", subject)
+            table[item.label] = item
+            out.append(item)
+        for rep in range(ctx.repeats(3)):
+            once = functools.partial(measure, ctx, case, wait, table)
+            ctx.guarded(f"W5 {case} #{rep + 1}", list(table.values()), once)
+    return out
+
+
+def members(manager: Manager) -> int:
+    """Live workload processes: the Python children, their grandchildren and the daemons (not the shell
+    honcho wraps each command in)."""
+    return sum(1 for pid in procs.with_token(manager.token) if not procs.argv(pid)[0].endswith(b"sh"))
+
+
+def measure(ctx: Context, case: str, wait: float, table: dict[str, Series]) -> None:
+    managers: list[Manager] = []
+    try:
+        for kind, variant in ctx.subjects("W5"):
+            manager = ctx.make(kind, variant)
+            managers.append(manager)
+            manager.launch(
+                [Program("tree", (sys.executable, str(TREE), SLEEP, manager.token), count=CHILDREN)]
+            )
+        for manager in managers:
+            full = functools.partial(lambda m: members(m) >= CHILDREN * 3, manager)
+            procs.wait_for(full, 120, f"{CHILDREN * 3} processes under {manager.label}", 0.1)
+        time.sleep(0.5)
+        for manager in managers:
+            if case == "stop":
+                manager.stop()
+            else:
+                manager.kill_main()
+        time.sleep(wait)
+        for manager in managers:
+            table[manager.label].values.append(members(manager))
+    finally:
+        for manager in managers:
+            ctx.release(manager)
+        ctx.check_clean()
