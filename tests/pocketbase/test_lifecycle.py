@@ -4,6 +4,7 @@ supervisor never keeps PocketBase from serving."""
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Callable
@@ -30,7 +31,10 @@ def supervisors(app: PocketBase) -> list[psutil.Process]:
     return [p for p in app.leftovers() if "supervise" in p.cmdline()]
 
 
-def test_sigterm_stops_every_sidecar_before_pocketbase_exits(pocketbase_factory: Factory) -> None:
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["SIGTERM", "Ctrl+C to the terminal's group"])
+def test_sigterm_stops_every_sidecar_before_pocketbase_exits(
+    pocketbase_factory: Factory, ctrl_c: bool
+) -> None:
     app = pocketbase_factory()
     app.install([sidecar("polite", SLEEPER), sidecar("stubborn", STUBBORN, stopTimeout="1s")])
     app.start()
@@ -43,7 +47,10 @@ def test_sigterm_stops_every_sidecar_before_pocketbase_exits(pocketbase_factory:
         "the stubborn sidecar to ignore SIGTERM",
     )
     started = time.monotonic()
-    app.signal(signal.SIGTERM)
+    if ctrl_c:
+        os.killpg(app.pid, signal.SIGINT)  # PocketBase leads its group, as in a terminal
+    else:
+        app.signal(signal.SIGTERM)
     app.wait(timeout=10)
     took = time.monotonic() - started
     assert took < 5, f"PocketBase took {took:.1f}s to exit"
@@ -67,6 +74,27 @@ def test_sigkill_leaves_nothing_after_two_seconds(pocketbase_factory: Factory) -
     app.signal(signal.SIGKILL)
     app.wait(timeout=5)
     wait_for(lambda: app.leftovers() == [], 2, "no supervisor and no sidecar left")
+
+
+def test_pocketbase_started_again_right_after_a_sigkill_runs_each_sidecar_once(
+    pocketbase_factory: Factory,
+) -> None:
+    app = pocketbase_factory()
+    app.install([sidecar("one", SLEEPER)])
+    app.start()
+    old = app.wait_running("one")["one"]["pid"]
+    app.signal(signal.SIGKILL)
+    app.wait(timeout=5)
+    app.process = None
+    app.start()  # the old supervisor may still be stopping: the new one waits for it
+    new = app.wait_running("one", timeout=15)["one"]["pid"]
+    assert new != old
+    wait_for(
+        lambda: not psutil.pid_exists(old) or psutil.Process(old).status() == psutil.STATUS_ZOMBIE, 5, "old"
+    )
+    assert len(supervisors(app)) == 1
+    sidecars = [p for p in app.leftovers() if "supervise" not in p.cmdline()]
+    assert [p.pid for p in sidecars] == [new]
 
 
 def test_a_broken_config_does_not_stop_pocketbase(pocketbase_factory: Factory) -> None:

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import logging.handlers
 import os
+import select
 import signal
 import threading
 import time
@@ -30,6 +31,7 @@ from processman.environment import PocketBaseInfo
 from processman.errors import AlreadyRunningElsewhere, ProcessmanError
 from processman.pocketbase.bridge import PocketBaseBridge
 from processman.pocketbase.mirror import LogMirror, MirrorHandler
+from processman.pocketbase.parent import stdin_is_pipe
 from processman.runner import Runner, ServeSettings
 
 logger = logging.getLogger("processman")
@@ -37,7 +39,7 @@ logger = logging.getLogger("processman")
 DEFAULT_STOP_TIMEOUT = 10.0
 STOP_MARGIN = 3.0  # beyond the longest stopTimeout: the SIGKILL round, the API and guardian shutdown
 EXIT_GRACE = 1.0  # after the deadline's SIGKILL, before exiting regardless
-PREVIOUS_RUN_WAIT = 15.0  # a supervisor of the previous PocketBase may still be stopping its sidecars
+PREVIOUS_RUN_WAIT = 60.0  # a supervisor of the previous PocketBase may still be stopping its sidecars
 LOG_FILE_BYTES = 5 * 1024 * 1024
 QUIET_LOGGERS = ("httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access", "watchfiles")
 
@@ -187,6 +189,14 @@ def build_runner(hook: HookEnvironment, mirror: LogMirror) -> SupervisorRunner:
     return SupervisorRunner(settings)
 
 
+def _parent_speaks(timeout: float) -> bool:
+    if not stdin_is_pipe():
+        time.sleep(timeout)
+        return False
+    readable, _, _ = select.select([0], [], [], timeout)
+    return bool(readable)
+
+
 def supervise(environ: Mapping[str, str] | None = None) -> int:
     """Run until PocketBase stops or goes away. Returns the exit code."""
     hook = HookEnvironment.from_environ(os.environ if environ is None else environ)
@@ -205,6 +215,7 @@ def supervise(environ: Mapping[str, str] | None = None) -> int:
         )
     runner = build_runner(hook, mirror)
     waited_until = time.monotonic() + PREVIOUS_RUN_WAIT
+    waiting = False
     try:
         while True:
             try:
@@ -213,8 +224,14 @@ def supervise(environ: Mapping[str, str] | None = None) -> int:
                 if time.monotonic() > waited_until:
                     logger.error("%s; giving up", exc)
                     return 1
+                if not waiting:
+                    logger.info("%s; waiting for it to finish stopping", exc)
+                    waiting = True
                 # The supervisor of a PocketBase that was just killed is finishing its stop (it is bounded
-                # by its own deadline): nothing of ours runs yet, so try again shortly.
-                time.sleep(0.2)
+                # by its own deadline): nothing of ours runs yet, so try again shortly, unless our own
+                # PocketBase stops meanwhile (its pipe then has "stop" or its end).
+                if _parent_speaks(0.2):
+                    logger.info("PocketBase stopped before the previous supervisor did; nothing was started")
+                    return 0
     finally:
         runner.deadline.disarm()
