@@ -91,6 +91,17 @@ def test_start_stop_restart_and_logs_through_pocketbase(app: PocketBase) -> None
     assert encoded.status_code == 404
 
 
+def test_streams_point_to_realtime_instead_of_hanging(app: PocketBase) -> None:
+    su = app.superuser()
+    follow = app.http.get("/api/pm/greeter/logs", params={"follow": "1"}, headers=su, timeout=5)
+    assert follow.status_code == 400
+    assert "realtime topic pm/logs/greeter" in follow.json()["message"]
+    events = app.http.get("/api/pm/events", headers=su, timeout=5)
+    assert (events.status_code, events.json()["status"]) == (400, 400)
+    assert "realtime topic pm/events" in events.json()["message"]
+    assert app.http.get("/api/pm/events", timeout=5).status_code == 401
+
+
 def test_sidecar_output_appears_in_pocketbases_logs(app: PocketBase) -> None:
     # PocketBase writes its log 3 s after the last entry (or every 200 entries).
     def mirrored() -> dict[str, dict[str, Any]] | None:

@@ -27,6 +27,8 @@ routerAdd("POST", "/api/pm/broadcast", (e) => require(`${__hooks}/processman_lib
 // The control API, for superusers only (no token: 401, a regular user's token: 403).
 routerAdd("GET", "/api/pm/bridge", (e) => require(`${__hooks}/processman_lib.js`).bridge(e),
   $apis.requireSuperuserAuth())
+routerAdd("GET", "/api/pm/events", (e) => require(`${__hooks}/processman_lib.js`).events(e),
+  $apis.requireSuperuserAuth())
 routerAdd("GET", "/api/pm/list", (e) => require(`${__hooks}/processman_lib.js`).forward(e, "/api/pm/list", true),
   $apis.requireSuperuserAuth())
 routerAdd("POST", "/api/pm/{id}/start", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "start"),

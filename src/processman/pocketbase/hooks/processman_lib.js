@@ -233,9 +233,30 @@ function forward(e, path, withSecret) {
   return e.blob(res.statusCode, type, res.body)
 }
 
+// $http.send returns only once the whole answer is in, so a stream would hang until the timeout: say
+// where live data is instead.
+function noStreams(e, topic) {
+  return e.json(400, {
+    status: 400,
+    message: "Live streams cannot pass through PocketBase; subscribe to the realtime topic " + topic + " instead.",
+    data: {},
+  })
+}
+
+function streamAsked(e) {
+  const follow = (e.request.url.query().get("follow") || "").toLowerCase()
+  return follow !== "" && follow !== "0" && follow !== "false" && follow !== "no"
+}
+
 // The routes of the API, each with its process id re-encoded: pathValue() returns it decoded.
 function forwardProcess(e, action) {
-  return forward(e, "/api/pm/" + encodeURIComponent(e.request.pathValue("id")) + "/" + action, true)
+  const id = e.request.pathValue("id")
+  if (action === "logs" && streamAsked(e)) return noStreams(e, "pm/logs/" + id)
+  return forward(e, "/api/pm/" + encodeURIComponent(id) + "/" + action, true)
+}
+
+function events(e) {
+  return noStreams(e, "pm/events")
 }
 
 // Any other /api/pm/ route the supervisor offers (health, metrics, ...), path kept as the client sent it.
@@ -251,6 +272,6 @@ function forwardDashboard(e) {
 }
 
 module.exports = {
-  startSupervisor, stopSupervisor, register, ingest, broadcast, bridge, forward, forwardProcess, forwardApi,
+  startSupervisor, stopSupervisor, register, ingest, broadcast, bridge, events, forward, forwardProcess, forwardApi,
   forwardDashboard,
 }
