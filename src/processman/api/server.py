@@ -16,6 +16,7 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import uvicorn
+from starlette.applications import Starlette
 
 from processman.api.app import create_app
 from processman.api.auth import Authenticator
@@ -101,6 +102,7 @@ class ApiService:
         self.shutdown_timeout = shutdown_timeout
         self.keepalive = keepalive
         self._socket: socket.socket | None = None
+        self.app: Starlette | None = None  # the application, while it runs
 
     def __repr__(self) -> str:
         return f"<ApiService {self.url} {self.authenticator!r}>"
@@ -125,7 +127,9 @@ class ApiService:
     ) -> None:
         self.bind()
         assert self._socket is not None
-        app = create_app(manager, self.authenticator, dashboard=self.dashboard, keepalive=self.keepalive)
+        self.app = app = create_app(
+            manager, self.authenticator, dashboard=self.dashboard, keepalive=self.keepalive
+        )
         config = uvicorn.Config(
             app,
             lifespan="off",  # the runner runs the manager

@@ -41,15 +41,17 @@ class StreamHub:
     """The open streams of one API, so that shutting the API down can end them: an open stream would
     otherwise hold the HTTP server's graceful shutdown until the client goes away."""
 
-    def __init__(self) -> None:
+    def __init__(self, queue_size: int = 1000) -> None:
+        self.queue_size = queue_size
         self._subscriptions: set[Subscription] = set()
         self.closed = False
+        self.catch_ups = 0  # how often a stream fell behind and caught up from the manager's state
 
     def __len__(self) -> int:
         return len(self._subscriptions)
 
     def open(self, manager: ProcessManager, process_id: str | None = None) -> Subscription:
-        subscription = manager.subscribe(process_id=process_id)
+        subscription = manager.subscribe(process_id=process_id, maxsize=self.queue_size)
         if self.closed:
             subscription.close()
         self._subscriptions.add(subscription)
@@ -93,6 +95,7 @@ async def status_stream(
                 yield format_comment("keep-alive")
             elif subscription.dropped_events != dropped:
                 dropped = subscription.dropped_events
+                hub.catch_ups += 1
                 yield _snapshot(manager)
             elif isinstance(item, StatusChanged | ProcessExited):
                 state = manager.state(item.process_id).to_dict()
@@ -139,6 +142,7 @@ async def log_stream(
                 continue
             if subscription.dropped_events != dropped or item.first_seq > cursor + 1:
                 dropped = subscription.dropped_events
+                hub.catch_ups += 1
                 catch_up, cursor = _catch_up(manager, process_id, cursor)
                 yield catch_up
                 continue
