@@ -165,6 +165,11 @@ function renderSelection() {
 // ---- actions -------------------------------------------------------------------------------------
 
 async function runAction(id, verb, { quiet = false } = {}) {
+  if (document.body.hasAttribute("data-offline")) {
+    const error = new ApiError(0, "not connected to the server");
+    if (!quiet) toast(`Cannot ${verb} ${id}: not connected to the server.`, "error");
+    return error;
+  }
   list.setBusy(id, verb);
   if (panel.id === id) panel.setBusy(verb);
   try {
@@ -184,8 +189,6 @@ async function runAction(id, verb, { quiet = false } = {}) {
   } finally {
     list.setBusy(id, null);
     if (panel.id === id) panel.setBusy(null);
-    // Without the live stream the row would not learn its new state: ask for it.
-    if (!live || document.body.hasAttribute("data-offline")) refreshList();
   }
 }
 
@@ -248,15 +251,6 @@ function confirmDialog(title, text, okLabel) {
   return new Promise((resolve) => {
     dialog.addEventListener("close", () => resolve(dialog.returnValue === "confirm"), { once: true });
   });
-}
-
-async function refreshList() {
-  try {
-    store.replace(await api.list());
-    store.loaded = true;
-  } catch (error) {
-    if (error instanceof ApiError && error.isAuth) signOut(authMessage(error));
-  }
 }
 
 // ---- the panel and the URL -----------------------------------------------------------------------

@@ -14,6 +14,7 @@ import { plural } from "./format.js";
 import { EventStream } from "./sse.js";
 
 const HISTORY = 100;
+const MAX_LINES = 1000; // what the server keeps per process
 
 function parse(text) {
   try {
@@ -55,10 +56,14 @@ export class DirectLive {
   }
 
   followLogs(id, sink) {
-    // Lines carry their sequence number as the event id: after a reconnect the stream resumes after the
-    // last one (Last-Event-ID). A line seen twice is dropped; numbers that go back mean a new server.
+    // Lines carry their sequence number. After a reconnect the stream is asked for the whole buffer and
+    // only what is new is kept: a line seen before is dropped, older lines are skipped, and a line that
+    // is numbered lower but written later means the server restarted and counts from 1 again (which
+    // Last-Event-ID alone cannot tell: the new server may have reached the old number already).
     const seen = new Map();
     let lastSeq = 0;
+    let lastTime = -Infinity;
+    let resumed = false;
     let batch = [];
     let queued = false;
     const flush = () => {
@@ -66,10 +71,38 @@ export class DirectLive {
       sink.onLines(batch);
       batch = [];
     };
+    const accept = (line) => {
+      const seq = Number(line.seq);
+      const time = Date.parse(line.timestamp);
+      if (!Number.isFinite(seq) || seq <= 0) return true;
+      if (seen.get(seq) === line.timestamp) return false;
+      if (seq > lastSeq) {
+        if (resumed && lastSeq > 0 && seq > lastSeq + 1) {
+          sink.onMarker(`… ${plural(seq - lastSeq - 1, "line")} went by while the connection was down`);
+        }
+      } else if (time > lastTime) {
+        sink.onMarker("— the server restarted; its lines follow —");
+        seen.clear();
+      } else {
+        return false;
+      }
+      resumed = false;
+      lastSeq = seq;
+      lastTime = Math.max(lastTime, time);
+      seen.set(seq, line.timestamp);
+      if (seen.size > 5000) seen.delete(seen.keys().next().value);
+      return true;
+    };
     sink.onState("Loading the last lines…");
-    const stream = new EventStream(apiUrl(`${encodeURIComponent(id)}/logs`, { follow: 1, lines: HISTORY }), {
+    const path = `${encodeURIComponent(id)}/logs`;
+    const url = (reconnecting) => apiUrl(path, { follow: 1, lines: reconnecting ? MAX_LINES : HISTORY });
+    const stream = new EventStream(url, {
+      resume: false,
       headers: () => this.session.headers(),
-      onOpen: () => sink.onState(""),
+      onOpen: () => {
+        resumed = lastSeq > 0;
+        sink.onState("");
+      },
       onEvent: (event) => {
         if (event.type === "dropped") {
           const count = parse(event.data)?.count ?? 0;
@@ -78,15 +111,7 @@ export class DirectLive {
         }
         if (event.type !== "log") return;
         const line = parse(event.data);
-        if (!line) return;
-        const seq = Number(line.seq ?? event.id);
-        if (Number.isFinite(seq) && seq > 0) {
-          if (seen.get(seq) === line.timestamp) return;
-          if (seq <= lastSeq) sink.onMarker("— the server restarted; its lines follow —");
-          lastSeq = seq;
-          seen.set(seq, line.timestamp);
-          if (seen.size > 5000) seen.delete(seen.keys().next().value);
-        }
+        if (!line || !accept({ ...line, seq: line.seq ?? event.id })) return;
         batch.push(line);
         if (!queued) {
           queued = true;

@@ -70,7 +70,8 @@ export class AuthError extends Error {
 }
 
 /**
- * A self-reconnecting event stream.
+ * A self-reconnecting event stream. `url` is a string, or a function of `reconnecting` (true after the
+ * first attempt) that returns one.
  * options: headers() -> object, onOpen(), onEvent({type, data, id}), onDown(error, retryInMs, failures),
  * onAuthError(AuthError), lastEventId (initial), resume (send Last-Event-ID, default true),
  * minDelay/maxDelay in ms, silenceLimit in ms.
@@ -87,6 +88,7 @@ export class EventStream {
     this.timer = null;
     this.watchdog = null;
     this.heartbeats = false;
+    this.connections = 0;
   }
 
   start() {
@@ -117,7 +119,9 @@ export class EventStream {
     if (this.lastEventId && this.options.resume !== false) headers["Last-Event-ID"] = this.lastEventId;
     let openedAt = 0;
     try {
-      const response = await fetch(this.url, { headers, signal: controller.signal, cache: "no-store" });
+      const url = typeof this.url === "function" ? this.url(this.connections > 0) : this.url;
+      this.connections += 1;
+      const response = await fetch(url, { headers, signal: controller.signal, cache: "no-store" });
       if (response.status === 401 || response.status === 403) {
         const body = await response.json().catch(() => ({}));
         throw new AuthError(response.status, body.message || response.statusText);
