@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, Final
 
 from processman.api.sse import format_comment, format_event
@@ -81,7 +81,7 @@ async def _next(subscription: Subscription, keepalive: float) -> Event | object 
 
 async def status_stream(
     manager: ProcessManager, hub: StreamHub, keepalive: float = KEEPALIVE
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """``snapshot`` (the whole list) first, then ``status`` (one process's state) at every change.
 
     If events were dropped because this client reads slowly, the next event is a fresh ``snapshot``."""
@@ -116,7 +116,7 @@ async def log_stream(
     lines: int,
     after: int | None,
     keepalive: float = KEEPALIVE,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """The last ``lines`` lines (or, with ``after``, every buffered line after that sequence number),
     then each new line as it is written. The caller checks that the process exists: the response has
     begun by the time this runs."""
@@ -138,13 +138,15 @@ async def log_stream(
             if item is _TIMEOUT:
                 yield format_comment("keep-alive")
                 continue
-            if not isinstance(item, LogLines):
-                continue
-            if subscription.dropped_events != dropped or item.first_seq > cursor + 1:
+            # Any event may be the first after a drop: the queue may have filled with status changes.
+            behind = isinstance(item, LogLines) and item.first_seq > cursor + 1
+            if subscription.dropped_events != dropped or behind:
                 dropped = subscription.dropped_events
                 hub.catch_ups += 1
                 catch_up, cursor = _catch_up(manager, process_id, cursor)
                 yield catch_up
+                continue
+            if not isinstance(item, LogLines):
                 continue
             fresh = [line for line in lines_of(item) if line.seq > cursor]
             if fresh:
