@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from processman.engine.events import LogLines
+from processman.logs import LogLine
 from processman.pocketbase.mirror import MAX_MESSAGE, LogMirror, MirrorHandler, MirrorLimits
 
 
@@ -103,3 +104,16 @@ def test_the_handler_skips_sidecar_output_and_quiet_foreign_records() -> None:
     handler.handle(record(logging.INFO, "debug noise", name="httpx"))
     handler.handle(record(logging.ERROR, "uvicorn failed", name="uvicorn.error"))
     assert [line["message"] for line in mirror.take_batch()] == ["processman: uvicorn failed"]
+
+
+def test_history_lines_keep_their_own_time_and_stream() -> None:
+    mirror = LogMirror()
+    history = [
+        LogLine(1, 1_700_000_000.0, "web", "stdout", "first"),
+        LogLine(2, 1_700_000_001.5, "web", "stderr", "x"),
+    ]
+    mirror.add_history(history)
+    assert [(line["level"], line["message"], line["attrs"]["time"]) for line in mirror.take_batch()] == [
+        ("info", "first", "2023-11-14T22:13:20.000Z"),
+        ("error", "x", "2023-11-14T22:13:21.500Z"),
+    ]

@@ -29,7 +29,9 @@ while True: time.sleep(1)
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PocketBase]:
     pocketbase = PocketBase(tmp_path_factory.mktemp("pb"))
     try:
-        pocketbase.install([sidecar("greeter", GREETER), sidecar("sleeper", SLEEPER, stopTimeout="2s")])
+        early = {"id": "early", "command": "sh", "args": ["-c", "echo early bird; exec sleep 1000"]}
+        processes = [sidecar("greeter", GREETER), sidecar("sleeper", SLEEPER, stopTimeout="2s"), early]
+        pocketbase.install(processes)
         pocketbase.start()
         yield pocketbase
     finally:
@@ -57,7 +59,7 @@ def test_the_api_needs_a_superuser(app: PocketBase) -> None:
     assert app.http.get("/api/pm/list", headers={"Authorization": "garbage"}).status_code == 401
     response = app.http.get("/api/pm/list", headers=app.superuser())
     assert response.status_code == 200
-    assert [state["id"] for state in response.json()] == ["greeter", "sleeper"]
+    assert [state["id"] for state in response.json()] == ["greeter", "sleeper", "early"]
 
 
 def test_start_stop_restart_and_logs_through_pocketbase(app: PocketBase) -> None:
@@ -117,7 +119,9 @@ def test_sidecar_output_appears_in_pocketbases_logs(app: PocketBase) -> None:
     assert stderr["level"] == 8  # Error
     assert stdout["data"]["pm"] is True and stdout["data"]["process"] == "greeter"
     assert stdout["data"]["time"].endswith("Z")
-    # The supervisor's own records are there too.
+    # Lines written before the bridge to PocketBase was up are there too.
+    assert app.logs("data.process='early' && message='early bird'")
+    # And the supervisor's own records.
     started = app.logs("data.source='processman' && message~'greeter: started pid'")
     assert started, "the supervisor's 'started' line is not in PocketBase's logs"
 

@@ -112,6 +112,10 @@ class PocketBaseBridge:
         self, manager: ProcessManager, ready: Callable[[], None], request_stop: Callable[[str], None]
     ) -> None:
         self._manager = manager
+        # The sidecars started before this service: pass on what they wrote so far, then everything
+        # new. Nothing awaits in between, so no line is missed or repeated.
+        for process_id in manager.ids:
+            self.mirror.add_history(manager.logs_since(process_id, 0))
         remove_listener = manager.events.add_listener(self._on_event)
         self.mirror.bind(asyncio.get_running_loop())
         headers = {"X-PM-Secret": self.secret}
@@ -132,15 +136,20 @@ class PocketBaseBridge:
     # ---- events from the manager -----------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, LogLines):
-            self.mirror.add_output(event)
-            return
-        assert self._manager is not None
-        if len(self._events) >= MAX_EVENTS:
-            self._events.popleft()
-            self.events_dropped += 1
-        self._events.append(event_message(event, self._manager))
-        self._events_ready.set()
+        # Called inside the engine's publish: it must return at once and never raise.
+        try:
+            if isinstance(event, LogLines):
+                self.mirror.add_output(event)
+                return
+            if self._manager is None:
+                return
+            if len(self._events) >= MAX_EVENTS:
+                self._events.popleft()
+                self.events_dropped += 1
+            self._events.append(event_message(event, self._manager))
+            self._events_ready.set()
+        except Exception:
+            logger.exception("cannot pass an event to PocketBase: %r", event)
 
     # ---- the tasks -------------------------------------------------------------------------------
 
@@ -156,7 +165,7 @@ class PocketBaseBridge:
         while True:
             try:
                 response = await client.post("/api/pm/register", json=body)
-            except httpx.TransportError as exc:
+            except httpx.HTTPError as exc:
                 if not warned and time.monotonic() - started > 5:
                     logger.warning(
                         "PocketBase at %s does not answer yet (%s); still trying", self.pocketbase.url, exc
@@ -209,7 +218,7 @@ class PocketBaseBridge:
         stops processman, so the last messages of a shutdown cannot be delivered)."""
         try:
             response = await client.post(path, json=body)
-        except httpx.TransportError as exc:
+        except httpx.HTTPError as exc:
             self._failed(f"{path}: {exc or type(exc).__name__}")
             return False
         if response.status_code >= 300:

@@ -14,12 +14,13 @@ import collections
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from processman.engine.events import LogLines
-from processman.logs import format_timestamp
+from processman.logs import LogLine, format_timestamp
 
 MAX_MESSAGE = 8000  # PocketBase truncates longer messages itself
 TRUNCATED = " [truncated; the full line is in processman's log file]"
@@ -71,11 +72,18 @@ class LogMirror:
     # ---- producers -------------------------------------------------------------------------------
 
     def add_output(self, event: LogLines) -> None:
-        level = "error" if event.stream == "stderr" else "info"
-        stamp = format_timestamp(event.timestamp)
-        attrs = {"process": event.process_id, "stream": event.stream, "time": stamp}
+        self._add_output(event.process_id, event.stream, event.timestamp, event.lines)
+
+    def add_history(self, lines: Iterable[LogLine]) -> None:
+        """Lines written before the mirror was attached (kept in the manager's memory)."""
+        for line in lines:
+            self._add_output(line.process_id, line.stream, line.timestamp, (line.content,))
+
+    def _add_output(self, process_id: str, stream: str, timestamp: float, texts: Iterable[str]) -> None:
+        level = "error" if stream == "stderr" else "info"
+        attrs = {"process": process_id, "stream": stream, "time": format_timestamp(timestamp)}
         with self._lock:
-            for text in event.lines:
+            for text in texts:
                 self._output.append({"level": level, "message": _message(text), "attrs": attrs})
             overflow = len(self._output) - self.limits.buffer_lines
             if overflow > 0:
