@@ -166,6 +166,21 @@ def test_503_until_the_supervisor_registers(pocketbase_factory: Factory, tmp_pat
     assert time.monotonic() - started < 3
 
 
+def test_a_missing_interpreter_is_reported_in_pocketbases_logs(pocketbase_factory: Factory) -> None:
+    app = pocketbase_factory()
+    app.install([sidecar("one", SLEEPER)], python="/nonexistent/python3")
+    app.start()
+    assert app.http.get("/api/pm/list", headers=app.superuser()).status_code == 503
+    errors = wait_for(
+        lambda: app.logs("data.pm=true && level=8 && message~'cannot start the process manager'"),
+        10,
+        "the start error",
+        interval=0.5,
+    )
+    assert errors[0]["data"]["python"] == "/nonexistent/python3"
+    assert "processman pocketbase install" in errors[0]["data"]["hint"]
+
+
 def test_502_when_the_supervisor_is_gone_and_its_sidecars_go_with_it(pocketbase_factory: Factory) -> None:
     app = pocketbase_factory()
     app.install([sidecar("one", SLEEPER)])

@@ -51,11 +51,13 @@ function startSupervisor(e) {
   // signal and the stdin pipe (end of file when PocketBase dies, however it dies) stop it if PocketBase
   // is killed outright.
   cmd.sysProcAttr = { setpgid: true, pdeathsig: 15 }
+  store.set(KEY_SECRET, secret) // before the start: the supervisor may register at once
   let stdin
   try {
     stdin = cmd.stdinPipe()
     cmd.start()
   } catch (err) {
+    store.remove(KEY_SECRET)
     logger().error(
       "processman: cannot start the process manager; the sidecars are not running",
       "python", PYTHON, "error", String(err),
@@ -63,7 +65,6 @@ function startSupervisor(e) {
     )
     return
   }
-  store.set(KEY_SECRET, secret)
   store.set(KEY_CMD, cmd)
   store.set(KEY_STDIN, stdin)
   logger().info("processman: process manager starting", "pid", cmd.process.pid, "version", VERSION,
