@@ -86,6 +86,8 @@ def test_list_renders_fifty_processes_with_overview(pages: Pages, server: Server
     assert page.text_content("[data-count=total]") == "50"
     assert page.text_content("[data-count=stopped]") == str(expected["stopped"])
     assert page.get_attribute("#health", "data-health") == "failed"
+    # The server reports no CPU or memory yet: those columns stay out of the way.
+    expect(page.locator(".row.head .c-cpu")).to_be_hidden()
 
     crasher = row(page, "crasher")
     assert crasher.get_attribute("data-status") == "crashed"
@@ -117,7 +119,7 @@ def test_restart_button_changes_the_pid(pages: Pages, server: Server) -> None:
     state = server.states()["svc-01"]
     assert new_pid == str(state["pid"]) and state["status"] == "running"
     assert target.locator(".c-restarts .value").text_content() == str(state["restartCount"])
-    page.wait_for_selector(".toast.ok:has-text('svc-01 restarted')")
+    expect(page.locator(".toast.ok").last).to_have_text(f"svc-01 restarted: running, pid {new_pid}")
     screenshot(page, "dashboard-restarted")
 
 
@@ -304,3 +306,22 @@ def _rgb(hex_colour: str) -> str:
     value = hex_colour.lstrip("#")
     red, green, blue = (int(value[i : i + 2], 16) for i in (0, 2, 4))
     return f"rgb({red}, {green}, {blue})"
+
+
+def test_the_keyboard_reaches_rows_the_panel_and_back(pages: Pages, server: Server) -> None:
+    page = pages.open()
+    sign_in(page, server)
+    focused = "() => document.activeElement.closest('.row')?.dataset.id ?? document.activeElement.id"
+    row(page, "svc-05").locator(".name").focus()
+    page.keyboard.press("ArrowDown")
+    assert page.evaluate(focused) == "svc-06"
+    page.keyboard.press("Enter")
+    expect(page.locator("#panel")).to_be_visible()
+    expect(page.locator("#panel-title")).to_have_text("svc-06")
+    assert page.evaluate(focused) == "panel-title"
+    page.keyboard.press("Escape")
+    expect(page.locator("#panel")).to_be_hidden()
+    assert page.evaluate(focused) == "svc-06"
+    # From the name, Tab goes on to the row's enabled buttons (start is disabled while running).
+    page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.dataset.action") == "restart"

@@ -164,23 +164,67 @@ function renderSelection() {
 
 // ---- actions -------------------------------------------------------------------------------------
 
+// What each verb should lead to, judged from the state before it: the status events may arrive a
+// moment after the HTTP answer (always so through PocketBase), so the outcome is read from the store.
+const OUTCOME = {
+  start: (entry, before) => entry !== before && !["stopped", "starting"].includes(entry.status),
+  stop: (entry) => entry.status === "stopped",
+  restart: (entry, before) =>
+    entry.restartCount > (before?.restartCount ?? -1) && !["starting", "stopping"].includes(entry.status),
+};
+
+function waitForOutcome(id, verb, before, timeoutMs = 3000) {
+  const settled = () => {
+    const entry = store.get(id);
+    return entry && OUTCOME[verb](entry, before) ? entry : null;
+  };
+  return new Promise((resolve) => {
+    const now = settled();
+    if (now) {
+      resolve(now);
+      return;
+    }
+    const timer = setTimeout(() => {
+      unsubscribe();
+      resolve(null);
+    }, timeoutMs);
+    const unsubscribe = store.subscribe(({ changed }) => {
+      if (!changed.has(id)) return;
+      const entry = settled();
+      if (!entry) return;
+      clearTimeout(timer);
+      unsubscribe();
+      resolve(entry);
+    });
+  });
+}
+
+function describeOutcome(id, verb, entry) {
+  if (!entry) return [`${id}: ${verb} accepted; waiting for its new status`, "info"];
+  if (entry.status === "running") {
+    return [`${id} ${PAST[verb]}: running, pid ${entry.pid}`, "ok"];
+  }
+  if (entry.status === "stopped") return [`${id} stopped`, "ok"];
+  const reason = entry.lastError ? `: ${entry.lastError}` : "";
+  return [`${id} ${PAST[verb]} but is ${entry.status}${reason}`, "error"];
+}
+
 async function runAction(id, verb, { quiet = false } = {}) {
   if (document.body.hasAttribute("data-offline")) {
     const error = new ApiError(0, "not connected to the server");
     if (!quiet) toast(`Cannot ${verb} ${id}: not connected to the server.`, "error");
     return error;
   }
+  const before = store.get(id);
   list.setBusy(id, verb);
   if (panel.id === id) panel.setBusy(verb);
   try {
     await api.action(id, verb);
-    list.flash(id, "ok");
-    if (!quiet) {
-      const entry = store.get(id);
-      const pid = entry?.pid ? ` (pid ${entry.pid})` : "";
-      toast(`${id} ${PAST[verb]}${verb === "stop" ? "" : pid}`, "ok");
-    }
-    return null;
+    const entry = await waitForOutcome(id, verb, before);
+    const [message, kind] = describeOutcome(id, verb, entry);
+    list.flash(id, kind === "error" ? "error" : "ok");
+    if (!quiet) toast(message, kind);
+    return kind === "error" ? new Error(message) : null;
   } catch (error) {
     if (error instanceof ApiError && error.status === 401) signOut(authMessage(error));
     list.flash(id, "error");
@@ -224,7 +268,7 @@ async function runBatch(verb) {
     while (queue.length) {
       const id = queue.shift();
       const error = await runAction(id, verb, { quiet: true });
-      if (error) failures.push(`${id}: ${error.message}`);
+      if (error) failures.push(error.message.startsWith(id) ? error.message : `${id}: ${error.message}`);
       done += 1;
       report();
     }
@@ -255,7 +299,10 @@ function confirmDialog(title, text, okLabel) {
 
 // ---- the panel and the URL -----------------------------------------------------------------------
 
+let focusPanel = false;
+
 function openProcess(id) {
+  focusPanel = true;
   const hash = `#/process/${encodeURIComponent(id)}`;
   if (location.hash !== hash) location.hash = hash;
   else showPanelFromHash();
@@ -281,6 +328,9 @@ function showPanelFromHash() {
   panel.show(id);
   list.setActive(id);
   $("#layout").setAttribute("data-panel", "");
+  // Keyboard and screen reader users land in the panel they opened.
+  if (focusPanel) $("#panel-title").focus({ preventScroll: true });
+  focusPanel = false;
 }
 
 // ---- live state ----------------------------------------------------------------------------------

@@ -64,7 +64,15 @@ export class ProcessList {
       const entry = this.store.get(id);
       if (row && entry) this._patch(row, entry);
     }
+    this._showUsageColumns();
     this.applyFilter();
+  }
+
+  // CPU and memory columns appear once the server reports either for any process.
+  _showUsageColumns() {
+    if (this.hasUsage) return;
+    this.hasUsage = this.store.all().some((entry) => entry.cpu != null || entry.memory != null);
+    this.container.closest(".list")?.toggleAttribute("data-usage", this.hasUsage);
   }
 
   _build(id) {
