@@ -1,16 +1,79 @@
-"""Turn results into text: a console table now, docs/benchmarks.md and its chart later."""
+"""Turn results into text: a console table, docs/benchmarks.md, and the data of its chart.
+
+The document is generated; the analysis that needs a person (why processman falls short where it does,
+the profiles, the peers' defects found on the way) lives in bench/findings.md and is included as is.
+"""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from bench.peers import Peers
-from bench.results import Results, Series, best_peer, by_metric, ratio
+from bench.peers import BENCH_DIR, Peers
+from bench.results import SUBJECT, Results, Series, best_peer, by_metric, ratio
+
+FINDINGS = BENCH_DIR / "findings.md"
+CHART_SCRIPT = BENCH_DIR / "chart.py"
+
+TITLES = {
+    "W1": "W1 fleet start and stop",
+    "W2": "W2 idle cost",
+    "W3": "W3 restart latency",
+    "W4": "W4 log throughput",
+    "W5": "W5 tree cleanup",
+    "W6": "W6 control latency",
+    "W7": "W7 reload latency",
+}
+
+SETTINGS = [
+    (
+        "processman",
+        "`serve --http 127.0.0.1:PORT`, one entry per child with `command`/`args` only",
+        '`minUptime: "1s"`, `backoff: "100ms"`, `stopTimeout: "5s"`',
+    ),
+    (
+        "supervisord",
+        "`-n`, `[inet_http_server]` on loopback, `numprocs`, everything else default",
+        "`stopasgroup=true`, `killasgroup=true`, `stopwaitsecs=5`",
+    ),
+    (
+        "circus",
+        "`numprocesses`, stdout/stderr `FileStream` (without a stream circus discards output)",
+        "`check_delay = 0.1`, `stop_children = true`, `graceful_timeout = 5`",
+    ),
+    (
+        "pm2",
+        "ecosystem file, one app per child, `interpreter: none`; `watch: true` for W7",
+        "(defaults are its advice)",
+    ),
+    ("honcho", "Procfile with `-c name=N`", "(no settings apply)"),
+]
+
+HEADLINES = [
+    ("W1", "start, N=500", False),
+    ("W1", "stop, N=500", False),
+    ("W2", "memory (PSS)", False),
+    ("W2", "CPU over", False),
+    ("W3", "restart after SIGKILL", True),
+    ("W4", "child slowdown", False),
+    ("W4", "lines lost", False),
+    ("W5", "survivors after a normal stop", False),
+    ("W5", "survivors after SIGKILL", False),
+    ("W6", "status via CLI", False),
+    ("W6", "status via API", True),
+    ("W7", "reload after a save", False),
+]
 
 
-def fmt(value: float | None, unit: str) -> str:
+def fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "n/a"
+    if value == float("inf"):
+        return "inf"
     if unit in ("lines", "processes"):
         return f"{value:,.0f}"
     if abs(value) >= 100:
@@ -18,6 +81,14 @@ def fmt(value: float | None, unit: str) -> str:
     if abs(value) >= 10:
         return f"{value:.1f}"
     return f"{value:.3g}" if value else "0"
+
+
+def fmt_ratio(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if value == float("inf"):
+        return "inf"
+    return f"{value:.2f}"
 
 
 def table_text(results: Results) -> str:
@@ -28,15 +99,176 @@ def table_text(results: Results) -> str:
         for item in items:
             r = ratio(item.median, best.median if best else None)
             rows.append(
-                f"    {item.label:32} median {fmt(item.median, item.unit):>10}  "
-                f"min {fmt(item.low, item.unit):>10}  max {fmt(item.high, item.unit):>10}  "
-                f"x best peer {'n/a' if r is None else f'{r:.2f}':>6}  {item.note[:80]}"
+                f"    {item.label:26} median {fmt(item.median, item.unit):>9}  "
+                f"min {fmt(item.low, item.unit):>9}  max {fmt(item.high, item.unit):>9}  "
+                f"x best peer {fmt_ratio(r):>6}  {item.note[:70]}"
             )
     return "\n".join(rows)
 
 
+@dataclass
+class Verdict:
+    target: str
+    met: bool
+    detail: str
+
+
+def _subject_best(items: list[Series]) -> Series | None:
+    ours = [s for s in items if s.manager == SUBJECT and s.median is not None]
+    if not ours:
+        return None
+    if ours[0].better == "lower":
+        return min(ours, key=lambda s: s.median or 0.0)
+    return max(ours, key=lambda s: s.median or 0.0)
+
+
+def verdicts(results: Results) -> list[Verdict]:
+    """The issue's targets, checked against the medians."""
+    found = []
+    for (workload, metric), items in by_metric(results.series).items():
+        best, ours = best_peer(items), _subject_best(items)
+        if ours is None or best is None or ours.median is None or best.median is None:
+            continue
+        met = ours.median <= best.median if ours.better == "lower" else ours.median >= best.median
+        detail = (
+            f"{ours.label} {fmt(ours.median, ours.unit)} {ours.unit} against {best.label} "
+            f"{fmt(best.median, best.unit)} {best.unit} (x{fmt_ratio(ratio(ours.median, best.median))})"
+        )
+        found.append(Verdict(f"{workload} {metric}: at least matches the best peer", met, detail))
+    for item in results.series:
+        if item.manager != SUBJECT or item.median is None:
+            continue
+        if item.workload == "W4" and item.unit == "x":
+            met = (item.high or 0) <= 1.2
+            found.append(Verdict(f"W4 {item.label}: child slowdown at most 1.2x", met, _spread(item)))
+        if item.workload == "W4" and item.unit == "lines":
+            met = (item.high or 0) == 0
+            found.append(Verdict(f"W4 {item.label}: zero lines lost", met, _spread(item)))
+        if item.workload == "W5":
+            met = (item.high or 0) == 0
+            found.append(Verdict(f"W5 {item.label}: zero survivors ({item.metric})", met, _spread(item)))
+    return found
+
+
+def _spread(item: Series) -> str:
+    return f"median {fmt(item.median, item.unit)}, max {fmt(item.high, item.unit)} {item.unit}"
+
+
+def markdown(results: Results, chart_name: str) -> str:
+    meta = results.meta
+    machine = meta.get("machine", {})
+    lines = [
+        "# Benchmarks: processman against PM2, supervisord, Circus and honcho",
+        "",
+        "Every manager runs the same workloads on the same machine in one run of `bench/run.py`; each "
+        "figure is the median of its repetitions, with min and max, and its ratio to the best peer "
+        "(*x best peer*: below 1 is better than every peer, for figures where lower is better). "
+        "This file is generated by `bench/run.py` (the findings come from `bench/findings.md`).",
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        "python bench/run.py               # full run: rewrites this file and benchmarks.png",
+        "python bench/run.py --quick       # smoke run (~3 min): bench/results/latest-quick.json only",
+        "python bench/run.py --only W3,W4  # some workloads, merged into bench/results/latest.json",
+        "```",
+        "",
+        "The first run installs the peers into `bench/.peers/` (a venv from PyPI and "
+        "`npm install --prefix`); nothing is added to processman's dependencies. Every manager and "
+        "child is killed after each run.",
+        "",
+        "## Machine and versions",
+        "",
+        f"Measured {meta.get('date', '?')}{' (quick mode)' if meta.get('quick') else ''}, "
+        f"run took {meta.get('duration_s', '?')} s.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| CPU | {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores |",
+        f"| memory | {machine.get('memory_gib', '?')} GiB |",
+        f"| kernel | {machine.get('system', '?')} {machine.get('kernel', '?')} |",
+    ]
+    for name, version in meta.get("versions", {}).items():
+        lines.append(f"| {name} | {version} |")
+    lines += [
+        "",
+        "## How each manager runs",
+        "",
+        "*defaults* sets only what the job needs; *tuned* adds what the manager's documentation recommends "
+        "for the job. A normal stop is SIGTERM to the manager (what systemd or `docker stop` sends).",
+        "",
+        "| manager | defaults | tuned |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {defaults} | {tuned} |" for name, defaults, tuned in SETTINGS]
+    lines += ["", "## Headline figures", "", f"![headline figures]({chart_name})", "", "## Targets", ""]
+    lines += ["| target | met | measured |", "|---|---|---|"]
+    for verdict in verdicts(results):
+        lines.append(f"| {verdict.target} | {'yes' if verdict.met else '**no**'} | {verdict.detail} |")
+    lines += ["", "## Results", ""]
+    grouped = by_metric(results.series)
+    for workload in TITLES:
+        metrics = [(metric, items) for (w, metric), items in grouped.items() if w == workload]
+        if not metrics:
+            continue
+        lines += [f"### {TITLES[workload]}", ""]
+        for metric, items in metrics:
+            best = best_peer(items)
+            unit = items[0].unit
+            lines += [
+                f"**{metric}** ({unit}, {'lower' if items[0].better == 'lower' else 'higher'} is better)",
+                "",
+            ]
+            lines += [
+                "| manager | median | min | max | x best peer | runs | note |",
+                "|---|---:|---:|---:|---:|---:|---|",
+            ]
+            for item in items:
+                name = f"**{item.label}**" if item.manager == SUBJECT else item.label
+                r = ratio(item.median, best.median if best else None)
+                lines.append(
+                    f"| {name} | {fmt(item.median, unit)} | {fmt(item.low, unit)} | {fmt(item.high, unit)} "
+                    f"| {fmt_ratio(r)} | {len(item.values)} | {item.note.replace('|', '/')} |"
+                )
+            lines.append("")
+    if FINDINGS.exists():
+        lines += [FINDINGS.read_text().rstrip(), ""]
+    return "\n".join(lines)
+
+
+def panels(results: Results) -> list[dict[str, Any]]:
+    grouped = by_metric(results.series)
+    found = []
+    for workload, prefix, log in HEADLINES:
+        matches = [
+            (metric, items)
+            for (w, metric), items in grouped.items()
+            if w == workload and metric.startswith(prefix)
+        ]
+        if not matches:
+            continue
+        metric, items = matches[0]
+        bars = [
+            {
+                "label": item.label,
+                "median": item.median,
+                "low": item.low,
+                "high": item.high,
+                "subject": item.manager == SUBJECT,
+                "reference": item.manager.startswith("reference"),
+                "text": fmt(item.median, item.unit),
+            }
+            for item in items
+            if item.median is not None
+        ]
+        if bars:
+            found.append({"title": f"{workload} {metric}", "unit": items[0].unit, "log": log, "bars": bars})
+    return found
+
+
 def write(results: Results, doc: Path, chart: Path, peers: Peers) -> None:
-    raise NotImplementedError
-
-
-__all__ = ["Series", "table_text", "write"]
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+        json.dump(panels(results), file)
+    subprocess.run([str(peers.python), str(CHART_SCRIPT), file.name, str(chart)], check=True)
+    Path(file.name).unlink()
+    doc.write_text(markdown(results, chart.name))

@@ -19,4 +19,4 @@ def by_name(name: str) -> type[Manager]:
     raise ValueError(f"unknown manager {name!r}; expected one of {', '.join(k.name for k in ALL)}")
 
 
-__all__ = ["ALL", "Manager", "Program", "by_name"]
+__all__ = ["ALL", "Circus", "Honcho", "Manager", "Pm2", "Processman", "Program", "Supervisord", "by_name"]

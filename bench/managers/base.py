@@ -166,13 +166,17 @@ class Manager(ABC):
                 self.process.wait(1)
         return True
 
+    def markers(self) -> list[str]:
+        """Strings on the command line of every process of this run (a helper orphaned when the
+        manager was killed is found by these)."""
+        return [str(self.workdir), self.token]
+
     def cleanup(self) -> None:
         """Kill the manager, its helpers and every process of this run; safe to call at any time."""
         own = self._known_own | self.own_pids()
         procs.kill(own)
-        marker = str(self.workdir).encode()
-        token = self.token.encode()
-        procs.kill_matching(lambda words: procs.carries(words, token) or procs.carries(words, marker))
+        markers = [marker.encode() for marker in self.markers()]
+        procs.kill_matching(lambda words: any(procs.carries(words, marker) for marker in markers))
         procs.kill(pid for pid in own if procs.alive(pid))
         if self.process is not None:
             with contextlib.suppress(ProcessLookupError):

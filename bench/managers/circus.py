@@ -69,6 +69,9 @@ class Circus(Manager):
             lines.append("")
         self.config_path.write_text("\n".join(lines))
 
+    def markers(self) -> list[str]:
+        return [*super().markers(), self.endpoint]  # circusd-stats carries only the endpoint
+
     def launch_argv(self) -> list[str]:
         return [str(self.peers.bin("circusd")), str(self.config_path)]
 

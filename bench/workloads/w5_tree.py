@@ -55,6 +55,7 @@ def measure(ctx: Context, case: str, wait: float, table: dict[str, Series]) -> N
             full = functools.partial(lambda m: members(m) >= CHILDREN * 3, manager)
             procs.wait_for(full, 120, f"{CHILDREN * 3} processes under {manager.label}", 0.1)
         time.sleep(0.5)
+        helpers = {manager.label: manager.own_pids() - {manager.main_pid()} for manager in managers}
         for manager in managers:
             if case == "stop":
                 manager.stop()
@@ -62,7 +63,11 @@ def measure(ctx: Context, case: str, wait: float, table: dict[str, Series]) -> N
                 manager.kill_main()
         time.sleep(wait)
         for manager in managers:
-            table[manager.label].values.append(members(manager))
+            item = table[manager.label]
+            item.values.append(members(manager))
+            left = [pid for pid in helpers[manager.label] if procs.alive(pid)]
+            if left:
+                item.note = f"{len(left)} of the manager's own helper process(es) still running"
     finally:
         for manager in managers:
             ctx.release(manager)

@@ -1,0 +1,73 @@
+"""Draw the headline chart: one small horizontal bar panel per headline figure, median bars with min-max
+whiskers, processman's bars in a colour of their own.
+
+Runs in the peers' venv, where matplotlib is installed (it is not a dependency of processman):
+    bench/.peers/venv/bin/python bench/chart.py PANELS.json OUT.png
+PANELS.json is written by bench/report.py: [{"title", "unit", "bars": [{"label", "median", "low",
+"high", "subject"}]}].
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import sys
+from typing import Any
+
+SUBJECT_COLOUR = "#d9480f"
+PEER_COLOUR = "#868e96"
+REFERENCE_COLOUR = "#ced4da"
+
+
+def draw(panels: list[dict[str, Any]], target: str) -> None:
+    matplotlib: Any = importlib.import_module("matplotlib")
+    matplotlib.use("Agg")
+    pyplot: Any = importlib.import_module("matplotlib.pyplot")
+    columns = 3
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = pyplot.subplots(rows, columns, figsize=(15, 3.1 * rows), squeeze=False)
+    for index, panel in enumerate(panels):
+        axis = axes[index // columns][index % columns]
+        bars = panel["bars"]
+        labels = [bar["label"] for bar in bars]
+        medians = [bar["median"] for bar in bars]
+        below = [bar["median"] - bar["low"] for bar in bars]
+        above = [bar["high"] - bar["median"] for bar in bars]
+        colours = [
+            SUBJECT_COLOUR if bar["subject"] else REFERENCE_COLOUR if bar["reference"] else PEER_COLOUR
+            for bar in bars
+        ]
+        positions = list(range(len(bars)))
+        axis.barh(positions, medians, xerr=[below, above], color=colours, capsize=2, error_kw={"lw": 0.8})
+        axis.set_yticks(positions, labels, fontsize=8)
+        axis.invert_yaxis()
+        axis.set_title(panel["title"], fontsize=9, loc="left")
+        axis.set_xlabel(panel["unit"] + ("  (log scale)" if panel.get("log") else ""), fontsize=8)
+        axis.tick_params(axis="x", labelsize=8)
+        if panel.get("log"):
+            axis.set_xscale("log")
+        top = max([bar["high"] for bar in bars] + [1e-9])
+        for position, bar in zip(positions, bars, strict=True):
+            axis.text(
+                bar["median"] if not panel.get("log") or bar["median"] > 0 else 1e-9,
+                position,
+                " " + bar["text"],
+                va="center",
+                fontsize=7,
+            )
+        if not panel.get("log"):
+            axis.set_xlim(0, top * 1.3)
+        axis.spines[["top", "right"]].set_visible(False)
+    for index in range(len(panels), rows * columns):
+        axes[index // columns][index % columns].axis("off")
+    figure.suptitle(
+        "processman and its peers: medians of one run on one machine; lower is better", fontsize=11
+    )
+    figure.tight_layout()
+    figure.savefig(target, dpi=110)
+
+
+if __name__ == "__main__":
+    with open(sys.argv[1]) as file:
+        draw(json.load(file), sys.argv[2])

@@ -1,0 +1,232 @@
+"""Profile processman where it falls short: py-spy samples ``processman serve`` while a workload's action
+runs, and the samples are summed per function (own time and inclusive time).
+
+    python bench/profile.py stop     # W1: stopping 500 children
+    python bench/profile.py logs     # W4: 500,000 lines through the log pipeline
+    python bench/profile.py list     # W6: 200 GET /api/pm/list with 100 children
+    python bench/profile.py memory   # W2: what the serve process's memory is made of
+
+Reports go to bench/results/profile-<action>.txt (py-spy comes from the peers' venv).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import collections
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+
+from bench import procs
+from bench.managers.base import SLEEP, Manager, Program
+from bench.managers.processman import Processman, processman_python
+from bench.peers import BENCH_DIR, ensure_peers
+from bench.workloads.context import Context
+from bench.workloads.w4_logs import WRITER
+
+RESULTS = BENCH_DIR / "results"
+
+
+def summarise(raw: Path, top: int = 25) -> str:
+    """py-spy's raw output is one line per distinct stack: ``frame;frame;frame count``."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count_text = line.rpartition(" ")
+        if not stack or not count_text.isdigit():
+            continue
+        count = int(count_text)
+        total += count
+        frames = [frame for frame in stack.split(";") if frame]
+        if not frames:
+            continue
+        own[frames[-1]] += count
+        for frame in set(frames):
+            inclusive[frame] += count
+    lines = [f"{total} samples", "", "own time (the function itself was running):"]
+    lines += [f"  {100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in own.most_common(top)]
+    lines += ["", "inclusive time (the function or what it called):"]
+    lines += [f"  {100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
+    return "\n".join(lines)
+
+
+def sample(manager: Manager, action: Callable[[], None], raw: Path, pyspy: Path) -> None:
+    spy = subprocess.Popen(
+        [
+            str(pyspy),
+            "record",
+            "--pid",
+            str(manager.main_pid()),
+            "--rate",
+            "500",
+            "--format",
+            "raw",
+            "--output",
+            str(raw),
+            "--nonblocking",
+            "--threads",
+            "--idle",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        action()
+    finally:
+        spy.send_signal(signal.SIGINT)
+        _, error = spy.communicate(timeout=60)
+    if not raw.exists():
+        raise RuntimeError(f"py-spy wrote nothing: {error.decode(errors='replace').strip()[-300:]}")
+
+
+def profile_stop(ctx: Context, manager: Manager) -> Callable[[], None]:
+    manager.launch([Program("s", (SLEEP, manager.token), count=500)])
+    procs.wait_for(lambda: len(procs.sleepers(manager.token)) >= 500, 120, "500 children")
+    time.sleep(1.0)
+
+    def action() -> None:
+        asked = time.monotonic()
+        manager.stop()
+        procs.wait_for(lambda: not procs.sleepers(manager.token), 120, "children to stop")
+        ctx.log(f"stopped 500 children in {time.monotonic() - asked:.2f}s")
+        time.sleep(0.3)
+
+    return action
+
+
+def profile_logs(ctx: Context, manager: Manager) -> Callable[[], None]:
+    report = manager.workdir / "writer.time"
+    go = manager.workdir / "go"
+    # The writer waits for a file before writing, so py-spy is attached first.
+    waiter = f"import os, sys, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
+    script = manager.workdir / "writer_after_go.py"
+    script.write_text(waiter + WRITER.read_text())
+    argv = (sys.executable, str(script), "500000", str(report), manager.token)
+    manager.launch([Program("w4", argv)], stdout_to_null=True)
+    time.sleep(2.0)
+
+    def action() -> None:
+        go.write_text("")
+        procs.wait_for(report.exists, 300, "the writer")
+        ctx.log(f"writer took {float(report.read_text()):.3f}s")
+        time.sleep(2.0)
+
+    return action
+
+
+def profile_list(ctx: Context, manager: Manager) -> Callable[[], None]:
+    manager.launch([Program("s", (SLEEP, manager.token), count=100)])
+    procs.wait_for(lambda: len(procs.sleepers(manager.token)) >= 100, 120, "100 children")
+    time.sleep(2.0)
+
+    def action() -> None:
+        times = manager.api_queries(200) or []
+        if times:
+            ctx.log(f"200 list queries, median {sorted(times)[len(times) // 2] * 1000:.1f} ms")
+
+    return action
+
+
+MEMORY_PROBE = r"""
+import os, sys
+def rss():
+    with open(f"/proc/{os.getpid()}/smaps_rollup") as f:
+        return {l.split(":")[0]: int(l.split()[1]) for l in f if l.split(":")[0] in ("Rss", "Pss")}
+last = rss()
+print(f"{'interpreter':40} Rss {last['Rss']/1024:6.1f} MB")
+for name in sys.argv[1:]:
+    __import__(name)
+    now = rss()
+    print(f"{'+ import ' + name:40} Rss {now['Rss']/1024:6.1f} MB  (+{(now['Rss']-last['Rss'])/1024:.1f})")
+    last = now
+print(f"{len(sys.modules)} modules loaded")
+"""
+
+MEMORY_MODULES = [
+    "asyncio",
+    "click",
+    "psutil",
+    "watchfiles",
+    "processman.engine.manager",
+    "processman.runner",
+    "processman.cli",
+    "httpx",
+    "starlette.applications",
+    "uvicorn",
+    "processman.api.app",
+    "processman.cli.serve",
+]
+
+
+def profile_memory(ctx: Context) -> str:
+    manager = ctx.make(Processman, "defaults")
+    try:
+        manager.launch([Program("s", (SLEEP, manager.token), count=100)])
+        procs.wait_for(lambda: len(procs.sleepers(manager.token)) >= 100, 120, "100 children")
+        time.sleep(3.0)
+        lines = ["processes of processman serve (N=100):"]
+        for pid in sorted(manager.own_pids()):
+            usage = procs.usage([pid])
+            name = b" ".join(procs.argv(pid)[:4]).decode(errors="replace")[:70]
+            lines.append(f"  pid {pid}: PSS {usage.pss / 1e6:5.1f} MB, RSS {usage.rss / 1e6:5.1f} MB  {name}")
+    finally:
+        ctx.release(manager)
+    probe = subprocess.run(
+        [processman_python(), "-c", MEMORY_PROBE, *MEMORY_MODULES],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines += ["", "resident memory as serve's imports are loaded one by one:", probe.stdout + probe.stderr]
+    return "\n".join(lines)
+
+
+ACTIONS: dict[str, Callable[[Context, Manager], Callable[[], None]]] = {
+    "stop": profile_stop,
+    "logs": profile_logs,
+    "list": profile_list,
+}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("action", choices=[*ACTIONS, "memory"])
+    args = parser.parse_args()
+    peers = ensure_peers()
+    scratch = Path(tempfile.mkdtemp(prefix="pmprofile-"))
+    ctx = Context(peers, scratch, managers=(Processman,))
+    RESULTS.mkdir(exist_ok=True)
+    target = RESULTS / f"profile-{args.action}.txt"
+    try:
+        if args.action == "memory":
+            text = profile_memory(ctx)
+        else:
+            manager = ctx.make(Processman, "defaults")
+            raw = scratch / "raw.txt"
+            sample(manager, ACTIONS[args.action](ctx, manager), raw, peers.bin("py-spy"))
+            text = summarise(raw)
+    finally:
+        ctx.release_all()
+        ctx.sweep()
+        shutil.rmtree(scratch, ignore_errors=True)
+    target.write_text(text + "\n")
+    print(text)
+    print(f"\nwritten to {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
