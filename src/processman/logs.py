@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import os
 import queue
@@ -48,8 +49,13 @@ class LogLine:
 
 def format_timestamp(timestamp: float) -> str:
     """RFC 3339 in UTC with milliseconds: ``2026-01-30T10:00:00.123Z``."""
-    whole = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
-    return f"{whole}.{int(timestamp % 1 * 1000):03d}Z"
+    return f"{_whole_second(int(timestamp))}.{int(timestamp % 1 * 1000):03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_second(second: int) -> str:
+    # Lines come in bursts within the same second: strftime was most of the cost of a log read.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
 
 
 class LineSplitter:
