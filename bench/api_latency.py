@@ -58,7 +58,7 @@ def free_port() -> int:
 
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
-    return ordered[min(int(round(fraction * (len(ordered) - 1))), len(ordered) - 1)]
+    return ordered[min(round(fraction * (len(ordered) - 1)), len(ordered) - 1)]
 
 
 def start_server(folder: Path, processes: int, rate: float) -> tuple[subprocess.Popen[bytes], str]:
@@ -170,13 +170,11 @@ def main() -> None:
     print(
         f"\nprocessman control API, {args.processes} processes, {args.requests} sequential requests per route"
     )
-    print(
-        f"{'scenario':<32} {'route':<36} {'bytes':>8} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}"
-    )
+    row = "{:<32} {:<36} {:>8} {:>8} {:>8} {:>8} {:>8}"
+    print(row.format("scenario", "route", "bytes", "p50 ms", "p90 ms", "p99 ms", "max ms"))
     for t in results:
-        print(
-            f"{t.scenario:<32} {t.route:<36} {t.bytes:>8} {t.p50_ms:>8.2f} {t.p90_ms:>8.2f} {t.p99_ms:>8.2f} {t.max_ms:>8.2f}"
-        )
+        figures = (f"{t.p50_ms:.2f}", f"{t.p90_ms:.2f}", f"{t.p99_ms:.2f}", f"{t.max_ms:.2f}")
+        print(row.format(t.scenario, t.route, t.bytes, *figures))
     if args.json is not None:
         args.json.write_text(json.dumps([asdict(t) for t in results], indent=2))
 
