@@ -182,3 +182,24 @@ async def test_a_bad_content_length_is_400(served: Served) -> None:
     )
     assert status == 400
     assert served.manager.state("idle").status is Status.RUNNING
+
+
+async def test_an_oversized_request_line_is_a_clean_4xx(served: Served) -> None:
+    status, _, _ = await served.raw(request_bytes("GET", "/api/pm/" + "x" * 100_000 + "/logs"))
+    assert 400 <= status < 500
+    assert (await served.client.get("/api/pm/list")).status_code == 200
+
+
+async def test_the_dashboard_is_served_without_a_token(served: Served) -> None:
+    page = await served.client.get("/", headers={"Authorization": ""})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert (await served.client.get("/api/pm/list", headers={"Authorization": ""})).status_code == 401
+    missing = await served.client.get("/no-such-file.js", headers={"Authorization": ""})
+    assert missing.status_code == 404
+    assert_error(missing.json(), 404)
+
+
+async def test_head_is_answered_like_get(served: Served) -> None:
+    response = await served.client.head("/api/pm/list")
+    assert response.status_code == 200 and response.content == b""
