@@ -3,16 +3,29 @@ a superuser signs in with email and password, live data arrives over PocketBase 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
+import processman
 from tests.pocketbase.conftest import POCKETBASE, SUPERUSER, USER, PocketBase, sidecar
 from tests.web.conftest import Pages, row, screenshot
+
+UI_EXTENSION = Path(processman.__file__).parent / "web" / "pocketbase_ui"
+# The hook a user adds to show processman as a "Processes" page inside PocketBase's dashboard
+# (docs/dashboard.md); PocketBase's UI extensions are experimental in 0.40.
+UI_HOOK = """
+$app.onServe().bindFunc((e) => {
+  e.uiExtensions = e.uiExtensions.concat([{ name: "processman", fs: $os.dirFS(%s) }])
+  return e.next()
+})
+"""
 
 pytestmark = [pytest.mark.browser, pytest.mark.pocketbase]
 
@@ -39,6 +52,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PocketBase]:
     try:
         processes = [sidecar("talker", TALKER), *(sidecar(f"worker-{n}", SLEEPER) for n in range(4))]
         pocketbase.install(processes)
+        (pocketbase.hooks_dir / "processman_ui.pb.js").write_text(UI_HOOK % json.dumps(str(UI_EXTENSION)))
         pocketbase.start()
         pocketbase.user_token()  # creates the regular user the refusal test signs in with
         pocketbase.wait_running("talker", *(f"worker-{n}" for n in range(4)))
@@ -99,3 +113,18 @@ def test_wrong_passwords_and_regular_users_are_refused(pages: Pages, app: Pocket
     expect(error).to_contain_text("regular user, not a superuser")
     assert page.locator("#dashboard-view").is_hidden()
     screenshot(page, "dashboard-pocketbase-refused")
+
+
+def test_a_processes_page_inside_pocketbases_own_dashboard(pages: Pages, app: PocketBase) -> None:
+    page = pages.open()
+    page.goto(app.url + "/_/#/login")
+    page.fill("input[type=email]", SUPERUSER[0])
+    page.fill("input[type=password]", SUPERUSER[1])
+    page.keyboard.press("Enter")
+    page.click("a[href='#/processes']")
+    # The page inside shares the dashboard's session: no second sign-in.
+    frame = page.frame_locator("iframe[data-processman]")
+    expect(frame.locator(".rows .row")).to_have_count(5)
+    expect(frame.locator("#live")).to_have_attribute("data-state", "live")
+    assert frame.locator("#login-view").is_hidden()
+    screenshot(page, "dashboard-inside-pocketbase")

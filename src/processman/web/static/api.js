@@ -136,6 +136,29 @@ export class Api {
   }
 }
 
+/**
+ * The session of PocketBase's own dashboard (/_/) on this origin, if a superuser is signed in there:
+ * the page framed inside that dashboard asks its parent, the standalone /pm/ page reads the dashboard's
+ * saved auth. Returns {token, email} or null.
+ */
+export function pocketbaseDashboardSession() {
+  try {
+    const store = window.parent !== window ? window.parent.app?.pb?.authStore : null;
+    const superuser = store?.isSuperuser ?? store?.record?.collectionName === "_superusers";
+    if (store?.isValid && superuser) return { token: store.token, email: store.record?.email ?? "" };
+  } catch {
+    // A parent from another origin: nothing to share.
+  }
+  try {
+    const saved = JSON.parse(localStorage.getItem("__pb_superusers__/_") || "null");
+    const record = saved?.record ?? saved?.model;
+    if (saved?.token && record?.collectionName === "_superusers") return { token: saved.token, email: record.email ?? "" };
+  } catch {
+    // Not there, or not ours to read.
+  }
+  return null;
+}
+
 /** How this server wants the user to sign in: {"mode": "token" | "pocketbase"}. */
 export async function authInfo() {
   return call(apiUrl("auth-info"));

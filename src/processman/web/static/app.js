@@ -1,12 +1,12 @@
 // The dashboard: signs the user in, keeps one live stream of process states open, and wires the views.
 
-import { Api, ApiError, Session, authInfo, pocketbaseLogin } from "./api.js";
+import { Api, ApiError, Session, authInfo, pocketbaseDashboardSession, pocketbaseLogin } from "./api.js";
 import { plural } from "./format.js";
 import { ProcessList } from "./list.js";
 import { DirectLive, PocketBaseLive } from "./live.js";
 import { Panel } from "./panel.js";
 import { ProcessStore, healthOf } from "./store.js";
-import { initTheme } from "./theme.js";
+import { followTheme, initTheme } from "./theme.js";
 
 const $ = (selector) => document.querySelector(selector);
 const BATCH_CONCURRENCY = 6;
@@ -19,6 +19,10 @@ const store = new ProcessStore();
 // Served through PocketBase's hooks (at /pm/): sign in as a PocketBase superuser, live data over realtime.
 const hosted = location.pathname.startsWith("/pm/");
 let mode = hosted ? "pocketbase" : "token";
+// Framed as the "Processes" page of PocketBase's dashboard: that dashboard's session, theme and chrome.
+const embedded = hosted && new URLSearchParams(location.search).has("embedded");
+// Set when the user signs out here: do not sign straight back in with PocketBase's session.
+const NO_SHARED_SESSION = "processman.noSharedSession";
 let live = null;
 let wasDown = false;
 
@@ -382,6 +386,14 @@ function authMessage(error) {
 }
 
 function signOut(message = "") {
+  // A refused token may just be an old copy: PocketBase's dashboard refreshes its own.
+  if (message && adoptSharedSession()) {
+    live?.close();
+    live = null;
+    boot();
+    return;
+  }
+  if (!message) sessionStorage.setItem(NO_SHARED_SESSION, "1");
   live?.close();
   live = null;
   panel.close();
@@ -434,6 +446,7 @@ async function onLogin(event) {
       credential = { token, mode, user: "" };
     }
     session.save(credential, $("#remember").checked);
+    sessionStorage.removeItem(NO_SHARED_SESSION);
     try {
       await enterDashboard();
     } catch (error) {
@@ -463,30 +476,42 @@ async function enterDashboard() {
 
 // ---- start ---------------------------------------------------------------------------------------
 
+/** Signs in with PocketBase's dashboard session when there is one (same origin, superuser). */
+function adoptSharedSession() {
+  if (!hosted || sessionStorage.getItem(NO_SHARED_SESSION)) return false;
+  const shared = pocketbaseDashboardSession();
+  if (!shared || shared.token === session.token) return false;
+  session.save({ token: shared.token, mode: "pocketbase", user: shared.email }, false);
+  return !session.expired;
+}
+
 async function boot() {
-  try {
-    mode = (await authInfo()).mode === "pocketbase" ? "pocketbase" : "token";
-  } catch (error) {
-    // Through PocketBase every /api/pm/ route wants a superuser: a refusal still says who answers.
-    if (!(hosted && error instanceof ApiError && error.isAuth)) {
+  // Through PocketBase the mode is known, and every /api/pm/ route wants a superuser already.
+  if (!hosted) {
+    try {
+      mode = (await authInfo()).mode === "pocketbase" ? "pocketbase" : "token";
+    } catch {
       banner.show("The server cannot be reached.", Date.now() + 3000);
       setTimeout(boot, 3000);
       return;
     }
   }
-  if (hosted) mode = "pocketbase";
   banner.hide();
   document.body.dataset.mode = mode;
   if (!session.token || session.mode !== mode || session.expired) {
     session.clear();
-    showLogin();
-    return;
+    if (!adoptSharedSession()) {
+      showLogin();
+      return;
+    }
   }
   try {
     await enterDashboard();
   } catch (error) {
-    if (error instanceof ApiError && error.isAuth) signOut(authMessage(error));
-    else {
+    if (error instanceof ApiError && error.isAuth) {
+      if (adoptSharedSession()) boot();
+      else signOut(authMessage(error));
+    } else {
       banner.show(`The server answered with an error (${error.message}).`, Date.now() + 3000);
       setTimeout(boot, 3000);
     }
@@ -494,7 +519,12 @@ async function boot() {
 }
 
 function wire() {
-  initTheme($("#theme-toggle"));
+  if (embedded) {
+    document.body.toggleAttribute("data-embedded", true);
+    followTheme(() => window.parent.document.documentElement.dataset.colorScheme, window.parent.document.documentElement);
+  } else {
+    initTheme($("#theme-toggle"));
+  }
   $("#login-form").addEventListener("submit", onLogin);
   $("#sign-out").addEventListener("click", () => signOut());
   $("#retry-now").addEventListener("click", () => (live ? live.reconnectNow() : boot()));

@@ -108,7 +108,7 @@ export function renderDetails(container, entry) {
   const maxRetries = config.maxRetries === -1 ? "-1 (never give up)" : config.maxRetries;
   const configList = pairs([
     [kind, config.script ?? config.command, { mono: true }],
-    ["Command line", commandLine(config), { mono: true }],
+    ["Command line", commandLine(config, { withInterpreter: true }), { mono: true }],
     ["Interpreter", interpreterText(config), { mono: true }],
     ["Working dir", config.cwd, { mono: true }],
     ["Arguments", chips(config.args)],

@@ -81,12 +81,17 @@ export function formatAgo(value, now = Date.now()) {
   return `${formatUptime(seconds).split(" ")[0]} ago`;
 }
 
-/** The command line a process runs, as one readable string. */
-export function commandLine(config) {
+/** The command line a process runs, as one readable string; with `withInterpreter`, a script is
+ * shown after the interpreter that runs it. */
+export function commandLine(config, { withInterpreter = false } = {}) {
   if (!config) return "";
   const head = config.script ?? config.command ?? "";
   const args = Array.isArray(config.args) ? config.args : [];
-  return [head, ...args].map(quoteArg).join(" ");
+  const parts = [head, ...args];
+  if (withInterpreter && config.script !== undefined && config.interpreter && config.interpreter !== "auto") {
+    parts.unshift(config.interpreter);
+  }
+  return parts.map(quoteArg).join(" ");
 }
 
 function quoteArg(arg) {

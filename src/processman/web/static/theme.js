@@ -28,3 +28,17 @@ export function initTheme(button) {
   });
   render();
 }
+
+/** Follow another page's theme (the PocketBase dashboard this page is framed in). */
+export function followTheme(read, observed) {
+  const sync = () => {
+    const scheme = read();
+    apply(scheme === "dark" || scheme === "light" ? scheme : "auto");
+  };
+  try {
+    new MutationObserver(sync).observe(observed, { attributes: true });
+    sync();
+  } catch {
+    apply("auto");
+  }
+}
