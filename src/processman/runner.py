@@ -140,6 +140,7 @@ class Runner:
             await manager.stop_all()
             for future in (*tasks, stop_wait, all_ready):
                 future.cancel()
-            for task in tasks:
+            # Await everything cancelled, so no exception is left unretrieved.
+            for future in (*tasks, stop_wait, all_ready):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                    await future
