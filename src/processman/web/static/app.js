@@ -117,12 +117,25 @@ const panel = new Panel($("#panel"), store, {
   live: () => live,
 });
 
-store.subscribe((change) => {
+// A burst of status events (a batch restart of 500 processes) is drawn once per frame.
+let pendingView = null;
+store.subscribe(({ changed, structural }) => {
+  if (!pendingView) {
+    pendingView = { changed: new Set(), structural: false };
+    requestAnimationFrame(renderView);
+  }
+  for (const id of changed) pendingView.changed.add(id);
+  pendingView.structural ||= structural;
+});
+
+function renderView() {
+  const change = pendingView;
+  pendingView = null;
   list.sync(change);
   renderOverview();
   renderSelection();
   if (panel.open && (change.changed.has(panel.id) || change.structural)) panel.refresh();
-});
+}
 
 function renderEmptyState(visible) {
   const total = store.order.length;
@@ -526,6 +539,11 @@ function wire() {
     initTheme($("#theme-toggle"));
   }
   $("#login-form").addEventListener("submit", onLogin);
+  // The skip link must not touch the URL's hash: that is where the open process lives.
+  $(".skip-link").addEventListener("click", (event) => {
+    event.preventDefault();
+    $("#rows").focus();
+  });
   $("#sign-out").addEventListener("click", () => signOut());
   $("#retry-now").addEventListener("click", () => (live ? live.reconnectNow() : boot()));
   $("#search").addEventListener("input", (event) => list.setFilter({ query: event.target.value.trim() }));

@@ -96,6 +96,7 @@ export class ProcessList {
       shown: {},
     };
     row.name.textContent = id;
+    if (id === this.activeId) element.setAttribute("data-active", "");
     row.checkbox.setAttribute("aria-label", `Select ${id}`);
     for (const verb of ACTIONS) row.buttons[verb].setAttribute("aria-label", `${capitalise(verb)} ${id}`);
     return row;

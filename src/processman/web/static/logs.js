@@ -90,11 +90,11 @@ export class LogView {
     let lines = this.pending;
     this.pending = [];
     const fragment = document.createDocumentFragment();
-    if (lines.length >= this.maxLines) {
+    if (lines.length + (this.skipped ? 1 : 0) >= this.maxLines) {
       // Everything on screen would scroll away anyway: start over with the newest lines.
       for (const entry of this.entries) entry.element.remove();
       this.entries = [];
-      lines = lines.slice(-this.maxLines);
+      lines = lines.slice(-(this.maxLines - (this.skipped ? 1 : 0)));
     }
     if (this.skipped) {
       lines = [this._skipMarker(this.skipped), ...lines];
