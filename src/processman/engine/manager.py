@@ -187,6 +187,9 @@ class ProcessManager:
             self._reaper = OrphanReaper(self._is_owned)
             self._context.on_reaped = self._reaper.reap
             asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._reaper.reap)
+            # Hundreds of children exiting at once overflow the wakeup pipe; one wakeup is enough,
+            # so the "wakeup fd is full" warnings are noise.
+            signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
         if options.guardian:
             self._guardian = Guardian(self.run_id)
         if options.log_output:

@@ -22,7 +22,6 @@ import resource
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterable
 
 from processman.environment import TAG_VARIABLE
@@ -88,18 +87,17 @@ class Snapshot:
 
 
 class TagScanner:
-    """Finds the tagged processes on the machine. One scan serves every caller that asked before it began,
-    so stopping 500 processes at once reads /proc once, not 500 times."""
+    """Finds the tagged processes on the machine.
+
+    ``fresh()`` returns a snapshot taken after the call; every caller that asks before that scan runs
+    shares it, so stopping 500 processes at once reads /proc a handful of times, not 500 times.
+    """
 
     def __init__(self) -> None:
-        self._snapshot = Snapshot()
-        self._taken_at = -1.0
         self._own_pid = os.getpid()
+        self._pending: asyncio.Future[Snapshot] | None = None
 
-    def scan(self, asked_at: float) -> Snapshot:
-        if self._taken_at >= asked_at:
-            return self._snapshot
-        taken_at = time.monotonic()
+    def scan(self) -> Snapshot:
         snapshot = Snapshot()
         for name in os.listdir("/proc"):
             if not name.isdigit():
@@ -114,19 +112,35 @@ class TagScanner:
             tag = read_tag(pid)
             if tag is not None:
                 snapshot.by_tag.setdefault(tag, []).append(pid)
-        self._snapshot, self._taken_at = snapshot, taken_at
         return snapshot
 
-    def tree(self, tag: str, group: int | None, asked_at: float | None = None) -> list[int]:
+    async def fresh(self) -> Snapshot:
+        if self._pending is None:
+            loop = asyncio.get_running_loop()
+            self._pending = loop.create_future()
+            # Runs after the callbacks already queued: callers of this same moment join this scan.
+            loop.call_soon(self._run_pending)
+        return await asyncio.shield(self._pending)
+
+    def _run_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is None or pending.done():
+            return
+        try:
+            pending.set_result(self.scan())
+        except OSError as exc:
+            pending.set_exception(exc)
+
+    async def tree(self, tag: str, group: int | None) -> list[int]:
         """Every live process that carries ``tag`` or belongs to process group ``group``."""
-        snapshot = self.scan(time.monotonic() if asked_at is None else asked_at)
+        snapshot = await self.fresh()
         members = set(snapshot.by_tag.get(tag, ()))
         if group is not None:
             members.update(snapshot.by_group.get(group, ()))
         return sorted(members)
 
     def tagged_with_prefix(self, prefix: str) -> list[int]:
-        snapshot = self.scan(time.monotonic())
+        snapshot = self.scan()
         return [pid for tag, pids in snapshot.by_tag.items() if tag.startswith(prefix) for pid in pids]
 
 
@@ -179,10 +193,9 @@ async def terminate_tree(
 ) -> None:
     """The stop ladder: SIGTERM to the group and the tagged processes, wait ``timeout``, SIGKILL,
     and repeat until nothing of the tree is left (a tree may fork while it is being stopped)."""
-    asked_at = time.monotonic()
     sig = signal.SIGTERM
     for _round in range(50):
-        targets = scanner.tree(tag, group, asked_at)
+        targets = await scanner.tree(tag, group)
         if not targets:
             return
         send_signal(targets, group, sig)
@@ -191,7 +204,6 @@ async def terminate_tree(
             on_escalate(len(survivors))
         # Survivors, and anything forked during the grace period, get SIGKILL in the next rounds.
         sig = signal.SIGKILL
-        asked_at = time.monotonic()
     logger.error("process tree %s is still alive after repeated SIGKILL", tag)
 
 

@@ -371,15 +371,15 @@ class ManagedProcess:
                 )
                 if expected:
                     return
+                healthy = child.uptime >= self.config.min_uptime
+                failures = 0 if healthy else failures + 1
+                self.last_error = reason + self._last_stderr_hint()
+                logger.warning("%s: %s after %s", self.config.id, reason, format_duration(child.uptime))
                 self._set_status(Status.CRASHED)
                 # Whatever the child left behind (a grandchild holding a port) goes before the restart.
                 await self._terminate(child)
                 if self.desired is not Desired.RUNNING:
                     return
-                healthy = child.uptime >= self.config.min_uptime
-                failures = 0 if healthy else failures + 1
-                self.last_error = reason + self._last_stderr_hint()
-                logger.warning("%s: %s after %s", self.config.id, reason, format_duration(child.uptime))
             self._first_attempt.set()
             if self.config.max_retries >= 0 and failures > self.config.max_retries:
                 self.last_error = (
