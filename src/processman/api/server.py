@@ -134,6 +134,8 @@ class ApiService:
             app,
             lifespan="off",  # the runner runs the manager
             log_config=None,  # only the CLI configures logging
+            # Our own line says where the API listens; uvicorn's start and stop lines only with -v.
+            log_level=logging.INFO if logger.isEnabledFor(logging.DEBUG) else logging.WARNING,
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=self.shutdown_timeout,
