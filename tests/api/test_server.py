@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from processman import ProcessManager
-from processman.api import Address, AdminToken, parse_address
+from processman.api import Address, AdminToken, ApiService, parse_address
 from processman.api.token import ensure_token, read_token, token_path
 from tests.api.conftest import TOKEN, free_port, serving
 from tests.conftest import config
@@ -81,6 +81,30 @@ def test_a_damaged_token_file_is_replaced(tmp_path: Path) -> None:
     assert read_token(path) is None
     token = ensure_token(path)
     assert read_token(path) == token
+
+
+def test_the_listening_socket_is_tcp_so_nagle_is_off() -> None:
+    # asyncio sets TCP_NODELAY only on sockets whose protocol is TCP; without it every answer waited
+    # 40 ms for the client's delayed ACK.
+    service = ApiService(Address("127.0.0.1", 0), AdminToken(TOKEN))
+    with service.bind() as sock:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert service.port == sock.getsockname()[1] != 0
+
+
+async def test_answers_do_not_wait_for_delayed_acks(manager_factory: Callable[..., ProcessManager]) -> None:
+    manager = manager_factory()
+    async with (
+        serving(manager, AdminToken(TOKEN)) as service,
+        httpx.AsyncClient(base_url=service.url) as client,
+    ):
+        await client.get("/api/health")
+        times = []
+        for _ in range(21):
+            started = time.perf_counter()
+            await client.get("/api/health")
+            times.append(time.perf_counter() - started)
+    assert sorted(times)[10] < 0.035, f"median {sorted(times)[10] * 1000:.1f} ms: a delayed ACK is 40 ms"
 
 
 # ---- signals stay with the runner -----------------------------------------------------------------
