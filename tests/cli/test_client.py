@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -288,3 +290,31 @@ def test_table_colours_statuses_and_fits_the_error() -> None:
     assert click.style("running", fg="green") in lines[1]
     assert click.style("failed ", fg="red", bold=True) in lines[2]
     assert len(click.unstyle(lines[2])) <= 80 and click.unstyle(lines[2]).endswith("...")
+
+
+class _HtmlHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html>a web page</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_a_server_that_is_not_processman(server: Server) -> None:
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HtmlHandler) as other:
+        thread = threading.Thread(target=other.serve_forever, daemon=True)
+        thread.start()
+        try:
+            result = cli(server, "list", "--url", f"http://127.0.0.1:{other.server_address[1]}")
+        finally:
+            other.shutdown()
+            thread.join()
+    assert result.returncode == 1
+    assert one_error_line(result).endswith(
+        "did not answer /api/pm/list with JSON: is it a processman server?"
+    )

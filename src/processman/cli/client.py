@@ -92,7 +92,12 @@ class Connection:
             except httpx.TransportError as exc:
                 raise self.unreachable(exc) from None
         self.check(response, path)
-        return response.json()
+        try:
+            return response.json()
+        except ValueError:
+            raise ClientError(
+                f"{self.url} did not answer {path} with JSON: is it a processman server?"
+            ) from None
 
     def unreachable(self, exc: Exception) -> ClientError:
         return Unreachable(
