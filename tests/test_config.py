@@ -167,3 +167,56 @@ def test_check_ok_and_syntax_error(tmp_path: Path) -> None:
 def test_schema_command_prints_json() -> None:
     result = _processman("schema")
     assert json.loads(result.stdout)["title"].startswith("processman configuration")
+
+
+def test_v2_fields_parse_and_report(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        [
+            {"id": "db", "command": "true", "readiness": {"tcp": 5432, "interval": "200ms"}},
+            {
+                "id": "api",
+                "command": "true",
+                "maxMemory": "512MB",
+                "limits": {"openFiles": 1024, "coreSize": "0B"},
+                "liveness": {"http": "http://127.0.0.1:8000/health", "failureThreshold": 2},
+                "dependsOn": {"db": "healthy"},
+                "instances": 2,
+            },
+        ],
+    )
+    loaded = load_config(path)
+    assert loaded.problems == ()
+    db, api0, api1 = loaded.processes
+    assert db.readiness is not None and db.readiness.target == "127.0.0.1:5432"
+    assert db.readiness.interval == 0.2
+    assert (api0.id, api0.instance, api1.id, api1.instance) == ("api:0", 0, "api:1", 1)
+    assert api0.entry == "api" and api0.max_memory == 512 * 1024 * 1024
+    assert api0.limits == {"openFiles": 1024, "coreSize": 0}
+    reported = api1.to_dict()
+    assert reported["maxMemory"] == "512MB" and reported["dependsOn"] == {"db": "healthy"}
+    assert reported["liveness"]["failureThreshold"] == 2 and reported["instance"] == 1
+
+
+def test_dependency_cycles_and_unknown_dependencies_are_named(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        [
+            {"id": "a", "command": "true", "dependsOn": ["b"]},
+            {"id": "b", "command": "true", "dependsOn": {"a": "started"}},
+            {"id": "c", "command": "true", "dependsOn": ["ghost"]},
+            {"id": "d", "command": "true", "dependsOn": {"c": "completed"}},
+            {"id": "e", "command": "true", "dependsOn": {"x": "ready"}, "maxMemory": "lots"},
+            {"id": "ok", "command": "true"},
+        ],
+    )
+    loaded = load_config(path)
+    assert [p.id for p in loaded.processes] == ["ok"]
+    text = "\n".join(str(p) for p in loaded.problems)
+    assert "dependsOn: dependency cycle a -> b -> a" in text
+    assert 'dependsOn: no entry has id "ghost"' in text
+    assert '(id "d"): dependsOn: depends on a skipped entry' in text
+    assert 'dependsOn.x: expected "started", "healthy" or "completed", got "ready"' in text
+    assert 'maxMemory: expected a size like "512MB" or "1GB", got "lots"' in text
+    result = _processman("check", "--config", str(path))
+    assert result.returncode == 1 and "dependency cycle a -> b -> a" in result.stderr

@@ -8,6 +8,7 @@ manager can skip the broken entries while the valid ones still run.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from processman.durations import format_duration, parse_duration
+from processman.sizes import format_size, parse_size
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ID_MAX_LENGTH = 64
@@ -40,7 +42,51 @@ FIELDS: dict[str, str] = {
     "watchPaths": "watch_paths",
     "stopTimeout": "stop_timeout",
     "minUptime": "min_uptime",
+    "maxMemory": "max_memory",
+    "limits": "limits",
+    "readiness": "readiness",
+    "liveness": "liveness",
+    "dependsOn": "depends_on",
+    "instances": "instances",
 }
+
+LIMIT_NAMES = ("openFiles", "cpuSeconds", "coreSize")
+DEPENDENCY_CONDITIONS = ("started", "healthy", "completed")
+SIZE_EXPECTED = 'a size like "512MB" or "1GB"'
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A readiness or liveness check: an HTTP GET, a TCP connect or a command.
+
+    ``target`` is the URL (http), ``host:port`` (tcp) or ignored (command, see ``command``).
+    """
+
+    kind: Literal["http", "tcp", "command"]
+    target: str = ""
+    command: tuple[str, ...] = ()
+    status: int = 200
+    interval: float = 1.0
+    timeout: float = 1.0
+    failure_threshold: int = 3
+    initial_delay: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.kind == "http":
+            data.update(http=self.target, status=self.status)
+        elif self.kind == "tcp":
+            data["tcp"] = self.target
+        else:
+            data["command"] = list(self.command)
+        data.update(
+            interval=format_duration(self.interval),
+            timeout=format_duration(self.timeout),
+            failureThreshold=self.failure_threshold,
+            initialDelay=format_duration(self.initial_delay),
+        )
+        return data
+
 
 _SECRET_MARKERS = ("KEY", "SECRET", "PASSWORD", "TOKEN", "PASS", "CREDENTIAL", "PRIVATE", "AUTH")
 MASK = "****"
@@ -81,6 +127,18 @@ class ProcessConfig:
     stop_timeout: float = 10.0
     # A run longer than this is healthy: the failure count resets and the restart is immediate.
     min_uptime: float = 10.0
+    # Restart when the whole tree's resident memory stays above this many bytes.
+    max_memory: int | None = None
+    # OS limits applied at spawn: openFiles, cpuSeconds, coreSize (bytes).
+    limits: Mapping[str, int] = field(default_factory=dict)
+    readiness: Probe | None = None
+    liveness: Probe | None = None
+    # Other entry ids -> "started" | "healthy" | "completed".
+    depends_on: Mapping[str, str] = field(default_factory=dict)
+    # Copies of this entry; with more than one, ids are "<entry>:<n>" and ``instance`` is n.
+    instances: int = 1
+    instance: int | None = None
+    entry: str = ""  # the config entry this process comes from (its id without ":<n>")
 
     def __post_init__(self) -> None:
         problems = _validate_values(self)
@@ -89,6 +147,10 @@ class ProcessConfig:
         object.__setattr__(self, "args", tuple(self.args))
         object.__setattr__(self, "watch_paths", tuple(self.watch_paths))
         object.__setattr__(self, "env", dict(self.env))
+        object.__setattr__(self, "limits", dict(self.limits))
+        object.__setattr__(self, "depends_on", dict(self.depends_on))
+        if not self.entry:
+            object.__setattr__(self, "entry", self.id.partition(":")[0])
         object.__setattr__(self, "cwd", Path(os.path.abspath(self.cwd)))
         if self.dev_mode and not self.watch_paths:
             object.__setattr__(self, "watch_paths", (".",))
@@ -116,16 +178,36 @@ class ProcessConfig:
             stopTimeout=format_duration(self.stop_timeout),
             minUptime=format_duration(self.min_uptime),
         )
+        if self.max_memory is not None:
+            data["maxMemory"] = format_size(self.max_memory)
+        if self.limits:
+            data["limits"] = dict(self.limits)
+        if self.readiness is not None:
+            data["readiness"] = self.readiness.to_dict()
+        if self.liveness is not None:
+            data["liveness"] = self.liveness.to_dict()
+        if self.depends_on:
+            data["dependsOn"] = dict(self.depends_on)
+        if self.instance is not None:
+            data.update(instances=self.instances, instance=self.instance)
         return data
 
 
 def _validate_values(config: ProcessConfig) -> list[str]:
     """Checks shared by code registration; the file loader reports the same rules per field."""
     problems = []
-    if not isinstance(config.id, str) or not _valid_id(config.id):
+    base_id, _, instance = config.id.partition(":") if isinstance(config.id, str) else ("", "", "")
+    if not isinstance(config.id, str) or not _valid_id(base_id) or (instance and not instance.isdigit()):
         problems.append(f"id: expected {_ID_EXPECTED}, got {config.id!r}")
     if (config.script is None) == (config.command is None):
         problems.append("exactly one of script and command must be set")
+    if config.instances < 1:
+        problems.append(f"instances: expected 1 or more, got {config.instances}")
+    for name, condition in config.depends_on.items():
+        if condition not in DEPENDENCY_CONDITIONS:
+            problems.append(
+                f"depends_on[{name!r}]: expected one of {DEPENDENCY_CONDITIONS}, got {condition!r}"
+            )
     if config.max_retries < -1:
         problems.append(f"max_retries: expected -1 or more, got {config.max_retries}")
     for name in ("backoff", "stop_timeout", "min_uptime"):
@@ -221,6 +303,7 @@ def parse_processes(
 
     configs: list[ProcessConfig] = []
     seen: dict[str, int] = {}
+    where_of: dict[str, str] = {}
     for index, entry in enumerate(entries):
         reader = _EntryReader(file, f"{prefix}[{index}]", entry, base_dir)
         config = reader.read()
@@ -238,8 +321,87 @@ def parse_processes(
             )
             continue
         seen[config.id] = index
+        where_of[config.id] = reader.where
         configs.append(config)
-    return tuple(configs), tuple(problems)
+    configs, dependency_problems = _check_dependencies(configs, file, where_of)
+    problems.extend(dependency_problems)
+    return tuple(instance for config in configs for instance in expand_instances(config)), tuple(problems)
+
+
+def expand_instances(config: ProcessConfig) -> list[ProcessConfig]:
+    """An entry with ``instances: N`` (N > 1) becomes N processes ``<id>:0`` .. ``<id>:N-1``."""
+    if config.instances <= 1:
+        return [config]
+    return [
+        dataclasses.replace(config, id=f"{config.entry}:{n}", instance=n, entry=config.entry)
+        for n in range(config.instances)
+    ]
+
+
+def _check_dependencies(
+    configs: list[ProcessConfig], file: str, where_of: dict[str, str]
+) -> tuple[list[ProcessConfig], list[ConfigProblem]]:
+    """Unknown dependencies and cycles skip the entries involved, with the cycle named."""
+    problems: list[ConfigProblem] = []
+    known = {config.id for config in configs}
+    bad: set[str] = set()
+    for config in configs:
+        for name in config.depends_on:
+            if name not in known:
+                bad.add(config.id)
+                problems.append(
+                    ConfigProblem(
+                        file, where_of[config.id], f'dependsOn: no entry has id "{name}"; entry skipped'
+                    )
+                )
+    graph = {config.id: [name for name in config.depends_on if name in known] for config in configs}
+    for cycle in find_cycles(graph):
+        shown = " -> ".join([*cycle, cycle[0]])
+        for member in cycle:
+            if member not in bad:
+                bad.add(member)
+                problems.append(
+                    ConfigProblem(
+                        file, where_of[member], f"dependsOn: dependency cycle {shown}; entry skipped"
+                    )
+                )
+    # An entry whose dependency was skipped cannot start either.
+    changed = True
+    while changed:
+        changed = False
+        for config in configs:
+            if config.id not in bad and any(name in bad for name in config.depends_on):
+                bad.add(config.id)
+                changed = True
+                problems.append(
+                    ConfigProblem(
+                        file, where_of[config.id], "dependsOn: depends on a skipped entry; entry skipped"
+                    )
+                )
+    return [config for config in configs if config.id not in bad], problems
+
+
+def find_cycles(graph: dict[str, list[str]]) -> list[list[str]]:
+    """Every dependency cycle once, each as the list of its members in order."""
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        path.append(node)
+        for neighbour in graph.get(node, ()):
+            if state.get(neighbour) == 1:
+                cycles.append(path[path.index(neighbour) :])
+            elif neighbour not in state:
+                visit(neighbour)
+        path.pop()
+        state[node] = 2
+
+    for node in graph:
+        if node not in state:
+            visit(node)
+    return cycles
 
 
 def _describe(value: Any) -> str:
@@ -310,6 +472,12 @@ class _EntryReader:
         watch_paths = self._str_list(entry, "watchPaths")
         stop_timeout = self._duration(entry, "stopTimeout", 10.0)
         min_uptime = self._duration(entry, "minUptime", 10.0)
+        max_memory = self._size(entry, "maxMemory")
+        limits = self._limits(entry)
+        readiness = self._probe(entry, "readiness")
+        liveness = self._probe(entry, "liveness")
+        depends_on = self._depends_on(entry)
+        instances = self._instances(entry)
         if self._failed:
             return None
         assert isinstance(process_id, str)  # guaranteed by the checks above
@@ -327,7 +495,123 @@ class _EntryReader:
             watch_paths=tuple(watch_paths),
             stop_timeout=stop_timeout,
             min_uptime=min_uptime,
+            max_memory=max_memory,
+            limits=limits,
+            readiness=readiness,
+            liveness=liveness,
+            depends_on=depends_on,
+            instances=instances,
         )
+
+    def _size(self, entry: dict[str, Any], name: str) -> int | None:
+        if name not in entry:
+            return None
+        value = entry[name]
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+        if isinstance(value, str):
+            try:
+                size = parse_size(value)
+            except ValueError:
+                pass
+            else:
+                if size > 0:
+                    return size
+        self._expect(name, SIZE_EXPECTED, value)
+        return None
+
+    def _limits(self, entry: dict[str, Any]) -> dict[str, int]:
+        value = entry.get("limits", {})
+        if not isinstance(value, dict):
+            self._expect("limits", f"an object with {', '.join(LIMIT_NAMES)}", value)
+            return {}
+        limits: dict[str, int] = {}
+        for name, item in value.items():
+            if name not in LIMIT_NAMES:
+                self._error(f"limits.{name}", f"unknown limit; expected one of {', '.join(LIMIT_NAMES)}")
+            elif name == "coreSize" and isinstance(item, str):
+                try:
+                    limits[name] = parse_size(item)
+                except ValueError:
+                    self._expect(f"limits.{name}", SIZE_EXPECTED, item)
+            elif isinstance(item, bool) or not isinstance(item, int) or item < 0:
+                self._expect(f"limits.{name}", "a whole number, 0 or more", item)
+            else:
+                limits[name] = item
+        return limits
+
+    def _probe(self, entry: dict[str, Any], name: str) -> Probe | None:
+        if name not in entry:
+            return None
+        value = entry[name]
+        expected = 'an object with "http" (a URL), "tcp" ("host:port" or a port) or "command" (an array)'
+        if not isinstance(value, dict):
+            self._expect(name, expected, value)
+            return None
+        kinds = [kind for kind in ("http", "tcp", "command") if kind in value]
+        if len(kinds) != 1:
+            self._expect(name, expected, value)
+            return None
+        kind = kinds[0]
+        target, command = "", ()
+        raw = value[kind]
+        if kind == "http" and isinstance(raw, str) and raw.startswith(("http://", "https://")):
+            target = raw
+        elif kind == "tcp" and isinstance(raw, int) and not isinstance(raw, bool) and 0 < raw < 65536:
+            target = f"127.0.0.1:{raw}"
+        elif kind == "tcp" and isinstance(raw, str) and raw.rpartition(":")[2].isdigit():
+            target = raw
+        elif kind == "command" and isinstance(raw, list) and raw and all(isinstance(x, str) for x in raw):
+            command = tuple(raw)
+        else:
+            self._expect(f"{name}.{kind}", expected, raw)
+            return None
+        status = value.get("status", 200)
+        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+            self._expect(f"{name}.status", "an HTTP status code", status)
+            status = 200
+        threshold = value.get("failureThreshold", 3)
+        if isinstance(threshold, bool) or not isinstance(threshold, int) or threshold < 1:
+            self._expect(f"{name}.failureThreshold", "a whole number, 1 or more", threshold)
+            threshold = 3
+        known = {kind, "status", "interval", "timeout", "failureThreshold", "initialDelay"}
+        for key in value:
+            if key not in known:
+                self._error(
+                    f"{name}.{key}", f"unknown probe field; expected one of {', '.join(sorted(known))}"
+                )
+        return Probe(
+            kind=kind,  # type: ignore[arg-type]
+            target=target,
+            command=command,
+            status=status,
+            interval=self._duration(value, "interval", 1.0, prefix=f"{name}."),
+            timeout=self._duration(value, "timeout", 1.0, prefix=f"{name}."),
+            failure_threshold=threshold,
+            initial_delay=self._duration(value, "initialDelay", 0.0, prefix=f"{name}."),
+        )
+
+    def _depends_on(self, entry: dict[str, Any]) -> dict[str, str]:
+        value = entry.get("dependsOn", {})
+        if isinstance(value, list) and all(isinstance(item, str) for item in value):
+            return dict.fromkeys(value, "started")
+        if not isinstance(value, dict):
+            self._expect("dependsOn", 'an object like {"db": "healthy"} or an array of ids', value)
+            return {}
+        depends: dict[str, str] = {}
+        for name, condition in value.items():
+            if condition not in DEPENDENCY_CONDITIONS:
+                self._expect(f"dependsOn.{name}", '"started", "healthy" or "completed"', condition)
+            else:
+                depends[name] = condition
+        return depends
+
+    def _instances(self, entry: dict[str, Any]) -> int:
+        value = entry.get("instances", 1)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
+            self._expect("instances", "a whole number from 1 to 1000", value)
+            return 1
+        return value
 
     def _optional_str(self, entry: dict[str, Any], name: str) -> str | None:
         if name not in entry:
@@ -368,7 +652,7 @@ class _EntryReader:
             return -1
         return value
 
-    def _duration(self, entry: dict[str, Any], name: str, default: float) -> float:
+    def _duration(self, entry: dict[str, Any], name: str, default: float, prefix: str = "") -> float:
         if name not in entry:
             return default
         value = entry[name]
@@ -377,7 +661,7 @@ class _EntryReader:
                 return parse_duration(value)
             except ValueError:
                 pass
-        self._expect(name, DURATION_EXPECTED, value)
+        self._expect(prefix + name, DURATION_EXPECTED, value)
         return default
 
     def _bool(self, entry: dict[str, Any], name: str) -> bool:
@@ -392,6 +676,20 @@ def json_schema() -> dict[str, Any]:
     """A JSON Schema (draft 2020-12) of ``pb_processes.json`` for editors."""
     duration = {"type": "string", "pattern": r"^(\d+(\.\d+)?(ms|s|m|h))+$", "examples": ["500ms", "2s", "1m"]}
     strings = {"type": "array", "items": {"type": "string"}}
+    probe = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "http": {"type": "string"},
+            "tcp": {"type": ["string", "integer"]},
+            "command": strings,
+            "status": {"type": "integer"},
+            "interval": duration,
+            "timeout": duration,
+            "failureThreshold": {"type": "integer", "minimum": 1},
+            "initialDelay": duration,
+        },
+    }
     process = {
         "type": "object",
         "required": ["id"],
@@ -411,6 +709,21 @@ def json_schema() -> dict[str, Any]:
             "watchPaths": strings,
             "stopTimeout": {**duration, "default": "10s"},
             "minUptime": {**duration, "default": "10s"},
+            "maxMemory": {"type": ["string", "integer"], "examples": ["512MB", "1GB"]},
+            "limits": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {name: {"type": ["integer", "string"]} for name in LIMIT_NAMES},
+            },
+            "readiness": probe,
+            "liveness": probe,
+            "dependsOn": {
+                "oneOf": [
+                    {"type": "object", "additionalProperties": {"enum": list(DEPENDENCY_CONDITIONS)}},
+                    strings,
+                ]
+            },
+            "instances": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
         },
     }
     return {

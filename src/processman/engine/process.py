@@ -417,6 +417,8 @@ class ManagedProcess:
         argv = command_line(config, self.interpreter)
         base = self._context.environ if self._context.environ is not None else os.environ
         env = child_environment(base, config.env, pocketbase=self._context.pocketbase, tag=self._tag)
+        if config.instance is not None:
+            env["PROCESSMAN_INSTANCE"] = str(config.instance)
         try:
             popen = subprocess.Popen(
                 argv,
