@@ -135,8 +135,9 @@ class ProcessConfig:
     liveness: Probe | None = None
     # Other entry ids -> "started" | "healthy" | "completed".
     depends_on: Mapping[str, str] = field(default_factory=dict)
-    # Copies of this entry; with more than one, ids are "<entry>:<n>" and ``instance`` is n.
-    instances: int = 1
+    # Copies of this entry (None: a single plain process). Set, even to 1, ids are "<entry>:<n>"
+    # and ``instance`` is n, so scaling 2 -> 1 keeps "<entry>:0" running.
+    instances: int | None = None
     instance: int | None = None
     entry: str = ""  # the config entry this process comes from (its id without ":<n>")
 
@@ -201,7 +202,7 @@ def _validate_values(config: ProcessConfig) -> list[str]:
         problems.append(f"id: expected {_ID_EXPECTED}, got {config.id!r}")
     if (config.script is None) == (config.command is None):
         problems.append("exactly one of script and command must be set")
-    if config.instances < 1:
+    if config.instances is not None and config.instances < 1:
         problems.append(f"instances: expected 1 or more, got {config.instances}")
     for name, condition in config.depends_on.items():
         if condition not in DEPENDENCY_CONDITIONS:
@@ -329,8 +330,8 @@ def parse_processes(
 
 
 def expand_instances(config: ProcessConfig) -> list[ProcessConfig]:
-    """An entry with ``instances: N`` (N > 1) becomes N processes ``<id>:0`` .. ``<id>:N-1``."""
-    if config.instances <= 1:
+    """An entry with ``instances: N`` becomes N processes ``<id>:0`` .. ``<id>:N-1``."""
+    if config.instances is None or config.instance is not None:
         return [config]
     return [
         dataclasses.replace(config, id=f"{config.entry}:{n}", instance=n, entry=config.entry)
@@ -606,8 +607,10 @@ class _EntryReader:
                 depends[name] = condition
         return depends
 
-    def _instances(self, entry: dict[str, Any]) -> int:
-        value = entry.get("instances", 1)
+    def _instances(self, entry: dict[str, Any]) -> int | None:
+        if "instances" not in entry:
+            return None
+        value = entry["instances"]
         if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 1000:
             self._expect("instances", "a whole number from 1 to 1000", value)
             return 1

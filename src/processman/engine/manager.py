@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from processman.config import ProcessConfig
+from processman.config import ProcessConfig, load_config
 from processman.engine.events import Event, EventBus, Listener, Subscription
 from processman.engine.leftovers import RunFile, clean_up_previous_run
 from processman.engine.posix import (
@@ -22,8 +22,10 @@ from processman.engine.posix import (
     set_child_subreaper,
 )
 from processman.engine.process import ManagedProcess, ProcessState, SpawnContext
+from processman.engine.reload import ReloadPlan, plan_reload
+from processman.engine.states import Desired
 from processman.environment import PocketBaseInfo
-from processman.errors import DuplicateProcess, ProcessNotFound
+from processman.errors import ConfigError, DuplicateProcess, ProcessNotFound
 from processman.logs import LogFileOptions, LoggingSink, LogLine
 from processman.watch import DEBOUNCE, watch_and_notify
 
@@ -50,6 +52,10 @@ class ManagerOptions:
     log_file_backups: int = 3
     watch_ignore: tuple[Path, ...] = ()
     watch_debounce: float = DEBOUNCE
+    # The file the processes came from: ``reload_from_file()`` re-reads it, and with ``watch_config``
+    # every change to it is applied (a broken file changes nothing).
+    config_path: Path | None = None
+    watch_config: bool = False
 
 
 class ProcessManager:
@@ -85,6 +91,9 @@ class ProcessManager:
         self._reaper: OrphanReaper | None = None
         self._watchers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self._running = False
+        self._reload_lock = asyncio.Lock()
+        self._config_watch: asyncio.Task[None] | None = None
+        self._config_watch_stop = asyncio.Event()
         for config in processes:
             self.register(config)
 
@@ -100,6 +109,62 @@ class ProcessManager:
         )
 
     # ---- registration and lookup -----------------------------------------------------------------
+
+    async def apply(self, configs: Iterable[ProcessConfig], *, dry_run: bool = False) -> ReloadPlan:
+        """Make the set of processes match ``configs``: add new ones, stop removed ones, restart
+        changed ones and leave unchanged ones alone (same pid). Returns the plan it followed."""
+        configs = list(configs)
+        async with self._reload_lock:
+            plan = plan_reload([p.config for p in self._processes.values()], configs)
+            if dry_run or (plan.empty and [p.config for p in self._processes.values()] == configs):
+                return plan
+            logger.info("applying config: %s", plan.summary())
+            await asyncio.gather(*(self._remove(process_id) for process_id in plan.removed))
+            by_id = {config.id: config for config in configs}
+            for process_id in plan.unchanged:
+                self._processes[process_id].reconfigure(by_id[process_id])
+            await asyncio.gather(*(self._change(by_id[process_id]) for process_id in plan.changed))
+            for process_id in plan.added:
+                self.register(by_id[process_id])
+            self._processes = {config.id: self._processes[config.id] for config in configs}
+            if self._running:
+                await asyncio.gather(*(self.start_process(process_id) for process_id in plan.added))
+            return plan
+
+    async def reload_from_file(self, *, dry_run: bool = False) -> ReloadPlan:
+        """Re-read ``options.config_path`` and apply it. A file with errors changes nothing: raises
+        ConfigError listing every problem."""
+        if self.options.config_path is None:
+            raise ConfigError("this manager was not started from a config file")
+        loaded = load_config(self.options.config_path)
+        if not loaded.exists:
+            raise ConfigError(f"{loaded.path}: file not found; nothing changed")
+        if loaded.errors:
+            raise ConfigError("\n".join(str(problem) for problem in loaded.errors) + "\nnothing changed")
+        return await self.apply(loaded.processes, dry_run=dry_run)
+
+    async def _remove(self, process_id: str) -> None:
+        process = self._processes[process_id]
+        await self._stop_watcher(process_id)
+        await process.stop()
+        process.close()
+        del self._processes[process_id]
+
+    async def _change(self, config: ProcessConfig) -> None:
+        process = self._processes[config.id]
+        await self._stop_watcher(config.id)
+        process.reconfigure(config)
+        if process.desired is Desired.RUNNING:
+            await process.restart("config changed")
+        self._ensure_watcher(process)
+
+    async def _stop_watcher(self, process_id: str) -> None:
+        watcher = self._watchers.pop(process_id, None)
+        if watcher is not None:
+            task, stop = watcher
+            stop.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
     def register(self, config: ProcessConfig) -> None:
         """Add a process. Once the manager runs, a newly registered process starts at once: use
@@ -195,6 +260,11 @@ class ProcessManager:
         if options.log_output:
             self._logging_sink = LoggingSink(self.events)
         await asyncio.gather(*(self.start_process(pid) for pid in self._processes))
+        if options.watch_config and options.config_path is not None:
+            self._config_watch_stop = asyncio.Event()
+            self._config_watch = asyncio.create_task(
+                self._watch_config(options.config_path), name="watch config"
+            )
 
     async def start_all(self) -> None:
         """Start every process that is not starting or running."""
@@ -220,6 +290,11 @@ class ProcessManager:
         if not self._running:
             return
         self._running = False
+        if self._config_watch is not None:
+            self._config_watch_stop.set()
+            self._config_watch.cancel()
+            await asyncio.gather(self._config_watch, return_exceptions=True)
+            self._config_watch = None
         for task, stop in self._watchers.values():
             stop.set()
             task.cancel()
@@ -256,6 +331,19 @@ class ProcessManager:
                 self._run_file.child_started(group)
             else:
                 self._run_file.child_gone(group)
+
+    async def _watch_config(self, path: Path) -> None:
+        async def on_change(_paths: set[str]) -> None:
+            try:
+                plan = await self.reload_from_file()
+            except ConfigError as exc:
+                logger.error("config changed but not applied:\n%s", exc)
+            else:
+                logger.info("config %s reloaded: %s", path, plan.summary())
+
+        await watch_and_notify(
+            [path], on_change, self._config_watch_stop, debounce=self.options.watch_debounce, only_file=path
+        )
 
     def _ensure_watcher(self, process: ManagedProcess) -> None:
         config = process.config

@@ -467,6 +467,11 @@ class ManagedProcess:
             )
         )
 
+    def reconfigure(self, config: ProcessConfig) -> None:
+        """Take a changed config; it applies from the next start (the caller restarts if needed)."""
+        self.config = config
+        self.interpreter = resolve_interpreter(config)
+
     def close(self) -> None:
         """Release descriptors once the process is stopped (manager shutdown)."""
         if self._child is not None:

@@ -1,0 +1,70 @@
+"""Applying a changed config: what to add, remove and restart, and what to leave alone."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from processman.config import ProcessConfig
+
+# Changing only the number of instances must not restart the instances that stay.
+_IGNORED = frozenset({"instances"})
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    added: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    changed: dict[str, dict[str, tuple[Any, Any]]] = field(default_factory=dict)
+    unchanged: tuple[str, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.removed or self.changed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "added": list(self.added),
+            "removed": list(self.removed),
+            "changed": {
+                process_id: {name: {"old": old, "new": new} for name, (old, new) in diff.items()}
+                for process_id, diff in self.changed.items()
+            },
+            "unchanged": list(self.unchanged),
+        }
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.removed)} removed, {len(self.changed)} changed, "
+            f"{len(self.unchanged)} unchanged"
+        )
+
+
+def config_diff(old: ProcessConfig, new: ProcessConfig) -> dict[str, tuple[Any, Any]]:
+    """Fields that differ, as reported values (secrets masked), compared on the real values."""
+    old_real, new_real = old.to_dict(mask=False), new.to_dict(mask=False)
+    old_shown, new_shown = old.to_dict(), new.to_dict()
+    names = [name for name in {**old_real, **new_real} if name not in _IGNORED]
+    return {
+        name: (old_shown.get(name), new_shown.get(name))
+        for name in names
+        if old_real.get(name) != new_real.get(name)
+    }
+
+
+def plan_reload(current: Sequence[ProcessConfig], new: Sequence[ProcessConfig]) -> ReloadPlan:
+    old_by_id = {config.id: config for config in current}
+    new_ids = {config.id for config in new}
+    added, unchanged = [], []
+    changed: dict[str, dict[str, tuple[Any, Any]]] = {}
+    for config in new:
+        previous = old_by_id.get(config.id)
+        if previous is None:
+            added.append(config.id)
+        elif diff := config_diff(previous, config):
+            changed[config.id] = diff
+        else:
+            unchanged.append(config.id)
+    removed = [config.id for config in current if config.id not in new_ids]
+    return ReloadPlan(tuple(added), tuple(removed), changed, tuple(unchanged))

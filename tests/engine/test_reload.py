@@ -1,0 +1,119 @@
+"""Live config reload and scaling: add, remove, restart the changed, leave the unchanged alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from processman import ConfigError, ProcessManager, Status, load_config
+from tests.conftest import alive, wait_until
+
+Factory = Callable[..., ProcessManager]
+SLEEP = ["-c", "import time\nwhile True: time.sleep(1)"]
+
+
+def _entry(process_id: str, **fields: Any) -> dict[str, Any]:
+    return {"id": process_id, "command": sys.executable, "args": SLEEP, **fields}
+
+
+def _write(path: Path, entries: list[dict[str, Any]]) -> None:
+    path.write_text(json.dumps(entries))
+
+
+def _pids(manager: ProcessManager) -> dict[str, int]:
+    return {state.id: state.pid for state in manager.states()}
+
+
+async def test_reload_adds_removes_changes_and_keeps(manager_factory: Factory, tmp_path: Path) -> None:
+    path = tmp_path / "pb_processes.json"
+    _write(path, [_entry("keep"), _entry("change"), _entry("remove")])
+    manager = manager_factory(*load_config(path).processes, config_path=path)
+    await manager.start()
+    before = _pids(manager)
+    _write(path, [_entry("keep"), _entry("change", env={"MODE": "new"}), _entry("add")])
+
+    plan = await manager.reload_from_file(dry_run=True)
+    assert plan.to_dict() == {
+        "added": ["add"],
+        "removed": ["remove"],
+        "changed": {"change": {"env": {"old": {}, "new": {"MODE": "new"}}}},
+        "unchanged": ["keep"],
+    }
+    assert _pids(manager) == before  # a dry run touches nothing
+
+    await manager.reload_from_file()
+    after = _pids(manager)
+    assert list(after) == ["keep", "change", "add"]  # the new config order
+    assert after["keep"] == before["keep"]
+    assert after["change"] not in (0, before["change"]) and not alive(before["change"])
+    assert after["add"] != 0 and not alive(before["remove"])
+    assert manager.state("change").config.env == {"MODE": "new"}
+
+
+async def test_a_broken_reload_changes_nothing_and_says_why(manager_factory: Factory, tmp_path: Path) -> None:
+    path = tmp_path / "pb_processes.json"
+    _write(path, [_entry("a")])
+    manager = manager_factory(*load_config(path).processes, config_path=path)
+    await manager.start()
+    before = _pids(manager)
+    _write(path, [_entry("a", backoff="soon"), _entry("b")])
+    with pytest.raises(
+        ConfigError, match=r'backoff: expected a duration .* got "soon"(.|\n)*nothing changed'
+    ):
+        await manager.reload_from_file()
+    path.write_text("[{")
+    with pytest.raises(ConfigError, match="invalid JSON"):
+        await manager.reload_from_file()
+    assert _pids(manager) == before
+
+
+async def test_scaling_keeps_the_surviving_instances(manager_factory: Factory, tmp_path: Path) -> None:
+    path = tmp_path / "pb_processes.json"
+    _write(path, [_entry("web", instances=2)])
+    manager = manager_factory(*load_config(path).processes, config_path=path)
+    await manager.start()
+    two = _pids(manager)
+    assert list(two) == ["web:0", "web:1"]
+    _write(path, [_entry("web", instances=4)])
+    plan = await manager.reload_from_file()
+    assert plan.added == ("web:2", "web:3") and plan.changed == {}
+    four = _pids(manager)
+    assert {k: four[k] for k in two} == two and all(four.values())
+    _write(path, [_entry("web", instances=1)])
+    await manager.reload_from_file()
+    assert _pids(manager) == {"web:0": two["web:0"]}
+    assert not any(alive(four[k]) for k in ("web:1", "web:2", "web:3"))
+
+
+async def test_instances_see_their_number(manager_factory: Factory, tmp_path: Path) -> None:
+    code = f"import os, time\nopen({str(tmp_path)!r} + '/n' + os.environ['PROCESSMAN_INSTANCE'], 'w')\n"
+    code += "time.sleep(60)"
+    path = tmp_path / "pb_processes.json"
+    _write(path, [{"id": "w", "command": sys.executable, "args": ["-c", code], "instances": 3}])
+    manager = manager_factory(*load_config(path).processes)
+    await manager.start()
+    await wait_until(
+        manager, lambda: all((tmp_path / f"n{i}").exists() for i in range(3)), what="three instance files"
+    )
+
+
+async def test_the_config_file_is_watched(manager_factory: Factory, tmp_path: Path) -> None:
+    path = tmp_path / "pb_processes.json"
+    _write(path, [_entry("a")])
+    manager = manager_factory(*load_config(path).processes, config_path=path, watch_config=True)
+    await manager.start()
+    await asyncio.sleep(0.3)  # let the watcher register
+    path.write_text("garbage")  # ignored: nothing changes
+    await asyncio.sleep(0.8)
+    assert manager.ids == ["a"] and manager.state("a").status is Status.RUNNING
+    replacement = tmp_path / "new.json"
+    _write(replacement, [_entry("a"), _entry("b")])
+    replacement.replace(path)  # how editors save
+    await wait_until(manager, lambda: manager.ids == ["a", "b"], timeout=5, what="b added")
+    await wait_until(manager, lambda: manager.state("b").status is Status.RUNNING, what="b running")
