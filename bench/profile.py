@@ -4,6 +4,7 @@ runs, and the samples are summed per function (own time and inclusive time).
     python bench/profile.py stop     # W1: stopping 500 children
     python bench/profile.py logs     # W4: 500,000 lines through the log pipeline
     python bench/profile.py list     # W6: 200 GET /api/pm/list with 100 children
+    python bench/profile.py idle     # W2: what runs while 100 children sleep
     python bench/profile.py memory   # W2: what the serve process's memory is made of
 
 Reports go to bench/results/profile-<action>.txt (py-spy comes from the peers' venv).
@@ -19,6 +20,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 import argparse
 import collections
+import re
 import shutil
 import signal
 import subprocess
@@ -34,6 +36,7 @@ from bench.workloads.context import Context
 from bench.workloads.w4_logs import WRITER
 
 RESULTS = BENCH_DIR / "results"
+LINE_NUMBER = re.compile(r":\d+\)$")  # "f (file.py:12)" -> "f (file.py)": a function, not a line
 
 
 def summarise(raw: Path, top: int = 25) -> str:
@@ -47,13 +50,13 @@ def summarise(raw: Path, top: int = 25) -> str:
             continue
         count = int(count_text)
         total += count
-        frames = [frame for frame in stack.split(";") if frame]
+        frames = [LINE_NUMBER.sub(")", frame) for frame in stack.split(";") if frame]
         if not frames:
             continue
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    lines = [f"{total} samples", "", "own time (the function itself was running):"]
+    lines = [f"{total} samples of running code (idle waits left out)", "", "own time (the function itself):"]
     lines += [f"  {100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in own.most_common(top)]
     lines += ["", "inclusive time (the function or what it called):"]
     lines += [f"  {100 * n / max(total, 1):5.1f}%  {frame}" for frame, n in inclusive.most_common(top)]
@@ -75,7 +78,6 @@ def sample(manager: Manager, action: Callable[[], None], raw: Path, pyspy: Path)
             str(raw),
             "--nonblocking",
             "--threads",
-            "--idle",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -109,10 +111,13 @@ def profile_logs(ctx: Context, manager: Manager) -> Callable[[], None]:
     report = manager.workdir / "writer.time"
     go = manager.workdir / "go"
     # The writer waits for a file before writing, so py-spy is attached first.
-    waiter = f"import os, sys, time\nwhile not os.path.exists({str(go)!r}): time.sleep(0.01)\n"
-    script = manager.workdir / "writer_after_go.py"
-    script.write_text(waiter + WRITER.read_text())
-    argv = (sys.executable, str(script), "500000", str(report), manager.token)
+    waiter = (
+        "import os, runpy, sys, time\n"
+        "while not os.path.exists(sys.argv[1]): time.sleep(0.01)\n"
+        "sys.argv = sys.argv[2:]\n"
+        "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+    )
+    argv = (sys.executable, "-c", waiter, str(go), str(WRITER), "500000", str(report), manager.token)
     manager.launch([Program("w4", argv)], stdout_to_null=True)
     time.sleep(2.0)
 
@@ -138,33 +143,49 @@ def profile_list(ctx: Context, manager: Manager) -> Callable[[], None]:
     return action
 
 
+def profile_idle(ctx: Context, manager: Manager) -> Callable[[], None]:
+    manager.launch([Program("s", (SLEEP, manager.token), count=100)])
+    procs.wait_for(lambda: len(procs.sleepers(manager.token)) >= 100, 120, "100 children")
+    time.sleep(3.0)
+
+    def action() -> None:
+        before = procs.usage(manager.own_pids()).cpu
+        time.sleep(30.0)
+        ctx.log(f"30 s idle: {procs.usage(manager.own_pids()).cpu - before:.3f} CPU seconds")
+
+    return action
+
+
 MEMORY_PROBE = r"""
 import os, sys
-def rss():
+def usage():
     with open(f"/proc/{os.getpid()}/smaps_rollup") as f:
-        return {l.split(":")[0]: int(l.split()[1]) for l in f if l.split(":")[0] in ("Rss", "Pss")}
-last = rss()
-print(f"{'interpreter':40} Rss {last['Rss']/1024:6.1f} MB")
+        return {l.split(":")[0]: int(l.split()[1]) / 1024 for l in f if l.split(":")[0] in ("Rss", "Pss")}
+last = usage()
+print(f"{'interpreter':34} RSS {last['Rss']:5.1f} MB  PSS {last['Pss']:5.1f} MB")
 for name in sys.argv[1:]:
     __import__(name)
-    now = rss()
-    print(f"{'+ import ' + name:40} Rss {now['Rss']/1024:6.1f} MB  (+{(now['Rss']-last['Rss'])/1024:.1f})")
+    now = usage()
+    print(f"{'+ import ' + name:34} RSS {now['Rss']:5.1f} MB  PSS {now['Pss']:5.1f} MB"
+          f"  (RSS +{now['Rss'] - last['Rss']:.1f}, PSS +{now['Pss'] - last['Pss']:.1f})")
     last = now
 print(f"{len(sys.modules)} modules loaded")
 """
 
+# In the order serve needs them; each line shows what that import adds on top of the ones before.
 MEMORY_MODULES = [
+    "ssl",
     "asyncio",
     "click",
     "psutil",
     "watchfiles",
     "processman.engine.manager",
     "processman.runner",
-    "processman.cli",
     "httpx",
     "starlette.applications",
     "uvicorn",
     "processman.api.app",
+    "processman.cli",
     "processman.cli.serve",
 ]
 
@@ -196,6 +217,7 @@ ACTIONS: dict[str, Callable[[Context, Manager], Callable[[], None]]] = {
     "stop": profile_stop,
     "logs": profile_logs,
     "list": profile_list,
+    "idle": profile_idle,
 }
 
 

@@ -182,6 +182,8 @@ def markdown(results: Results, chart_name: str) -> str:
         f"Measured {meta.get('date', '?')}{' (quick mode)' if meta.get('quick') else ''}, "
         f"run took {meta.get('duration_s', '?')} s.",
         "",
+        _load_line(meta.get("load", {}), machine.get("cores", "?")),
+        "",
         "| | |",
         "|---|---|",
         f"| CPU | {machine.get('cpu', '?')}, {machine.get('cores', '?')} cores |",
@@ -234,6 +236,17 @@ def markdown(results: Results, chart_name: str) -> str:
     if FINDINGS.exists():
         lines += [FINDINGS.read_text().rstrip(), ""]
     return "\n".join(lines)
+
+
+def _load_line(load: dict[str, list[float]], cores: object) -> str:
+    if not load:
+        return ""
+    shown = ", ".join(f"{name} {start:.1f} to {end:.1f}" for name, (start, end) in load.items())
+    return (
+        f"Load average (1 min) at the start and end of each workload: {shown}. The machine has "
+        f"{cores} cores; a load well above that means other work ran beside the benchmark and the timings of "
+        "that workload are less exact (counts and memory are not affected)."
+    )
 
 
 def panels(results: Results) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ if __package__ in (None, ""):  # run as a script: make ``bench`` importable
 
 import argparse
 import atexit
+import os
 import shutil
 import signal
 import tempfile
@@ -98,20 +99,22 @@ def main(argv: list[str] | None = None) -> int:
     atexit.register(clean_up)
     signal.signal(signal.SIGTERM, on_signal)
     results = Results(meta=machine.describe(peers, quick=args.quick))
+    target = RESULTS_DIR / ("latest-quick.json" if args.quick else "latest.json")
+    merged = Results.load(target) if target.exists() and args.workloads != list(WORKLOADS) else Results()
     started = time.monotonic()
     try:
         for name in args.workloads:
             ctx.log(f"== {name}")
-            began = time.monotonic()
-            results.add(WORKLOADS[name](ctx))
+            began, load = time.monotonic(), os.getloadavg()[0]
+            done = Results(meta=results.meta, series=WORKLOADS[name](ctx))
             ctx.log(f"== {name} took {time.monotonic() - began:.0f}s")
+            # Other work on the machine shows here: the figures of a loaded machine are less exact.
+            results.meta.setdefault("load", {})[name] = [round(load, 2), round(os.getloadavg()[0], 2)]
+            results.meta["duration_s"] = round(time.monotonic() - started)
+            merged.replace_workloads(done)
+            merged.save(target)  # after each workload: an interrupted run keeps what it measured
     finally:
         clean_up()
-    results.meta["duration_s"] = round(time.monotonic() - started)
-    target = RESULTS_DIR / ("latest-quick.json" if args.quick else "latest.json")
-    merged = Results.load(target) if target.exists() and args.workloads != list(WORKLOADS) else Results()
-    merged.replace_workloads(results)
-    merged.save(target)
     ctx.log(f"results: {target}")
     print(report.table_text(merged))
     if args.docs if args.docs is not None else not args.quick:
