@@ -40,6 +40,7 @@ class ServeSettings:
     data_dir: Path
     pocketbase: PocketBaseInfo | None = None
     services: list[Service] = field(default_factory=list)
+    watch_config: bool = True  # apply changes to the config file while running
 
     @property
     def state_dir(self) -> Path:
@@ -101,6 +102,8 @@ class Runner:
                 pocketbase=self.settings.pocketbase,
                 adopt_orphans=True,
                 watch_ignore=(self.settings.data_dir,),
+                config_path=self.settings.config_path,
+                watch_config=self.settings.watch_config,
             )
             self.manager = manager = ProcessManager(loaded.processes, options)
             await manager.start()

@@ -141,6 +141,21 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
                 {"200": _json({"type": "array", "items": _ref("ProcessState")}, "The states."), **auth},
             )
         },
+        "/reload": {
+            "post": _operation(
+                "Apply the config file",
+                "Re-reads the config file: adds new processes, stops removed ones, restarts changed ones and "
+                "leaves the others alone. A file with errors changes nothing (400 lists the problems).",
+                {
+                    "200": _json({"type": "object"}, "The plan: added, removed, changed, unchanged."),
+                    "400": _error("The config has errors."),
+                    **auth,
+                },
+                parameters=[
+                    {"name": "dryRun", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}}
+                ],
+            )
+        },
         "/{id}/start": _action("start", "Process start initiated", {**not_found, "400": running}),
         "/{id}/stop": _action("stop", "Process stopped", not_found),
         "/{id}/restart": _action("restart", "Process restart initiated", not_found),

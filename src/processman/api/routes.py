@@ -18,7 +18,7 @@ from processman.api.errors import ApiError
 from processman.api.openapi import openapi_document
 from processman.api.streams import KEEPALIVE, StreamHub, log_stream, status_stream
 from processman.engine.manager import ProcessManager
-from processman.errors import ProcessAlreadyRunning, ProcessNotFound
+from processman.errors import ConfigError, ProcessAlreadyRunning, ProcessNotFound
 
 DEFAULT_LINES = 100
 MAX_LINES = 1000
@@ -73,6 +73,7 @@ class Endpoints:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/list", self.list_processes, methods=["GET"], name="list"),
+            Route("/reload", self.reload, methods=["POST"], name="reload"),
             Route("/events", self.events, methods=["GET"], name="events"),
             Route("/auth-info", self.auth_info, methods=["GET"], name="auth-info"),
             Route("/openapi.json", self.openapi, methods=["GET"], name="openapi"),
@@ -131,6 +132,16 @@ class Endpoints:
             self.manager, self.hub, process_id, lines=lines, after=after, keepalive=self.keepalive
         )
         return StreamingResponse(stream, media_type="text/event-stream", headers=_STREAM_HEADERS)
+
+    async def reload(self, request: Request) -> Response:
+        """Re-read the config file and apply it; ``?dryRun=1`` only returns the plan."""
+        dry_run = parse_flag("dryRun", request.query_params.get("dryRun"))
+        try:
+            plan = await self.manager.reload_from_file(dry_run=dry_run)
+        except ConfigError as exc:
+            problems = [line for line in str(exc).splitlines() if line != "nothing changed"]
+            raise ApiError(400, "The config has errors; nothing changed.", {"problems": problems}) from None
+        return JSONResponse({"dryRun": dry_run, **plan.to_dict()})
 
     async def events(self, request: Request) -> Response:
         stream = status_stream(self.manager, self.hub, keepalive=self.keepalive)

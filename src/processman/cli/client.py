@@ -108,9 +108,14 @@ class Connection:
     def check(self, response: httpx.Response, path: str) -> None:
         if response.is_success:
             return
+        details = ""
         try:
             response.read()
-            message = str(response.json().get("message", "")) or response.reason_phrase
+            body = response.json()
+            message = str(body.get("message", "")) or response.reason_phrase
+            problems = body.get("data", {}).get("problems")
+            if isinstance(problems, list):  # a reload refused: list why
+                details = "".join(f"\n  {problem}" for problem in problems)
         except (ValueError, AttributeError):
             message = response.reason_phrase
         status = response.status_code
@@ -118,7 +123,7 @@ class Connection:
             raise Unauthorised(f"not authorised: {self._token_advice()}", status)
         if status == 403:
             raise Unauthorised(f"not authorised: the token is not a superuser's ({message})", status)
-        raise ClientError(f"{message} (HTTP {status})", status=status)
+        raise ClientError(f"{message} (HTTP {status}){details}", status=status)
 
     def _token_advice(self) -> str:
         if self.token is None:
@@ -340,8 +345,31 @@ def logs_command(
         sys.exit(130)
 
 
+# ---- reload --------------------------------------------------------------------------------------
+
+
+@click.command("reload")
+@connection_options
+@click.option("--dry-run", is_flag=True, help="Only show what would change.")
+def reload_command(url: str, token: str | None, data_dir: Path, dry_run: bool) -> None:
+    """Apply the changed config file: add, remove and restart only what changed."""
+    query = "?dryRun=1" if dry_run else ""
+    plan = connect(url, token, data_dir).request("POST", f"/api/pm/reload{query}", timeout=ACTION_TIMEOUT)
+    for label, key in (("added", "added"), ("removed", "removed"), ("unchanged", "unchanged")):
+        if plan.get(key):
+            click.echo(f"{label}: {', '.join(plan[key])}")
+    for process_id, diff in plan.get("changed", {}).items():
+        fields = ", ".join(f"{name} {change['old']!r} -> {change['new']!r}" for name, change in diff.items())
+        click.echo(f"changed: {process_id} ({fields})")
+    if not (plan.get("added") or plan.get("removed") or plan.get("changed")):
+        click.echo("nothing to change")
+    elif dry_run:
+        click.echo("(dry run: nothing was changed)")
+
+
 def register(group: click.Group) -> None:
     """Add the client commands to ``group``."""
+    group.add_command(reload_command)
     group.add_command(list_command)
     group.add_command(_action_command("start", "Start"))
     group.add_command(_action_command("stop", "Stop"))

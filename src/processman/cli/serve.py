@@ -89,16 +89,29 @@ def build_services(http: str, data_dir: Path, pocketbase_url: str | None = None)
     metavar="URL",
     help="Also accept superuser tokens of this PocketBase (verified with it), e.g. http://127.0.0.1:8090.",
 )
+@click.option(
+    "--watch-config/--no-watch-config",
+    default=True,
+    show_default=True,
+    help="Apply changes to the config file while running (a broken file changes nothing).",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def serve(
-    config_path: Path | None, data_dir: Path, http: str, pocketbase_url: str | None, verbose: bool
+    config_path: Path | None,
+    data_dir: Path,
+    http: str,
+    pocketbase_url: str | None,
+    watch_config: bool,
+    verbose: bool,
 ) -> None:
     """Run every configured process in the foreground until Ctrl+C or SIGTERM."""
     from processman.cli.console import configure_logging
 
     configure_logging(verbose)
     data_dir = data_dir.absolute()
-    settings = ServeSettings(resolve_config_path(config_path, data_dir).absolute(), data_dir)
+    settings = ServeSettings(
+        resolve_config_path(config_path, data_dir).absolute(), data_dir, watch_config=watch_config
+    )
     settings.services.extend(build_services(http, data_dir, pocketbase_url))
     runner = Runner(settings)
     try:
