@@ -315,6 +315,58 @@ def follow_events(connection: Connection, process_id: str, lines: int) -> Iterat
             time.sleep(0.5)
 
 
+def follow_realtime(connection: Connection, process_id: str) -> Iterator[dict[str, Any]]:
+    """Lines of a process through PocketBase, which cannot pass a stream on: its hooks publish them on
+    the realtime topic ``pm/logs/<id>`` to superusers."""
+    parser = EventParser()
+    topic = f"pm/logs/{process_id}"
+    with connection.client(httpx.Timeout(5.0, read=None)) as client:
+        try:
+            with client.stream("GET", "/api/realtime") as reply:
+                connection.check(reply, "/api/realtime")
+                for text in reply.iter_lines():
+                    event = parser.feed(text)
+                    if event is None:
+                        continue
+                    if event.event == "PB_CONNECT":
+                        client_id = json.loads(event.data)["clientId"]
+                        subscription = {"clientId": client_id, "subscriptions": [topic]}
+                        connection.check(client.post("/api/realtime", json=subscription), "/api/realtime")
+                    elif event.event == topic:
+                        yield from json.loads(event.data)
+        except httpx.TransportError as exc:
+            raise Unreachable(f"lost the connection to {connection.url}: {exc}") from None
+
+
+def behind_pocketbase(connection: Connection) -> bool:
+    """True when the server is PocketBase running processman's hooks (live streams go over realtime)."""
+    try:
+        info = connection.request("GET", "/api/pm/auth-info")
+    except ClientError:
+        return False
+    return isinstance(info, dict) and info.get("mode") == "pocketbase"
+
+
+def print_follow(connection: Connection, process_id: str, lines: int) -> None:
+    try:
+        for event in follow_events(connection, process_id, lines):
+            if event.event == "log":
+                click.echo(format_line(json.loads(event.data)))
+            elif event.event == "dropped":
+                count = json.loads(event.data).get("count", "?")
+                notice = f"... {count} lines were lost (no longer in the buffer)"
+                click.echo(click.style(notice, fg="yellow"), err=True)
+    except ClientError as exc:
+        if exc.status != 400 or not behind_pocketbase(connection):
+            raise
+        # PocketBase: the last lines from the API, then new ones from realtime. Lines written while
+        # this switches over may be missed: realtime messages carry no sequence number to resume from.
+        for line in connection.request("GET", process_path(process_id, "logs"), params={"lines": lines}):
+            click.echo(format_line(line))
+        for line in follow_realtime(connection, process_id):
+            click.echo(format_line(line))
+
+
 @click.command("logs")
 @click.argument("process_id", metavar="ID")
 @click.option(
@@ -332,13 +384,7 @@ def logs_command(
             for line in connection.request("GET", process_path(process_id, "logs"), params={"lines": lines}):
                 click.echo(format_line(line))
             return
-        for event in follow_events(connection, process_id, lines):
-            if event.event == "log":
-                click.echo(format_line(json.loads(event.data)))
-            elif event.event == "dropped":
-                count = json.loads(event.data).get("count", "?")
-                notice = f"... {count} lines were lost (no longer in the buffer)"
-                click.echo(click.style(notice, fg="yellow"), err=True)
+        print_follow(connection, process_id, lines)
     except ClientError as exc:
         raise (unknown_id(process_id) if exc.status == 404 else exc) from None
     except KeyboardInterrupt:

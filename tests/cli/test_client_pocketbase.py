@@ -1,0 +1,68 @@
+"""The client commands against PocketBase running processman's hooks, with a superuser token: the same
+commands, and ``logs -f`` over PocketBase realtime (streams cannot pass through PocketBase)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.pocketbase.conftest import PocketBase, pocketbase, pocketbase_factory
+
+__all__ = ["pocketbase", "pocketbase_factory"]  # fixtures used here
+
+TICKER = """
+import itertools, time
+for i in itertools.count():
+    print(f"tick {i}", flush=True)
+    time.sleep(0.1)
+"""
+
+
+def cli_env(app: PocketBase) -> dict[str, str]:
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("PROCESSMAN_")}
+    return {**environ, "PROCESSMAN_URL": app.url, "PROCESSMAN_TOKEN": app.superuser_token()}
+
+
+@pytest.mark.pocketbase
+def test_the_client_works_through_pocketbase(pocketbase: PocketBase) -> None:
+    ticker = {"id": "ticker", "command": sys.executable, "args": ["-c", textwrap.dedent(TICKER)]}
+    pocketbase.install([ticker])
+    pocketbase.start()
+    pocketbase.wait_running("ticker")
+    env = cli_env(pocketbase)
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "processman", *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+
+    listed = cli("list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[:2] == ["ticker", "running"]
+    restarted = cli("restart", "ticker")
+    assert (restarted.returncode, restarted.stdout) == (0, "ticker: Process restart initiated\n")
+    user = cli("list", "--token", pocketbase.user_token())
+    assert user.returncode == 4
+    assert "not authorised: the token is not a superuser's" in user.stderr
+
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "processman", "logs", "ticker", "-f", "-n", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert follower.stdout is not None
+        line = follower.stdout.readline()  # -n 0: a line the child printed after following began
+        assert " ticker | tick " in line, line
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=10) == 130
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+        follower.communicate()
