@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from processman import ProcessManager
 from processman.api import AdminToken
@@ -208,3 +209,20 @@ async def test_a_slow_status_reader_gets_a_fresh_snapshot(
     snapshot = json.loads(seen.split("event: snapshot\ndata: ")[1].split("\n")[0])
     assert {state["status"] for state in snapshot} == {"stopped"}
     assert hub.catch_ups == 1
+
+
+async def test_a_reload_that_removes_a_process_ends_its_stream_and_resends_the_list(served: Served) -> None:
+    keep = [served.manager.state(process_id).config for process_id in ("ticker", "echo")]
+    async with (
+        served.client.stream("GET", "/api/pm/events") as events,
+        served.client.stream("GET", "/api/pm/idle/logs", params=FOLLOW) as idle_logs,
+    ):
+        status = EventReader(events)
+        assert (await status.next()).event == "snapshot"
+        followed = EventReader(idle_logs)
+        await served.manager.apply(keep)
+        with pytest.raises(EOFError):
+            await followed.next()
+        snapshot = await status.until(lambda event: event.event == "snapshot")
+        assert [state["id"] for state in json.loads(snapshot.data)] == ["ticker", "echo"]
+    assert (await served.client.get("/api/pm/idle/logs")).status_code == 404

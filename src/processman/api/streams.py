@@ -19,6 +19,7 @@ from typing import Any, Final
 from processman.api.sse import format_comment, format_event
 from processman.engine.events import Event, LogLines, ProcessExited, StatusChanged, Subscription
 from processman.engine.manager import ProcessManager
+from processman.errors import ProcessNotFound
 from processman.logs import LogLine, lines_of
 
 KEEPALIVE = 15.0
@@ -84,20 +85,23 @@ async def status_stream(
 ) -> AsyncGenerator[str, None]:
     """``snapshot`` (the whole list) first, then ``status`` (one process's state) at every change.
 
-    If events were dropped because this client reads slowly, the next event is a fresh ``snapshot``."""
+    If events were dropped because this client reads slowly, or the set of processes changed (a config
+    reload added or removed some), the next event is a fresh ``snapshot``."""
     subscription = hub.open(manager)
     try:
         yield f"retry: {RETRY_MS}\n\n"
+        ids = manager.ids
         yield _snapshot(manager)
         dropped = 0
         while (item := await _next(subscription, keepalive)) is not None:
             if item is _TIMEOUT:
                 yield format_comment("keep-alive")
-            elif subscription.dropped_events != dropped:
+            elif subscription.dropped_events != dropped or manager.ids != ids:
                 dropped = subscription.dropped_events
+                ids = manager.ids
                 hub.catch_ups += 1
                 yield _snapshot(manager)
-            elif isinstance(item, StatusChanged | ProcessExited):
+            elif isinstance(item, StatusChanged | ProcessExited) and item.process_id in ids:
                 state = manager.state(item.process_id).to_dict()
                 yield format_event(json.dumps(state), event="status")
     finally:
@@ -119,7 +123,7 @@ async def log_stream(
 ) -> AsyncGenerator[str, None]:
     """The last ``lines`` lines (or, with ``after``, every buffered line after that sequence number),
     then each new line as it is written. The caller checks that the process exists: the response has
-    begun by the time this runs."""
+    begun by the time this runs. The stream ends if a config reload removes the process."""
     subscription = hub.open(manager, process_id)
     try:
         yield f"retry: {RETRY_MS}\n\n"
@@ -136,6 +140,8 @@ async def log_stream(
         dropped = 0
         while (item := await _next(subscription, keepalive)) is not None:
             if item is _TIMEOUT:
+                if process_id not in manager.ids:
+                    return
                 yield format_comment("keep-alive")
                 continue
             # Any event may be the first after a drop: the queue may have filled with status changes.
@@ -147,11 +153,15 @@ async def log_stream(
                 yield catch_up
                 continue
             if not isinstance(item, LogLines):
+                if process_id not in manager.ids:
+                    return
                 continue
             fresh = [line for line in lines_of(item) if line.seq > cursor]
             if fresh:
                 cursor = fresh[-1].seq
                 yield _log_events(fresh)
+    except ProcessNotFound:
+        return  # removed by a config reload while catching up
     finally:
         hub.release(subscription)
 
