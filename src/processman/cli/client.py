@@ -89,6 +89,10 @@ class Connection:
         with self.client(timeout) as client:
             try:
                 response = client.request(method, path, **kwargs)
+            except httpx.ReadTimeout:
+                raise ClientError(
+                    f"{self.url} did not answer {method} {path} within {timeout.read:g} s"
+                ) from None
             except httpx.TransportError as exc:
                 raise self.unreachable(exc) from None
         self.check(response, path)
