@@ -62,6 +62,7 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "string",
                 "enum": ["starting", "running", "stopping", "stopped", "crashed", "failed"],
             },
+            "ready": {"type": "boolean", "description": "The current run passed its readiness probe."},
             "desired": {"type": "string", "enum": ["running", "stopped"]},
             "startTime": {"type": ["string", "null"], "format": "date-time"},
             "uptime": {"type": "string", "example": "2h30m15s"},

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 from processman.config import ProcessConfig, load_config
+from processman.engine.dependencies import DependencyGate, stop_in_order
 from processman.engine.events import Event, EventBus, Listener, Subscription
 from processman.engine.leftovers import RunFile, clean_up_previous_run
 from processman.engine.posix import (
@@ -84,6 +85,7 @@ class ProcessManager:
             pocketbase=self.options.pocketbase,
             log_files=self._log_file_options(),
             on_group=self._on_group,
+            dependencies=DependencyGate(self.events, lambda: self._processes.values()),
         )
         self._guardian: Guardian | None = None
         self._run_file: RunFile | None = None
@@ -280,7 +282,7 @@ class ProcessManager:
 
     async def stop_all(self) -> None:
         """Stop every process tree, in parallel; returns when nothing is left."""
-        await asyncio.gather(*(process.stop() for process in self._processes.values()))
+        await stop_in_order(self._processes.values())
 
     async def restart_all(self) -> None:
         await asyncio.gather(*(self.restart_process(process_id) for process_id in self._processes))
@@ -301,6 +303,7 @@ class ProcessManager:
         await asyncio.gather(*(task for task, _ in self._watchers.values()), return_exceptions=True)
         self._watchers.clear()
         await self.stop_all()
+        await self._context.prober.aclose()
         for process in self._processes.values():
             process.close()
         if self._reaper is not None:

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import contextlib
 import errno
+import functools
 import logging
 import os
 import shlex
@@ -24,8 +25,11 @@ from typing import Any
 
 from processman.config import ProcessConfig
 from processman.durations import format_duration
+from processman.engine.dependencies import DependencyGate
 from processman.engine.events import EventBus, ProcessExited, StatusChanged
+from processman.engine.health import HealthMonitor
 from processman.engine.posix import TagScanner, terminate_tree
+from processman.engine.probes import Prober
 from processman.engine.states import Desired, Status, check_transition
 from processman.environment import PocketBaseInfo, child_environment
 from processman.interpreter import command_line, resolve_interpreter
@@ -88,6 +92,7 @@ class ProcessState:
     config: ProcessConfig
     interpreter: str | None
     exits: tuple[ExitRecord, ...] = ()
+    ready: bool = False  # its readiness probe passed (at once without one); see engine.health
 
     def to_dict(self) -> dict[str, Any]:
         from processman.logs import format_timestamp
@@ -96,6 +101,7 @@ class ProcessState:
             "id": self.id,
             "pid": self.pid,
             "status": str(self.status),
+            "ready": self.ready,
             "startTime": format_timestamp(self.start_time) if self.start_time is not None else None,
             "uptime": format_duration(int(self.uptime)),
             "restartCount": self.restart_count,
@@ -119,6 +125,8 @@ class SpawnContext:
     on_reaped: Callable[[], None] = lambda: None
     owned_pids: set[int] = field(default_factory=set)
     environ: Mapping[str, str] | None = None  # None: the manager's environment at each spawn
+    prober: Prober = field(default_factory=Prober)  # readiness and liveness probes
+    dependencies: DependencyGate = field(default_factory=DependencyGate)  # dependsOn waits
 
 
 class _Pipe:
@@ -241,6 +249,7 @@ class ManagedProcess:
         self._first_attempt = asyncio.Event()
         self._skip_wait = False
         self._tag = f"{context.run_id}:{config.id}"
+        self.ready = False  # this run's readiness probe passed (engine.health)
 
     def __repr__(self) -> str:
         pid = self._child.pid if self._child and self._child.alive else 0
@@ -264,6 +273,7 @@ class ManagedProcess:
             config=self.config,
             interpreter=self.interpreter,
             exits=tuple(self.exits),
+            ready=self.ready,
         )
 
     # ---- user operations -------------------------------------------------------------------------
@@ -349,8 +359,12 @@ class ManagedProcess:
         while self.desired is Desired.RUNNING:
             if not first:
                 self.restart_count += 1
-            first = False
             self._set_status(Status.STARTING)
+            if first and self.config.depends_on:
+                self._first_attempt.set()  # start() returns while it waits for its dependencies
+                if not await self._context.dependencies.wait(self):
+                    return
+            first = False
             try:
                 child = self._spawn()
             except SpawnError as exc:
@@ -360,10 +374,22 @@ class ManagedProcess:
                 failures += 1
             else:
                 self._child = child
-                self._set_status(Status.RUNNING)
+                # Running once ready: at once without a readiness probe. A failing liveness probe
+                # stops the tree and its reason becomes the exit's.
+                monitor = HealthMonitor(
+                    self,
+                    self._context,
+                    on_ready=self._became_ready,
+                    kill=functools.partial(self._terminate, child),
+                )
                 self._first_attempt.set()
-                status = await child.exited
+                try:
+                    status = await child.exited
+                finally:
+                    await monitor.close()
+                    self.ready = False
                 code, sig, reason = describe_exit(status)
+                reason = monitor.failure or reason
                 expected = self.desired is not Desired.RUNNING
                 self.exits.append(ExitRecord(time.time(), code, sig, child.uptime, reason))
                 self._context.bus.publish(
@@ -410,15 +436,27 @@ class ManagedProcess:
                 return f": {text[:200]}"
         return ""
 
+    def environment(self) -> dict[str, str]:
+        """The environment of a spawn (probe commands run with it too)."""
+        config = self.config
+        base = self._context.environ if self._context.environ is not None else os.environ
+        env = child_environment(base, config.env, pocketbase=self._context.pocketbase, tag=self._tag)
+        if config.instance is not None:
+            env["PROCESSMAN_INSTANCE"] = str(config.instance)
+        return env
+
+    def _became_ready(self) -> None:
+        """The run passed its readiness probe (at once without one): now it is running."""
+        if self.status is Status.STARTING:
+            self.ready = True
+            self._set_status(Status.RUNNING)
+
     def _spawn(self) -> _Child:
         config = self.config
         if not config.cwd.is_dir():
             raise SpawnError(f"cannot start: working directory {config.cwd} does not exist")
         argv = command_line(config, self.interpreter)
-        base = self._context.environ if self._context.environ is not None else os.environ
-        env = child_environment(base, config.env, pocketbase=self._context.pocketbase, tag=self._tag)
-        if config.instance is not None:
-            env["PROCESSMAN_INSTANCE"] = str(config.instance)
+        env = self.environment()
         try:
             popen = subprocess.Popen(
                 argv,
