@@ -18,11 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
-from processman import ProcessManager
+from processman import ManagerOptions, ProcessManager
 from processman.api import Address, AdminToken, ApiService, Authenticator
 from processman.api.sse import EventParser, ServerSentEvent
 from processman.engine.states import Status
-from tests.conftest import config, wait_until
+from tests.conftest import config, tagged_processes, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 POCKETBASE = ROOT / ".venv" / "bin" / "pocketbase"
@@ -98,23 +98,35 @@ async def running(manager: ProcessManager, *ids: str) -> None:
     )
 
 
-@pytest.fixture
-async def served(manager_factory: Callable[..., ProcessManager]) -> AsyncIterator[Served]:
+@contextlib.asynccontextmanager
+async def served_processes(folder: Path) -> AsyncIterator[Served]:
     """Processes ``ticker`` (a line every 0.1 s), ``echo`` (1200 lines then quiet), ``idle`` (silent,
-    with secrets in its env), served with the admin token ``TOKEN``."""
-    manager = manager_factory(
-        config("ticker", TICKER),
-        config("echo", ECHO),
-        config("idle", IDLE, env={"API_KEY": SECRET_VALUE, "DB_PASSWORD": SECRET_VALUE, "MODE": "plain"}),
+    with secrets in its env), served with the admin token ``TOKEN``; every tree is gone afterwards."""
+    manager = ProcessManager(
+        [
+            config("ticker", TICKER),
+            config("echo", ECHO),
+            config("idle", IDLE, env={"API_KEY": SECRET_VALUE, "DB_PASSWORD": SECRET_VALUE, "MODE": "plain"}),
+        ],
+        ManagerOptions(state_dir=folder / "state", log_output=False),
     )
-    await manager.start()
-    await running(manager, "ticker", "echo", "idle")
-    await wait_until(manager, lambda: manager.last_log_seq("echo") >= 1201, what="echo's lines")
-    async with serving(manager, AdminToken(TOKEN)) as service:
-        url = service.url
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        async with httpx.AsyncClient(base_url=url, headers=headers, timeout=15) as client:
-            yield Served(manager, service, url, client)
+    try:
+        await manager.start()
+        await running(manager, "ticker", "echo", "idle")
+        await wait_until(manager, lambda: manager.last_log_seq("echo") >= 1201, what="echo's lines")
+        async with serving(manager, AdminToken(TOKEN)) as service:
+            headers = {"Authorization": f"Bearer {TOKEN}"}
+            async with httpx.AsyncClient(base_url=service.url, headers=headers, timeout=15) as client:
+                yield Served(manager, service, service.url, client)
+    finally:
+        await manager.close()
+    assert tagged_processes(f"{manager.run_id}:") == [], "processes were left behind"
+
+
+@pytest.fixture
+async def served(tmp_path: Path) -> AsyncIterator[Served]:
+    async with served_processes(tmp_path) as instance:
+        yield instance
 
 
 # ---- raw HTTP: requests that httpx would normalise (dot segments, encodings) --------------------------

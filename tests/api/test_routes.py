@@ -5,9 +5,32 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import pytest_asyncio
 
 from processman.engine.states import Status
-from tests.api.conftest import SECRET_VALUE, Served, assert_error, request_bytes, running
+from tests.api.conftest import (
+    SECRET_VALUE,
+    Served,
+    assert_error,
+    request_bytes,
+    running,
+    served_processes,
+)
+
+# One server for the module: tests that stop ``idle`` start it again.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Served]:
+    async with served_processes(tmp_path_factory.mktemp("routes")) as instance:
+        yield instance
+
+
+async def ensure_running(served: Served, process_id: str) -> None:
+    if served.manager.state(process_id).status is not Status.RUNNING:
+        await served.manager.start_process(process_id)
+    await running(served.manager, process_id)
 
 
 async def test_health_needs_no_token(served: Served) -> None:
@@ -58,6 +81,7 @@ async def test_stop_waits_until_stopped(served: Served) -> None:
     assert response.json() == {"message": "Process stopped", "id": "idle"}
     state = served.manager.state("idle")
     assert state.status is Status.STOPPED and state.pid == 0
+    await ensure_running(served, "idle")
 
 
 async def test_restart_gives_a_new_pid(served: Served) -> None:
@@ -155,6 +179,7 @@ async def test_hostile_ids_get_a_clean_404_and_the_server_stays_up(served: Serve
 
 
 async def test_an_oversized_body_is_413_and_the_server_stays_up(served: Served) -> None:
+    restarts = served.manager.state("idle").restart_count
     response = await served.client.post("/api/pm/idle/restart", content=b"x" * (1024 * 1024))
     assert response.status_code == 413
     assert_error(response.json(), 413)
@@ -167,13 +192,14 @@ async def test_an_oversized_body_is_413_and_the_server_stays_up(served: Served) 
     chunked = await served.client.post("/api/pm/idle/restart", content=chunks())
     assert chunked.status_code == 413
     assert_error(chunked.json(), 413)
-    assert served.manager.state("idle").restart_count == 0, "a rejected request must not act"
+    assert served.manager.state("idle").restart_count == restarts, "a rejected request must not act"
     assert (await served.client.get("/api/pm/list")).status_code == 200
 
 
 async def test_a_small_body_is_accepted_and_ignored(served: Served) -> None:
     response = await served.client.post("/api/pm/idle/stop", json={"force": True})
     assert response.status_code == 200
+    await ensure_running(served, "idle")
 
 
 async def test_a_bad_content_length_is_400(served: Served) -> None:
