@@ -99,19 +99,22 @@ class TagScanner:
 
     def scan(self) -> Snapshot:
         snapshot = Snapshot()
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            pid = int(name)
-            if pid == self._own_pid:
-                continue
-            group_state = _group_and_state(pid)
-            if group_state is None or group_state[1] == "Z":
-                continue
-            snapshot.by_group.setdefault(group_state[0], []).append(pid)
-            tag = read_tag(pid)
-            if tag is not None:
-                snapshot.by_tag.setdefault(tag, []).append(pid)
+        seen = {self._own_pid}
+        # A daemon forked while the scan runs, by a parent that exits before it is read, is in no
+        # listing read so far: list /proc again and read the newcomers (a few passes at most).
+        for _pass in range(3):
+            pids = [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) not in seen]
+            if not pids:
+                break
+            seen.update(pids)
+            for pid in pids:
+                group_state = _group_and_state(pid)
+                if group_state is None or group_state[1] == "Z":
+                    continue
+                snapshot.by_group.setdefault(group_state[0], []).append(pid)
+                tag = read_tag(pid)
+                if tag is not None:
+                    snapshot.by_tag.setdefault(tag, []).append(pid)
         return snapshot
 
     async def fresh(self) -> Snapshot:
