@@ -74,15 +74,16 @@ class LineSplitter:
         text = buffer[: end - 1 if buffer[end - 1 : end] == b"\r" else end].decode("utf-8", "replace")
         text = text.replace("\r\n", "\n")
         lines = text.split("\n")
-        if end > MAX_LINE and any(len(line) > MAX_LINE for line in lines):
+        if end > MAX_LINE and any(len(line) * 4 > MAX_LINE for line in lines):
             lines = [piece for line in lines for piece in _split_long(line)]
         return lines + self._split_pending()
 
     def _split_pending(self) -> list[str]:
         pieces = []
         while len(self._pending) > MAX_LINE:
-            pieces.append(self._pending[:MAX_LINE].decode("utf-8", "replace") + SPLIT_MARKER)
-            self._pending = self._pending[MAX_LINE:]
+            cut = _boundary(self._pending, MAX_LINE)
+            pieces.append(self._pending[:cut].decode("utf-8", "replace") + SPLIT_MARKER)
+            self._pending = self._pending[cut:]
         return pieces
 
     def flush(self) -> list[str]:
@@ -91,11 +92,26 @@ class LineSplitter:
         return [rest.decode("utf-8", "replace").rstrip("\r")] if rest else []
 
 
+def _boundary(data: bytes, limit: int) -> int:
+    """Where to cut ``data`` at most ``limit`` bytes in: not inside a UTF-8 character, which would turn
+    valid text into two replacement characters."""
+    cut = limit
+    while cut > limit - 3 and 0x80 <= data[cut] < 0xC0:  # a continuation byte
+        cut -= 1
+    return cut if not 0x80 <= data[cut] < 0xC0 else limit
+
+
 def _split_long(line: str) -> list[str]:
-    if len(line) <= MAX_LINE:
+    """Pieces of at most MAX_LINE bytes, each but the last marked as continued."""
+    if len(line) * 4 <= MAX_LINE:
         return [line]
-    pieces = [line[i : i + MAX_LINE] + SPLIT_MARKER for i in range(0, len(line), MAX_LINE)]
-    pieces[-1] = pieces[-1][: -len(SPLIT_MARKER)]
+    data = line.encode()
+    pieces = []
+    while len(data) > MAX_LINE:
+        cut = _boundary(data, MAX_LINE)
+        pieces.append(data[:cut].decode("utf-8", "replace") + SPLIT_MARKER)
+        data = data[cut:]
+    pieces.append(data.decode("utf-8", "replace"))
     return pieces
 
 
