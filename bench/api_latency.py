@@ -162,6 +162,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
 
+    load_before = os.getloadavg()[0]
     results = run_scenario("quiet children", args.processes, 0, args.requests)
     chatty = f"each child writing {args.rate:g} lines/s"
     results += run_scenario(chatty, args.processes, args.rate, args.requests)
@@ -169,6 +170,8 @@ def main() -> None:
     print(
         f"\nprocessman control API, {args.processes} processes, {args.requests} sequential requests per route"
     )
+    cores = os.cpu_count()
+    print(f"{cores} cores; load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after")
     row = "{:<32} {:<36} {:>8} {:>8} {:>8} {:>8} {:>8}"
     print(row.format("scenario", "route", "bytes", "p50 ms", "p90 ms", "p99 ms", "max ms"))
     for t in results:
