@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from tests.pocketbase.conftest import SLEEPER, PocketBase, Realtime, processes_of, sidecar, wait_for
 
 from processman.api.app import DASHBOARD_DIR
@@ -172,3 +173,19 @@ def test_the_supervisor_routes_refuse_a_wrong_secret(app: PocketBase) -> None:
         response = app.http.post(path, json={"port": 1}, headers={"X-PM-Secret": "guess"})
         assert response.status_code == 401, path
     app.wait_running("greeter")  # still registered with the real port
+
+
+def test_metrics_pass_through_for_superusers_only(app: PocketBase) -> None:
+    app.wait_running("greeter")
+    assert app.http.get("/api/pm/metrics").status_code == 401
+    assert app.http.get("/api/pm/metrics", headers={"Authorization": app.user_token()}).status_code == 403
+    response = app.http.get("/api/pm/metrics", headers=app.superuser())
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    up = {
+        sample.labels["id"]: sample.value
+        for family in text_string_to_metric_families(response.text)
+        if family.name == "processman_process_up"
+        for sample in family.samples
+    }
+    assert up["greeter"] == 1

@@ -203,6 +203,7 @@ def test_details_show_the_resolved_config_with_secrets_masked(pages: Pages, serv
     text = details.inner_text()
     assert "Backoff" in text and "1m" in text
     assert "code 3" in text
+    assert "database unreachable" in details.locator("table.exits").inner_text()  # the exit's last lines
     assert "none (the command runs directly)" in text
 
     page.goto(server.url + "#/process/talker")

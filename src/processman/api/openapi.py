@@ -68,11 +68,34 @@ _SCHEMAS: dict[str, Any] = {
             "uptime": {"type": "string", "example": "2h30m15s"},
             "restartCount": {"type": "integer"},
             "lastError": {"type": "string"},
-            "recentExits": {"type": "array", "items": {"type": "object"}},
+            "recentExits": {
+                "type": "array",
+                "description": "The last 20 exits, oldest first.",
+                "items": _ref("ExitRecord"),
+            },
+            "cpu": {
+                "type": ["number", "null"],
+                "description": "CPU of the whole process tree, percent of one core; null when not running.",
+            },
+            "memory": {
+                "type": ["integer", "null"],
+                "description": "Resident memory of the whole process tree in bytes; null when not running.",
+            },
             "config": {
                 "type": "object",
                 "description": "The process's config; env values of secrets are shown as ****.",
             },
+        },
+    },
+    "ExitRecord": {
+        "type": "object",
+        "properties": {
+            "time": {"type": "string", "format": "date-time"},
+            "exitCode": {"type": ["integer", "null"], "description": "null when killed by a signal."},
+            "signal": {"type": ["string", "null"], "example": "SIGKILL"},
+            "uptime": {"type": "string", "example": "2h30m15s"},
+            "reason": {"type": "string", "example": "memory 612MB above maxMemory 512MB"},
+            "lastLines": {"type": "array", "items": {"type": "string"}, "description": "Last output."},
         },
     },
     "LogLine": {
@@ -155,6 +178,21 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
                 parameters=[
                     {"name": "dryRun", "in": "query", "schema": {"type": "string", "enum": ["0", "1"]}}
                 ],
+            )
+        },
+        "/metrics": {
+            "get": _operation(
+                "Metrics for Prometheus",
+                "Per process (label `id`): CPU and resident memory of the whole process tree, restarts, "
+                "uptime, status, last exit code; the manager's own memory, CPU, open files, event-loop "
+                "lag and dropped log lines. Prometheus text format 0.0.4.",
+                {
+                    "200": {
+                        "description": "The metrics.",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **auth,
+                },
             )
         },
         "/{id}/start": _action("start", "Process start initiated", {**not_found, "400": running}),

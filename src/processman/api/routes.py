@@ -16,6 +16,7 @@ from starlette.routing import BaseRoute, Route
 from processman.api.auth import Authenticator
 from processman.api.errors import ApiError
 from processman.api.openapi import openapi_document
+from processman.api.prometheus import CONTENT_TYPE, render_metrics
 from processman.api.streams import KEEPALIVE, StreamHub, log_stream, status_stream
 from processman.engine.manager import ProcessManager
 from processman.errors import ConfigError, ProcessAlreadyRunning, ProcessNotFound
@@ -73,6 +74,7 @@ class Endpoints:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/list", self.list_processes, methods=["GET"], name="list"),
+            Route("/metrics", self.metrics, methods=["GET"], name="metrics"),
             Route("/reload", self.reload, methods=["POST"], name="reload"),
             Route("/events", self.events, methods=["GET"], name="events"),
             Route("/auth-info", self.auth_info, methods=["GET"], name="auth-info"),
@@ -91,6 +93,14 @@ class Endpoints:
 
     async def list_processes(self, request: Request) -> Response:
         return JSONResponse([state.to_dict() for state in self.manager.states()])
+
+    async def metrics(self, request: Request) -> Response:
+        manager = self.manager
+        sampler = manager.resources
+        text = render_metrics(
+            manager.states(), manager.manager_usage(), sampler.usage(), sampler.cpu_seconds()
+        )
+        return Response(text, media_type=CONTENT_TYPE)
 
     async def start(self, request: Request) -> Response:
         process_id = self._id(request)

@@ -68,6 +68,7 @@ class Subscription:
             self.dropped_events += 1
             if isinstance(event, LogLines):
                 self.dropped_lines += len(event.lines)
+                self._bus.dropped_lines += len(event.lines)
             return
         self._queue.append(event)
         if self._waiter is not None and not self._waiter.done():
@@ -114,6 +115,7 @@ class EventBus:
     def __init__(self) -> None:
         self._subscriptions: set[Subscription] = set()
         self._listeners: list[Listener] = []
+        self.dropped_lines = 0  # by every subscriber that fell behind, since the bus was made
 
     def subscribe(self, *, maxsize: int = 1000, process_id: str | None = None) -> Subscription:
         """Async consumers: ``with bus.subscribe() as events: async for event in events: ...``."""

@@ -24,6 +24,7 @@ from processman.engine.posix import (
 )
 from processman.engine.process import ManagedProcess, ProcessState, SpawnContext
 from processman.engine.reload import ReloadPlan, plan_reload
+from processman.engine.resources import ManagerUsage, ResourceSampler
 from processman.engine.states import Desired
 from processman.environment import PocketBaseInfo
 from processman.errors import ConfigError, DuplicateProcess, ProcessNotFound
@@ -53,6 +54,8 @@ class ManagerOptions:
     log_file_backups: int = 3
     watch_ignore: tuple[Path, ...] = ()
     watch_debounce: float = DEBOUNCE
+    # Seconds between samples of each tree's CPU and memory (and maxMemory checks); 0 turns them off.
+    metrics_interval: float = 2.0
     # The file the processes came from: ``reload_from_file()`` re-reads it, and with ``watch_config``
     # every change to it is applied (a broken file changes nothing).
     config_path: Path | None = None
@@ -92,6 +95,9 @@ class ProcessManager:
         self._logging_sink: LoggingSink | None = None
         self._reaper: OrphanReaper | None = None
         self._watchers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self.resources = ResourceSampler(
+            self.run_id, lambda: self._processes.values(), self.options.metrics_interval, self._dropped_lines
+        )
         self._running = False
         self._reload_lock = asyncio.Lock()
         self._config_watch: asyncio.Task[None] | None = None
@@ -212,6 +218,14 @@ class ProcessManager:
     def add_listener(self, listener: Listener) -> None:
         self.events.add_listener(listener)
 
+    def manager_usage(self) -> ManagerUsage:
+        """The manager's own memory, CPU, descriptors, event-loop lag and dropped log lines."""
+        return self.resources.manager_usage()
+
+    def _dropped_lines(self) -> dict[str, int]:
+        sink = self._logging_sink
+        return {"logging": sink.dropped if sink is not None else 0, "subscribers": self.events.dropped_lines}
+
     # ---- operations on one process ---------------------------------------------------------------
 
     async def start_process(self, process_id: str) -> None:
@@ -261,6 +275,7 @@ class ProcessManager:
             self._guardian = Guardian(self.run_id)
         if options.log_output:
             self._logging_sink = LoggingSink(self.events)
+        self.resources.start()
         await asyncio.gather(*(self.start_process(pid) for pid in self._processes))
         if options.watch_config and options.config_path is not None:
             self._config_watch_stop = asyncio.Event()
@@ -302,6 +317,7 @@ class ProcessManager:
             task.cancel()
         await asyncio.gather(*(task for task, _ in self._watchers.values()), return_exceptions=True)
         self._watchers.clear()
+        await self.resources.close()
         await self.stop_all()
         await self._context.prober.aclose()
         for process in self._processes.values():

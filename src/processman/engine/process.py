@@ -30,6 +30,7 @@ from processman.engine.events import EventBus, ProcessExited, StatusChanged
 from processman.engine.health import HealthMonitor
 from processman.engine.posix import TagScanner, terminate_tree
 from processman.engine.probes import Prober
+from processman.engine.resources import TreeUsage, apply_limits
 from processman.engine.states import Desired, Status, check_transition
 from processman.environment import PocketBaseInfo, child_environment
 from processman.interpreter import command_line, resolve_interpreter
@@ -64,6 +65,7 @@ class ExitRecord:
     signal: int | None
     uptime: float
     reason: str
+    last_lines: tuple[str, ...] = ()  # the child's last lines of output before it exited
 
     def to_dict(self) -> dict[str, Any]:
         from processman.logs import format_timestamp
@@ -74,6 +76,7 @@ class ExitRecord:
             "signal": signal.Signals(self.signal).name if self.signal else None,
             "uptime": format_duration(self.uptime),
             "reason": self.reason,
+            "lastLines": list(self.last_lines),
         }
 
 
@@ -92,6 +95,8 @@ class ProcessState:
     config: ProcessConfig
     interpreter: str | None
     exits: tuple[ExitRecord, ...] = ()
+    cpu: float | None = None  # percent of one core, whole tree (None: not running or not sampled yet)
+    memory: int | None = None  # resident bytes, whole tree
     ready: bool = False  # its readiness probe passed (at once without one); see engine.health
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,6 +113,8 @@ class ProcessState:
             "lastError": self.last_error,
             "desired": str(self.desired),
             "recentExits": [record.to_dict() for record in self.exits],
+            "cpu": self.cpu,
+            "memory": self.memory,
             "config": self.config.to_dict(interpreter=self.interpreter),
         }
 
@@ -249,7 +256,10 @@ class ManagedProcess:
         self._first_attempt = asyncio.Event()
         self._skip_wait = False
         self._tag = f"{context.run_id}:{config.id}"
+        self.usage: TreeUsage | None = None  # set by the manager's resource sampler
+        self._exit_reason: str | None = None  # why the next exit is asked for (restart_for)
         self.ready = False  # this run's readiness probe passed (engine.health)
+        self._run_first_seq = 0  # the last log sequence number before the current run began
 
     def __repr__(self) -> str:
         pid = self._child.pid if self._child and self._child.alive else 0
@@ -273,6 +283,8 @@ class ManagedProcess:
             config=self.config,
             interpreter=self.interpreter,
             exits=tuple(self.exits),
+            cpu=self.usage.cpu_percent if running and self.usage else None,
+            memory=self.usage.memory if running and self.usage else None,
             ready=self.ready,
         )
 
@@ -314,11 +326,24 @@ class ManagedProcess:
         if self.desired is Desired.RUNNING:
             await self.restart(reason)
 
+    async def restart_for(self, reason: str) -> None:
+        """An automatic restart whose reason is kept in lastError and in the exit record (maxMemory).
+        Only while the process runs and the user wants it running; never counted as a failure."""
+        async with self._lock:
+            if self.desired is not Desired.RUNNING or self.status is not Status.RUNNING:
+                return
+            self.last_error = self._exit_reason = reason
+            await self._halt()
+            self._exit_reason = None
+            self.restart_count += 1
+            self.output.note(f"restarting: {reason}")
+            await self._launch(last_error=reason)
+
     # ---- internals -------------------------------------------------------------------------------
 
-    async def _launch(self) -> None:
+    async def _launch(self, last_error: str = "") -> None:
         self.desired = Desired.RUNNING
-        self.last_error = ""
+        self.last_error = last_error
         self._skip_wait = False
         self._wake.clear()
         self._first_attempt.clear()
@@ -391,7 +416,9 @@ class ManagedProcess:
                 code, sig, reason = describe_exit(status)
                 reason = monitor.failure or reason
                 expected = self.desired is not Desired.RUNNING
-                self.exits.append(ExitRecord(time.time(), code, sig, child.uptime, reason))
+                recorded = self._exit_reason or reason
+                lines = self._last_lines()
+                self.exits.append(ExitRecord(time.time(), code, sig, child.uptime, recorded, lines))
                 self._context.bus.publish(
                     ProcessExited(self.config.id, child.pid, code, sig, child.uptime, time.time(), expected)
                 )
@@ -424,6 +451,11 @@ class ManagedProcess:
                     self._skip_wait = False
                     failures = 0
                 self._wake.clear()
+
+    def _last_lines(self, count: int = 5) -> tuple[str, ...]:
+        """What the run that just ended wrote last (not earlier runs, not the manager's notes)."""
+        lines = self.output.since(max(self._run_first_seq, self.output.last_seq - 50))
+        return tuple([line.content for line in lines if not line.content.startswith("[processman]")][-count:])
 
     def _last_stderr_hint(self) -> str:
         for line in reversed(self.output.tail(20)):
@@ -478,6 +510,11 @@ class ManagedProcess:
         self._context.owned_pids.add(child.pid)
         child.exited.add_done_callback(lambda _: self._context.owned_pids.discard(child.pid))
         self._context.on_group(child.pid, True)
+        self._run_first_seq = self.output.last_seq  # the child's output is read later, in the loop
+        for problem in apply_limits(child.pid, config.limits):
+            self.last_error = problem
+            self.output.note(problem)
+            logger.warning("%s: %s", config.id, problem)
         logger.info("%s: started pid %d: %s", config.id, child.pid, shlex.join(argv)[:200])
         return child
 

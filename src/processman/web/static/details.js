@@ -64,6 +64,12 @@ function describeExit(exit) {
   return "–";
 }
 
+// The last lines the run wrote before it exited, under its reason.
+function lastLines(lines) {
+  if (!lines || lines.length === 0) return null;
+  return el("pre", { class: "last-lines mono" }, lines.join("\n"));
+}
+
 function exitsTable(exits) {
   if (!exits || exits.length === 0) return el("p", { class: "muted" }, "No exits since the manager started.");
   const head = el("tr", {}, ...["When", "Exit", "Ran for", "Reason"].map((title) => el("th", { scope: "col" }, title)));
@@ -77,7 +83,7 @@ function exitsTable(exits) {
         el("td", { title: formatDateTime(exit.time) }, formatAgo(exit.time)),
         el("td", { class: failed ? "exit bad mono" : "exit mono" }, describeExit(exit)),
         el("td", { class: "mono" }, exit.uptime ?? "–"),
-        el("td", {}, exit.reason ?? ""),
+        el("td", {}, exit.reason ?? "", lastLines(exit.lastLines)),
       ),
     );
   }

@@ -1,0 +1,345 @@
+"""Resource use: what each process tree and the manager itself consume, ``maxMemory``, and OS limits.
+
+A manager owns one :class:`ResourceSampler`. Every ``interval`` seconds it reads /proc once, in a
+worker thread so the event loop keeps answering: the stat line of every process (CPU ticks, resident
+pages, process group), and the environment only of a process it has not seen before (to read its
+``PROCESSMAN_TAG``; a process's tag never changes, so it is cached by pid and start time). A tree is,
+as for the stop ladder, the child's process group plus every process that carries its tag.
+
+CPU percent is the tree's CPU time between two samples over the wall time between them (100 = one
+core). A process that appeared since the previous sample counts whole: it started in between.
+Memory is the resident set size summed over the tree (pages shared between its processes count once
+per process, as ``ps`` and PM2 show them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import resource
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from processman.config import ProcessConfig
+from processman.engine.posix import read_tag
+from processman.sizes import format_size
+
+logger = logging.getLogger(__name__)
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
+# maxMemory acts on memory that *stays* high: this many consecutive samples above the limit.
+OVER_LIMIT_SAMPLES = 2
+# The event-loop lag probe: a timer every LAG_TICK seconds; the lag is the worst lateness among the
+# last LAG_TICKS_KEPT of them (about two seconds).
+LAG_TICK = 0.25
+LAG_TICKS_KEPT = 8
+
+# Config name -> resource, for ``limits``.
+RLIMITS: dict[str, int] = {
+    "openFiles": resource.RLIMIT_NOFILE,
+    "cpuSeconds": resource.RLIMIT_CPU,
+    "coreSize": resource.RLIMIT_CORE,
+}
+
+
+def apply_limits(pid: int, limits: Mapping[str, int]) -> list[str]:
+    """Set the OS limits of a child that has just started: soft and hard limit both ``value``, except
+    cpuSeconds, whose hard limit is one second later, so the process first gets SIGXCPU (which says
+    why it died) and SIGKILL only if it survives that.
+
+    Returns one sentence per limit that could not be applied; an empty list when all were. Applied
+    with prlimit(2) right after the start, so a process the child forks in its first instant (before
+    the limits are set) would not inherit them.
+    """
+    problems: list[str] = []
+    for name, value in limits.items():
+        which = RLIMITS[name]
+        try:
+            resource.prlimit(pid, which, (value, value + 1 if name == "cpuSeconds" else value))
+        except ProcessLookupError:
+            return problems  # already gone: nothing left to limit
+        except (ValueError, OverflowError, OSError) as exc:
+            problems.append(f"limits.{name} {value} not applied: {_why_not(pid, which, value, exc)}")
+    return problems
+
+
+def _why_not(pid: int, which: int, value: int, exc: Exception) -> str:
+    if isinstance(exc, OverflowError):
+        return "too large for this system"
+    if which == resource.RLIMIT_NOFILE:
+        with contextlib.suppress(OSError, ValueError), open("/proc/sys/fs/nr_open") as file:
+            ceiling = int(file.read())
+            if value > ceiling:
+                return f"above the system's maximum of {ceiling} (sysctl fs.nr_open)"
+    try:
+        _, hard = resource.prlimit(pid, which)
+    except (ValueError, OSError):
+        hard = resource.RLIM_INFINITY
+    if hard != resource.RLIM_INFINITY and value > hard and os.geteuid() != 0:
+        return f"above the hard limit {hard}, which only a privileged manager (CAP_SYS_RESOURCE) can raise"
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+
+
+@dataclass(frozen=True, slots=True)
+class TreeUsage:
+    """One process tree at one sample."""
+
+    processes: int  # live processes in the tree
+    cpu_percent: float | None  # None until two samples exist
+    memory: int  # resident bytes, summed over the tree
+    # CPU time of the tree's processes, all runs (a counter; a process that ended counts up to the
+    # last sample that saw it).
+    cpu_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerUsage:
+    """The manager process itself."""
+
+    memory: int  # resident bytes
+    cpu_seconds: float  # user + system, every thread
+    open_fds: int
+    loop_lag: float | None  # the worst lateness of a timer over the last two seconds or so
+    sample_seconds: float | None  # how long the last sample took
+    log_lines_dropped: Mapping[str, int]  # consumer -> lines it dropped since the manager started
+
+
+class Sampled(Protocol):
+    """What the sampler needs of a managed process."""
+
+    config: ProcessConfig
+    usage: TreeUsage | None
+
+    @property
+    def pid(self) -> int: ...
+
+    async def restart_for(self, reason: str) -> None: ...
+
+
+@dataclass(slots=True)
+class ProcStat:
+    pid: int
+    start: int  # start time in clock ticks after boot: with the pid, names a process for good
+    group: int
+    ticks: int  # user + system CPU
+    rss_pages: int
+
+
+def read_stat(pid: int) -> ProcStat | None:
+    """A live process's stat line; None for a zombie or a process that is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
+        return None
+    # The command name may hold spaces and parentheses: fields start after the last ")".
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    if fields[0] == b"Z":
+        return None
+    return ProcStat(pid, int(fields[19]), int(fields[2]), int(fields[11]) + int(fields[12]), int(fields[21]))
+
+
+class ProcTable:
+    """Reads every process's stat line and, once per process, its tag (if it starts with ``prefix``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix.encode()
+        self._own_pid = os.getpid()
+        self._tags: dict[tuple[int, int], str | None] = {}
+
+    def read(self, groups: set[int]) -> tuple[dict[str, list[ProcStat]], dict[int, list[ProcStat]]]:
+        """Processes by tag (this run's tags only) and by process group (only the ``groups`` asked for)."""
+        by_tag: dict[str, list[ProcStat]] = {}
+        by_group: dict[int, list[ProcStat]] = {}
+        tags: dict[tuple[int, int], str | None] = {}
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == self._own_pid:
+                continue
+            stat = read_stat(int(name))
+            if stat is None:
+                continue
+            key = (stat.pid, stat.start)
+            tag = self._tags[key] if key in self._tags else self._read_tag(stat.pid)
+            tags[key] = tag
+            if tag is not None:
+                by_tag.setdefault(tag, []).append(stat)
+            if stat.group in groups:
+                by_group.setdefault(stat.group, []).append(stat)
+        self._tags = tags  # forget processes that are gone
+        return by_tag, by_group
+
+    def _read_tag(self, pid: int) -> str | None:
+        tag = read_tag(pid)
+        return tag if tag is not None and tag.encode().startswith(self._prefix) else None
+
+
+def manager_memory() -> int:
+    with open("/proc/self/statm", "rb") as file:
+        return int(file.read().split()[1]) * PAGE_SIZE
+
+
+class ResourceSampler:
+    """Samples the trees of a manager's processes and restarts those above ``maxMemory``.
+
+    ``processes`` returns the manager's processes at each sample (they may change between samples);
+    ``dropped`` returns the log lines each consumer dropped. ``interval`` 0 turns sampling off.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        processes: Callable[[], Iterable[Sampled]],
+        interval: float,
+        dropped: Callable[[], Mapping[str, int]] = dict,
+    ) -> None:
+        self.interval = interval
+        self._run_id = run_id
+        self._processes = processes
+        self._dropped = dropped
+        self._table = ProcTable(f"{run_id}:")
+        self._ticks: dict[tuple[int, int], int] = {}
+        self._cpu_ticks: dict[str, int] = {}  # whole ticks, so the counter never drifts
+        self._usage: dict[str, TreeUsage] = {}
+        self._over: dict[str, int] = {}
+        self._restarts: dict[str, asyncio.Task[None]] = {}
+        self._last_sample: float | None = None
+        self._sample_seconds: float | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._sampling = asyncio.Lock()
+        self._lag_handle: asyncio.TimerHandle | None = None
+        self._lag_due = 0.0
+        self._lags: collections.deque[float] = collections.deque(maxlen=LAG_TICKS_KEPT)
+        self.samples = 0
+
+    def __repr__(self) -> str:
+        return f"<ResourceSampler interval={self.interval}s samples={self.samples}>"
+
+    def start(self) -> None:
+        if self.interval <= 0 or self._task is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._lag_due = loop.time() + LAG_TICK
+        self._lag_handle = loop.call_at(self._lag_due, self._lag_tick)
+        self._task = asyncio.create_task(self._run(), name="resource sampler")
+
+    async def close(self) -> None:
+        """Stop sampling; a maxMemory restart under way is finished first (it holds its process's lock)."""
+        if self._lag_handle is not None:
+            self._lag_handle.cancel()
+            self._lag_handle = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._restarts:
+            await asyncio.gather(*self._restarts.values(), return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.sample()
+            except OSError as exc:  # /proc unreadable: report, keep trying
+                logger.warning("cannot sample resource use: %s", exc)
+            except Exception:  # a bug here must not end sampling (or maxMemory) for good
+                logger.exception("resource sample failed")
+            await asyncio.sleep(self.interval)
+
+    def _lag_tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._lags.append(max(now - self._lag_due, 0.0))
+        self._lag_due = now + LAG_TICK
+        self._lag_handle = loop.call_at(self._lag_due, self._lag_tick)
+
+    async def sample(self) -> None:
+        """Take one sample now: update every process's ``usage`` and act on ``maxMemory``."""
+        async with self._sampling:  # rates are deltas from the previous sample: one at a time
+            await self._sample()
+
+    async def _sample(self) -> None:
+        began = time.perf_counter()
+        running = [(process, process.pid) for process in self._processes()]
+        groups = {pid for _, pid in running if pid}
+        by_tag, by_group = await asyncio.to_thread(self._table.read, groups)
+        now = time.monotonic()
+        elapsed = now - self._last_sample if self._last_sample is not None else None
+        ticks: dict[tuple[int, int], int] = {}
+        for process, pid in running:
+            process_id = process.config.id
+            if not pid or process.pid != pid:  # not running, or restarted during the scan
+                process.usage = None
+                self._usage.pop(process_id, None)
+                self._over.pop(process_id, None)
+                continue
+            members = {stat.pid: stat for stat in by_tag.get(f"{self._run_id}:{process_id}", ())}
+            members.update((stat.pid, stat) for stat in by_group.get(pid, ()))
+            used = 0
+            for stat in members.values():
+                key = (stat.pid, stat.start)
+                used += stat.ticks - self._ticks.get(key, 0)
+                ticks[key] = stat.ticks
+            total = self._cpu_ticks[process_id] = self._cpu_ticks.get(process_id, 0) + used
+            percent = round(used / CLOCK_TICKS / elapsed * 100, 1) if elapsed else None
+            memory = sum(stat.rss_pages for stat in members.values()) * PAGE_SIZE
+            usage = TreeUsage(len(members), percent, memory, total / CLOCK_TICKS)
+            process.usage = self._usage[process_id] = usage
+            self._check_memory(process, memory)
+        self._ticks = ticks
+        known = {process.config.id for process, _ in running}
+        for forgotten in (self._usage.keys() | self._cpu_ticks.keys()) - known:  # removed by a reload
+            self._usage.pop(forgotten, None)
+            self._cpu_ticks.pop(forgotten, None)
+        self._last_sample = now
+        self._sample_seconds = time.perf_counter() - began
+        self.samples += 1
+
+    def _check_memory(self, process: Sampled, memory: int) -> None:
+        process_id = process.config.id
+        limit = process.config.max_memory
+        if limit is None or memory <= limit:
+            self._over.pop(process_id, None)
+            return
+        over = self._over[process_id] = self._over.get(process_id, 0) + 1
+        if over < OVER_LIMIT_SAMPLES or process_id in self._restarts:
+            return
+        del self._over[process_id]
+        reason = f"memory {format_size(memory)} above maxMemory {format_size(limit)}"
+        logger.warning("%s: %s; restarting", process_id, reason)
+        task = asyncio.create_task(process.restart_for(reason), name=f"restart {process_id}")
+        self._restarts[process_id] = task
+        task.add_done_callback(lambda done: self._restarted(process_id, done))
+
+    def _restarted(self, process_id: str, task: asyncio.Task[None]) -> None:
+        self._restarts.pop(process_id, None)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("%s: restart for memory failed", process_id, exc_info=task.exception())
+
+    def usage(self) -> dict[str, TreeUsage]:
+        """The running processes' trees at the last sample, by process id."""
+        return dict(self._usage)
+
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time each process's trees have used, all runs together (counters), by process id."""
+        return {process_id: ticks / CLOCK_TICKS for process_id, ticks in self._cpu_ticks.items()}
+
+    def manager_usage(self) -> ManagerUsage:
+        """The manager process now (memory, CPU, descriptors) and at the last sample (loop lag)."""
+        times = os.times()
+        return ManagerUsage(
+            memory=manager_memory(),
+            cpu_seconds=times.user + times.system,
+            open_fds=len(os.listdir("/proc/self/fd")),
+            loop_lag=max(self._lags) if self._lags else None,
+            sample_seconds=self._sample_seconds,
+            log_lines_dropped=dict(self._dropped()),
+        )
+
+
+__all__ = ["ManagerUsage", "ResourceSampler", "TreeUsage", "apply_limits"]
