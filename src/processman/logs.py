@@ -139,16 +139,18 @@ class RotatingFile:
             self.dropped_bytes += len(data)
             return
         assert self._fd is not None
+        written = 0
         try:
             if self.max_bytes and self._size + len(data) > self.max_bytes and self._size:
                 self._rotate()
-            written = os.write(self._fd, data)
-            self._size += written
-            if written < len(data):
-                self._size += os.write(self._fd, data[written:])
+            while written < len(data):
+                written += os.write(self._fd, data[written:])
         except OSError as exc:
-            self.dropped_bytes += len(data)
+            # A full disk takes part of the data, then refuses the rest: count only what is missing.
+            self.dropped_bytes += len(data) - written
             self._fail(exc)
+        finally:
+            self._size += written
 
     def _open(self) -> bool:
         if time.monotonic() < self._broken_until:
