@@ -1,0 +1,295 @@
+"""Faults around the manager: killed mid-restart, a log folder that is full or read-only, PocketBase
+stalling while logs are mirrored, the config replaced by garbage, a child's folder deleted."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+from click.testing import CliRunner
+
+from processman import ProcessManager, Status
+from processman.cli import main
+from processman.logs import RotatingFile
+from tests.conftest import config, wait_until
+from tests.hardening.conftest import Record, Serve, child, tagged, wait_for
+from tests.pocketbase.conftest import PocketBase, sidecar
+
+Factory = Callable[..., ProcessManager]
+
+# Holds a TCP port for as long as it lives: a second copy of it could not start.
+PORT_HOLDER = """
+import socket, sys, time
+server = socket.socket()
+server.bind(("127.0.0.1", {port}))
+server.listen()
+print("holding", {port}, flush=True)
+while True:
+    time.sleep(1)
+"""
+TREE = """
+import subprocess, sys, time
+kids = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"]) for _ in range(5)]
+print("tree up", flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.mark.parametrize("guardian", ["guardian alive", "guardian killed too"])
+def test_manager_killed_mid_restart_then_started_again(
+    serve_factory: Callable[..., Serve], tmp_path: Path, guardian: str, figures: Record
+) -> None:
+    from tests.hardening.conftest import free_port
+
+    port = free_port()
+    processes = [
+        child("flappy", "import time\ntime.sleep(0.05)", backoff="1ms", minUptime="0s"),
+        child("holder", PORT_HOLDER.format(port=port)),
+        child("tree", TREE),
+    ]
+    serve = serve_factory(processes)
+    old_run = serve.run_id()
+    wait_for(lambda: serve.states()["flappy"]["restartCount"] >= 5, 20, "flappy restarting")
+    wait_for(lambda: "tree up" in serve.output(), 10, "the tree")
+    old = tagged(f"{old_run}:")
+    assert len(old) >= 7  # holder, tree and its 5, flappy (unless between runs)
+    if guardian == "guardian killed too":
+        guardians = [p for p in psutil.Process(serve.pid).children() if "-S" in p.cmdline()]
+        assert len(guardians) == 1
+        guardians[0].kill()
+    killed = time.monotonic()
+    os.kill(serve.pid, signal.SIGKILL)
+    assert serve.popen is not None
+    serve.popen.wait()
+    if guardian == "guardian alive":
+        wait_for(lambda: not tagged(f"{old_run}:"), 5, "the guardian to clean up")
+    else:
+        assert len(tagged(f"{old_run}:")) >= 6  # nothing watched over them this time
+    # Started again at once, on the same folder: it must neither refuse nor run anything twice.
+    again = serve_factory(processes, data_dir=serve.data_dir)
+    wait_for(lambda: not tagged(f"{old_run}:"), 10, "the old run's processes to go")
+    cleaned = time.monotonic() - killed
+    new_run = again.run_id()
+    assert new_run != old_run
+    wait_for(lambda: len(tagged(f"{new_run}:tree")) == 6, 15, "the new tree")
+    wait_for(lambda: again.states()["holder"]["status"] == "running", 15, "the new holder")
+    assert len(tagged(f"{new_run}:holder")) == 1
+    assert again.output().count("Address already in use") == 0
+    what = "the guardian" if guardian == "guardian alive" else "the next start (run.json)"
+    figures(f"SIGKILL mid-restart, {guardian}: old processes removed by {what} after", f"{cleaned:.2f} s")
+
+
+# ---- the log folder ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, *options: str) -> Iterator[Path]:
+    """A small real filesystem of our own: full and read-only are states of it, not of the machine."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI and the dev machines run as root)")
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join(("size=1m", *options)), "tmpfs", str(path)], check=True
+    )
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def remount(path: Path, *options: str) -> None:
+    subprocess.run(["mount", "-o", ",".join(("remount", *options)), str(path)], check=True)
+
+
+WRITER = """
+import itertools, sys, time
+for i in itertools.count():
+    sys.stdout.write("%099d\\n" % i)
+    if i % 50 == 0:
+        sys.stdout.flush()
+        time.sleep(0.005)
+"""
+
+
+async def test_a_full_log_folder_loses_only_the_file_copy_and_recovers(
+    manager_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, figures: Record
+) -> None:
+    monkeypatch.setattr(RotatingFile, "RETRY_AFTER", 0.3)  # the production pause is 5 s
+    state = tmp_path / "state"
+    with tmpfs(state / "logs"):
+        manager = manager_factory(config("writer", WRITER), state_dir=state)
+        await manager.start()
+        output = manager._get("writer").output  # the counters of the files
+        log = state / "logs" / "writer.out.log"
+        await wait_until(manager, lambda: output.dropped_file_bytes > 0, what="the disk to fill")
+        assert log.stat().st_size > 900_000
+        pid = manager.state("writer").pid
+        remount(state / "logs", "size=64m")  # space again
+        size = log.stat().st_size
+        await wait_until(manager, lambda: log.stat().st_size > size + 100_000, what="writing to resume")
+        await manager.stop_process("writer")
+        written = int(manager.logs("writer", 1)[-1].content) + 1  # lines "%099d\n" from 0
+        on_disk = log.stat().st_size
+        dropped = output.dropped_file_bytes
+        # Every byte is either in the file or counted as dropped; the child never noticed.
+        assert on_disk + dropped == written * 100, (on_disk, dropped, written)
+        state_ = manager.state("writer")
+        assert state_.restart_count == 0 and state_.exits[-1].reason.startswith("killed by signal 15")
+        assert pid != 0
+    figures(
+        "log folder full: lost", f"{dropped} bytes of the file copy (counted); memory and child unaffected"
+    )
+
+
+async def test_a_read_only_log_folder_keeps_output_in_memory_then_files_resume(
+    manager_factory: Factory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(RotatingFile, "RETRY_AFTER", 0.3)
+    state = tmp_path / "state"
+    with tmpfs(state / "logs", "ro"):
+        manager = manager_factory(config("writer", WRITER), state_dir=state)
+        await manager.start()
+        output = manager._get("writer").output
+        await wait_until(manager, lambda: output.dropped_file_bytes > 100_000, what="writes refused")
+        assert len(manager.logs("writer", 1000)) == 1000  # memory has the lines
+        warnings = [r.getMessage() for r in caplog.records if "cannot write log file" in r.getMessage()]
+        assert warnings and "Read-only file system" in warnings[0]
+        assert len(warnings) <= 4, "the warning repeats at most once per retry period"
+        remount(state / "logs", "rw")
+        log = state / "logs" / "writer.out.log"
+        await wait_until(manager, lambda: log.exists() and log.stat().st_size > 100_000, what="files resume")
+        assert manager.state("writer").status is Status.RUNNING
+        await manager.stop_process("writer")
+
+
+# ---- PocketBase stalls while logs are mirrored ---------------------------------------------------
+
+CHATTY = """
+import itertools, time
+for i in itertools.count():
+    print(f"mirror line {i}", flush=(i % 20 == 0))
+    if i % 20 == 0:
+        time.sleep(0.01)
+"""
+
+
+@pytest.mark.pocketbase
+def test_pocketbase_stalls_while_logs_are_mirrored_and_comes_back(tmp_path: Path, figures: Record) -> None:
+    """PocketBase stops answering for 4 s (a pause, a hung disk) while a sidecar writes 2,000 lines a
+    second. The sidecar never notices; what PocketBase could not take is counted in its log; every line
+    PocketBase got plus every line counted adds up to every line written; the files have them all."""
+    app = PocketBase(tmp_path / "pb")
+    lines = 'data.process = "chatty"'
+    try:
+        app.install([sidecar("chatty", CHATTY)])
+        app.start()
+        pid = app.wait_running("chatty")["chatty"]["pid"]
+        wait_for(lambda: app.log_count(lines) > 100, 15, "lines in PocketBase's logs")
+        app.signal(signal.SIGSTOP)
+        time.sleep(4)
+        app.signal(signal.SIGCONT)
+        wait_for(
+            lambda: app.log_count('message ~ "were not copied"') > 0, 30, "a count of what was not copied"
+        )
+        assert app.wait_running("chatty")["chatty"]["pid"] == pid  # the sidecar never noticed
+        stopped = app.http.post("/api/pm/chatty/stop", headers=app.superuser())
+        assert stopped.status_code == 200, stopped.text
+        # processman's own file is the complete record.
+        logged = (app.data_dir / "processman" / "logs" / "chatty.out.log").read_text().splitlines()
+        assert [int(line.split()[-1]) for line in logged] == list(range(len(logged)))
+
+        def accounted() -> tuple[int, int] | None:
+            got = app.log_count(lines)
+            counted = sum(int(w["data"]["notMirrored"]) for w in app.logs('message ~ "were not copied"'))
+            return (got, counted) if got + counted >= len(logged) else None
+
+        got, counted = wait_for(accounted, 30, "every line mirrored or counted", interval=0.5)
+        assert got <= len(logged), "lines were mirrored twice"
+        figures(
+            "PocketBase stopped 4 s while mirroring 2,000 lines/s",
+            f"{got} of {len(logged)} lines reached it, {counted} counted as not copied, "
+            "0 missing from the files",
+        )
+    finally:
+        app.close()
+
+
+# ---- the config file -----------------------------------------------------------------------------
+
+GARBAGE = [
+    b'[{"id": "a", "command": "sleep", "args": ["3600"]',  # cut short while being written
+    bytes(range(256)) * 4,
+    b"",
+    b'{"processes": "all of them"}',
+    b'[{"id": "a", "command": "sleep", "args": ["3600"], "backoff": "soon"}, 7]',
+    b"\xef\xbb\xbf" + json.dumps([{"id": "a"}]).encode(),
+]
+
+
+def test_the_config_replaced_by_garbage_while_running_changes_nothing(
+    serve_factory: Callable[..., Serve],
+) -> None:
+    processes = [
+        {"id": "a", "command": "sleep", "args": ["3600"]},
+        {"id": "b", "command": "sleep", "args": ["3600"]},
+    ]
+    serve = serve_factory(processes)
+    before = {pid: state["pid"] for pid, state in serve.states().items()}
+    for garbage in GARBAGE:
+        # Written in place, in two parts, as an editor or a careless script would.
+        with serve.config_path.open("wb") as file:
+            file.write(garbage[: len(garbage) // 2])
+            file.flush()
+            time.sleep(0.05)
+            file.write(garbage[len(garbage) // 2 :])
+        time.sleep(0.6)  # a reload, if any, would have happened by now (500 ms debounce)
+        states = serve.states()
+        assert {pid: state["pid"] for pid, state in states.items()} == before
+        assert all(state["status"] == "running" for state in states.values())
+        check = CliRunner().invoke(main, ["check", "--config", str(serve.config_path)])
+        assert check.exit_code == 1, check.output
+        assert check.exception is None or isinstance(check.exception, SystemExit), check.exception
+        assert re.search(r"(line \d+ column \d+|expected|cannot be read)", check.output), check.output
+    assert "Traceback" not in serve.output()
+
+
+# ---- a child's folder deleted ----------------------------------------------------------------------
+
+
+async def test_a_childs_folder_deleted_while_it_runs(manager_factory: Factory, tmp_path: Path) -> None:
+    folder = tmp_path / "work"
+    folder.mkdir()
+    manager = manager_factory(
+        config("homeless", "import time\ntime.sleep(3600)", cwd=folder, dev_mode=True, backoff=0.05)
+    )
+    await manager.start()
+    pid = manager.state("homeless").pid
+    shutil.rmtree(folder)
+    await asyncio.sleep(0.2)
+    assert manager.state("homeless").pid == pid  # it runs on in its deleted folder
+    await manager.restart_process("homeless")
+    await wait_until(
+        manager, lambda: "does not exist" in manager.state("homeless").last_error, what="a spawn error"
+    )
+    state = manager.state("homeless")
+    assert state.status in (Status.CRASHED, Status.STARTING)
+    assert f"working directory {folder} does not exist" in state.last_error
+    folder.mkdir()
+    await wait_until(
+        manager, lambda: manager.state("homeless").status is Status.RUNNING, what="running again"
+    )
+    await manager.stop_process("homeless")
