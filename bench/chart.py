@@ -50,7 +50,7 @@ def draw(panels: list[dict[str, Any]], target: str) -> None:
         top = max([bar["high"] for bar in bars] + [1e-9])
         for position, bar in zip(positions, bars, strict=True):
             axis.text(
-                bar["median"] if not panel.get("log") or bar["median"] > 0 else 1e-9,
+                max(bar["high"], 1e-9),  # past the whisker, so the number stays readable
                 position,
                 " " + bar["text"],
                 va="center",

@@ -55,7 +55,7 @@ SETTINGS = [
 
 HEADLINES = [
     ("W1", "start, N=500", False),
-    ("W1", "stop, N=500", False),
+    ("W1", "stop, N=500", True),
     ("W2", "memory (PSS)", False),
     ("W2", "CPU over", False),
     ("W3", "restart after SIGKILL", True),
@@ -180,7 +180,13 @@ def markdown(results: Results, chart_name: str) -> str:
         "## Machine and versions",
         "",
         f"Measured {meta.get('date', '?')}{' (quick mode)' if meta.get('quick') else ''}, "
-        f"run took {meta.get('duration_s', '?')} s.",
+        f"run took {meta.get('duration_s', '?')} s"
+        + (
+            f"; processman's checkout was at {meta['commit_at_end']} at the end (the table: at the start)."
+            if meta.get("commit_at_end")
+            and meta["commit_at_end"] not in str(meta.get("versions", {}).get("processman"))
+            else "."
+        ),
         "",
         _load_line(meta.get("load", {}), machine.get("cores", "?")),
         "",

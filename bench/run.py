@@ -111,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             # Other work on the machine shows here: the figures of a loaded machine are less exact.
             results.meta.setdefault("load", {})[name] = [round(load, 2), round(os.getloadavg()[0], 2)]
             results.meta["duration_s"] = round(time.monotonic() - started)
+            results.meta["commit_at_end"] = machine.commit()
             merged.replace_workloads(done)
             merged.save(target)  # after each workload: an interrupted run keeps what it measured
     finally:
