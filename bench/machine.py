@@ -34,19 +34,31 @@ def _memory_gib() -> float:
     return 0.0
 
 
-def _processman_version() -> str:
-    done = subprocess.run(
-        [processman_python(), "-m", "processman", "--version"], capture_output=True, text=True, check=False
-    )
-    version = done.stdout.strip().rsplit(" ", 1)[-1] or "?"
-    commit = subprocess.run(
+def commit() -> str:
+    """The checkout's commit, with ``+changes`` when src/ differs from it (processman runs from the
+    working tree)."""
+    head = subprocess.run(
         ["git", "-C", str(REPO_DIR), "rev-parse", "--short", "HEAD"],
         capture_output=True,
         text=True,
         check=False,
     )
+    dirty = subprocess.run(
+        ["git", "-C", str(REPO_DIR), "status", "--porcelain", "--untracked-files=no", "src"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    return (head.stdout.strip() or "?") + (" +changes" if dirty.stdout.strip() else "")
+
+
+def _processman_version() -> str:
+    done = subprocess.run(
+        [processman_python(), "-m", "processman", "--version"], capture_output=True, text=True, check=False
+    )
+    version = done.stdout.strip().rsplit(" ", 1)[-1] or "?"
     python = subprocess.run([processman_python(), "--version"], capture_output=True, text=True, check=False)
-    return f"{version} (commit {commit.stdout.strip() or '?'}, {python.stdout.strip()})"
+    return f"{version} (commit {commit()}, {python.stdout.strip()})"
 
 
 def describe(peers: Peers, *, quick: bool) -> dict[str, Any]:
