@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 from processman import ProcessManager, Status
 from processman.config import Probe, expand_instances
 from processman.engine.events import Event, ProcessExited, StatusChanged
 from tests.conftest import config, wait_until
-from tests.engine.test_probes import free_port, http_server
+from tests.engine.test_probes import free_port, http_server, refusing_port
 
 Factory = Callable[..., ProcessManager]
 SLEEPER = "import time\nwhile True: time.sleep(1)"
@@ -22,6 +24,13 @@ import time, urllib.request
 print("got", urllib.request.urlopen("http://127.0.0.1:{port}/health", timeout=2).status, flush=True)
 while True: time.sleep(1)
 """
+
+
+@pytest.fixture
+def never() -> Iterator[Probe]:
+    """A readiness probe that never passes: it connects to a port that refuses."""
+    with refusing_port() as port:
+        yield Probe("tcp", f"127.0.0.1:{port}", interval=0.05)
 
 
 class Timeline:
@@ -91,8 +100,9 @@ async def test_a_failed_run_does_not_complete_a_dependency(manager_factory: Fact
     assert manager.state("app").status is Status.STARTING and manager.state("app").pid == 0
 
 
-async def test_started_needs_a_spawned_process_not_a_ready_one(manager_factory: Factory) -> None:
-    never = Probe("tcp", f"127.0.0.1:{free_port()}", interval=0.05)
+async def test_started_needs_a_spawned_process_not_a_ready_one(
+    manager_factory: Factory, never: Probe
+) -> None:
     manager = manager_factory(
         config("db", SLEEPER, readiness=never),
         config("app", SLEEPER, depends_on={"db": "started"}),
@@ -104,8 +114,7 @@ async def test_started_needs_a_spawned_process_not_a_ready_one(manager_factory: 
     assert manager.state("web").status is Status.STARTING and manager.state("web").pid == 0
 
 
-async def test_waiting_processes_do_not_delay_the_others(manager_factory: Factory) -> None:
-    never = Probe("tcp", f"127.0.0.1:{free_port()}", interval=0.05)
+async def test_waiting_processes_do_not_delay_the_others(manager_factory: Factory, never: Probe) -> None:
     manager = manager_factory(
         config("db", SLEEPER, readiness=never),
         config("app", SLEEPER, depends_on={"db": "healthy"}),
@@ -161,6 +170,7 @@ async def test_dependants_stop_before_their_dependencies(manager_factory: Factor
     slow_stop = (
         "import signal, sys, time\n"
         "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.3), sys.exit(0)))\n"
+        "print('handler set', flush=True)\n"
         "while True: time.sleep(1)"
     )
     manager = manager_factory(
@@ -168,7 +178,7 @@ async def test_dependants_stop_before_their_dependencies(manager_factory: Factor
     )
     timeline = Timeline(manager)
     await manager.start()
-    await wait_until(manager, lambda: manager.state("app").status is Status.RUNNING, what="app running")
+    await wait_until(manager, lambda: any(line.content == "handler set" for line in manager.logs("app")))
     await manager.close()
     stopped = [p for p, w, _ in timeline.events if w == "stopped"]
     assert stopped.index("app") < stopped.index("db")

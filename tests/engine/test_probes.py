@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.server
 import os
 import socket
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -47,56 +50,73 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@pytest.fixture
+def closed_port() -> Iterator[int]:
+    with refusing_port() as port:
+        yield port
+
+
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A port that refuses connections meanwhile: bound (so nobody else takes it), not listening."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield int(sock.getsockname()[1])
+
+
 def http_server(process_id: str, port: int, delay: float = 0.0, **fields: object) -> ProcessConfig:
     return config(process_id, SLOW_HTTP_SERVER.format(port=port, delay=delay), **fields)
 
 
 @contextlib.asynccontextmanager
 async def answering(status: int | None) -> AsyncIterator[int]:
-    """A real HTTP server on 127.0.0.1 that answers every request with ``status`` (None: never)."""
+    """A real HTTP server on 127.0.0.1 that answers every GET with ``status``. None: a socket that
+    accepts connections (the kernel completes them) and never answers."""
+    if status is None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            sock.listen()
+            yield int(sock.getsockname()[1])
+        return
 
-    handlers: set[asyncio.Task[object]] = set()
+    answer = status
 
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        handlers.add(task)
-        try:
-            await reader.readuntil(b"\r\n\r\n")
-            if status is None:
-                await asyncio.sleep(30)
-            writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".encode())
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # a TCP probe connects and closes without a request
-        finally:
-            writer.close()
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(answer)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
     try:
-        yield int(server.sockets[0].getsockname()[1])
+        yield int(server.server_address[1])
     finally:
-        server.close()
-        for task in handlers:
-            task.cancel()
-        await asyncio.gather(*handlers, return_exceptions=True)
-        await server.wait_closed()
+        await asyncio.to_thread(server.shutdown)
+        thread.join()
+        server.server_close()
 
 
-# ---- one probe --------------------------------------------------------------------------------------
+# ---- one probe ------------------------------------------------------------------------------------
+# Probes that should pass get a long timeout: a loaded machine must not fail them.
 
 
-async def test_http_probe_passes_on_the_expected_status_and_says_what_it_got_otherwise() -> None:
+async def test_http_probe_passes_on_the_expected_status_and_says_what_it_got_otherwise(
+    closed_port: int,
+) -> None:
     async with answering(200) as port:
-        assert await run_probe(Probe("http", f"http://127.0.0.1:{port}/health")) is None
-        reason = await run_probe(Probe("http", f"http://127.0.0.1:{port}/health", status=204))
+        assert await run_probe(Probe("http", f"http://127.0.0.1:{port}/health", timeout=5)) is None
+        reason = await run_probe(Probe("http", f"http://127.0.0.1:{port}/health", status=204, timeout=5))
         assert reason == f"HTTP 200 from http://127.0.0.1:{port}/health (expected 204)"
     async with answering(503) as port:
-        reason = await run_probe(Probe("http", f"http://127.0.0.1:{port}/"))
+        reason = await run_probe(Probe("http", f"http://127.0.0.1:{port}/", timeout=5))
         assert reason == f"HTTP 503 from http://127.0.0.1:{port}/ (expected 200)"
-    closed = free_port()
-    reason = await run_probe(Probe("http", f"http://127.0.0.1:{closed}/health"))
-    assert reason == f"connection refused on 127.0.0.1:{closed}"
+    reason = await run_probe(Probe("http", f"http://127.0.0.1:{closed_port}/health", timeout=5))
+    assert reason == f"connection refused on 127.0.0.1:{closed_port}"
 
 
 async def test_a_probe_that_gets_no_answer_times_out() -> None:
@@ -108,19 +128,21 @@ async def test_a_probe_that_gets_no_answer_times_out() -> None:
         assert loop.time() - begun < 2
 
 
-async def test_tcp_probe_connects_or_says_refused() -> None:
+async def test_tcp_probe_connects_or_says_refused(closed_port: int) -> None:
     async with answering(200) as port:
-        assert await run_probe(Probe("tcp", f"127.0.0.1:{port}")) is None
-    closed = free_port()
-    assert await run_probe(Probe("tcp", f"127.0.0.1:{closed}")) == f"connection refused on 127.0.0.1:{closed}"
+        assert await run_probe(Probe("tcp", f"127.0.0.1:{port}", timeout=5)) is None
+    assert (
+        await run_probe(Probe("tcp", f"127.0.0.1:{closed_port}", timeout=5))
+        == f"connection refused on 127.0.0.1:{closed_port}"
+    )
 
 
 async def test_command_probe_exit_codes_and_missing_commands(tmp_path: Path) -> None:
     site = ProbeSite(cwd=tmp_path)
-    assert await run_probe(Probe("command", command=("true",)), site=site) is None
-    reason = await run_probe(Probe("command", command=("sh", "-c", "exit 3")), site=site)
+    assert await run_probe(Probe("command", command=("true",), timeout=5), site=site) is None
+    reason = await run_probe(Probe("command", command=("sh", "-c", "exit 3"), timeout=5), site=site)
     assert reason == "command sh -c 'exit 3' exited with code 3"
-    reason = await run_probe(Probe("command", command=("no-such-probe-command",)), site=site)
+    reason = await run_probe(Probe("command", command=("no-such-probe-command",), timeout=5), site=site)
     assert reason == "command 'no-such-probe-command' not found"
     assert site.owned_pids == set()
 
@@ -193,12 +215,11 @@ async def test_tcp_readiness(manager_factory: Factory) -> None:
     assert manager.state("web").status is Status.RUNNING
 
 
-async def test_a_process_not_ready_yet_says_why(manager_factory: Factory) -> None:
-    closed = free_port()
-    readiness = Probe("tcp", f"127.0.0.1:{closed}", interval=0.05)
+async def test_a_process_not_ready_yet_says_why(manager_factory: Factory, closed_port: int) -> None:
+    readiness = Probe("tcp", f"127.0.0.1:{closed_port}", interval=0.05)
     manager = manager_factory(config("web", SLEEPER, readiness=readiness))
     await manager.start()
-    expected = f"not ready yet: connection refused on 127.0.0.1:{closed}"
+    expected = f"not ready yet: connection refused on 127.0.0.1:{closed_port}"
     await wait_until(manager, lambda: manager.state("web").last_error == expected, what="the reason")
     assert manager.state("web").status is Status.STARTING
     # Stopping a process that is not ready yet ends its probes with the run.
@@ -253,7 +274,7 @@ async def test_a_liveness_restart_counts_as_a_failure(manager_factory: Factory, 
     await wait_until(manager, lambda: manager.state("app").status is Status.FAILED, what="failed")
     last_error = manager.state("app").last_error
     assert last_error.startswith("gave up after 1 consecutive failed starts (maxRetries is 0)")
-    assert "liveness probe failed 1 times: command false exited with code 1" in last_error
+    assert "liveness probe failed 1 time: command false exited with code 1" in last_error
 
 
 async def test_liveness_starts_after_readiness(manager_factory: Factory, tmp_path: Path) -> None:
@@ -268,7 +289,7 @@ async def test_liveness_starts_after_readiness(manager_factory: Factory, tmp_pat
     (tmp_path / "ready").touch()
     await wait_until(manager, lambda: manager.state("app").ready, what="ready")
     (tmp_path / "live").unlink()
-    await wait_until(manager, lambda: manager.state("app").restart_count == 1, what="a liveness restart")
+    await wait_until(manager, lambda: manager.state("app").restart_count >= 1, what="a liveness restart")
 
 
 # A child that leaves orphans behind all the time, so the subreaper's SIGCHLD handler keeps reaping.
@@ -283,7 +304,7 @@ while True:
 async def test_command_probes_keep_their_exit_status_under_the_subreaper(
     manager_factory: Factory, tmp_path: Path
 ) -> None:
-    liveness = Probe("command", command=("sh", "-c", "exit 0"), interval=0.01, failure_threshold=1)
+    liveness = Probe("command", command=("sh", "-c", "exit 0"), interval=0.01, failure_threshold=1, timeout=5)
     manager = manager_factory(
         config("orphans", ORPHAN_MAKER, cwd=tmp_path, liveness=liveness), adopt_orphans=True
     )

@@ -100,7 +100,8 @@ class HealthMonitor:
                 failures += 1
                 self._note(f"liveness probe failed ({failures}/{probe.failure_threshold}): {reason}")
                 if failures >= probe.failure_threshold:
-                    self.failure = f"liveness probe failed {failures} times: {reason}"
+                    times = "1 time" if failures == 1 else f"{failures} times"
+                    self.failure = f"liveness probe failed {times}: {reason}"
                     logger.warning("%s: %s; restarting", self.config.id, self.failure)
                     self._note(f"{self.failure}; restarting")
                     await self._kill()

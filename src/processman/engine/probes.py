@@ -72,30 +72,31 @@ async def run_probe(
     ``HTTP 503 from http://127.0.0.1:8000/health (expected 200)``, ``connection refused on
     127.0.0.1:8000``, ``command exited with code 1``, ``timed out after 1s``.
     """
-    try:
-        async with asyncio.timeout(probe.timeout):
-            if probe.kind == "http":
-                return await _http(probe, client)
-            if probe.kind == "tcp":
-                return await _tcp(probe.target)
-            return await _command(probe.command, site or ProbeSite())
-    except TimeoutError:
-        return f"timed out after {format_duration(probe.timeout)}"
-
-
-async def _http(probe: Probe, client: httpx.AsyncClient | None) -> str | None:
     async with contextlib.AsyncExitStack() as stack:
-        if client is None:
+        if probe.kind == "http" and client is None:  # made before the clock starts: it loads CA files
             client = await stack.enter_async_context(new_http_client())
         try:
-            response = await client.get(probe.target)
-        except httpx.ConnectError as exc:
-            return f"{_describe_error(exc)} on {_address_of(probe.target)}"
-        except httpx.HTTPError as exc:
-            return f"GET {probe.target} failed: {_describe_error(exc)}"
-        if response.status_code != probe.status:
-            return f"HTTP {response.status_code} from {probe.target} (expected {probe.status})"
-        return None
+            async with asyncio.timeout(probe.timeout):
+                if probe.kind == "tcp":
+                    return await _tcp(probe.target)
+                if probe.kind == "command":
+                    return await _command(probe.command, site or ProbeSite())
+                assert client is not None  # made above
+                return await _http(probe, client)
+        except TimeoutError:
+            return f"timed out after {format_duration(probe.timeout)}"
+
+
+async def _http(probe: Probe, client: httpx.AsyncClient) -> str | None:
+    try:
+        response = await client.get(probe.target)
+    except httpx.ConnectError as exc:
+        return f"{_describe_error(exc)} on {_address_of(probe.target)}"
+    except httpx.HTTPError as exc:
+        return f"GET {probe.target} failed: {_describe_error(exc)}"
+    if response.status_code != probe.status:
+        return f"HTTP {response.status_code} from {probe.target} (expected {probe.status})"
+    return None
 
 
 async def _tcp(target: str) -> str | None:
@@ -149,6 +150,8 @@ async def _command(argv: tuple[str, ...], site: ProbeSite) -> str | None:
         process.kill()
         await asyncio.wait([process.exited], timeout=5)
         raise
+    if process.lost:
+        return f"command {shlex.join(argv)}: exit status lost (another waiter reaped it)"
     if os.WIFSIGNALED(status):
         number = os.WTERMSIG(status)
         return f"command {shlex.join(argv)} killed by signal {number} ({_signal_name(number)})"
@@ -164,6 +167,7 @@ class _ProbeProcess:
         self.site = site
         loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[int] = loop.create_future()
+        self.lost = False
         self._pidfd = os.pidfd_open(popen.pid)
         loop.add_reader(self._pidfd, self._reap)
 
@@ -171,7 +175,7 @@ class _ProbeProcess:
         try:
             pid, status = os.waitpid(self.popen.pid, os.WNOHANG)
         except ChildProcessError:  # someone else reaped it: no status to report
-            pid, status = self.popen.pid, 255 << 8
+            pid, status, self.lost = self.popen.pid, 0, True
         if pid == 0:
             return
         asyncio.get_running_loop().remove_reader(self._pidfd)
