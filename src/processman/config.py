@@ -221,7 +221,8 @@ _ID_EXPECTED = f"letters, digits, '.', '_' or '-', starting with a letter or dig
 
 
 def _valid_id(value: str) -> bool:
-    return len(value) <= ID_MAX_LENGTH and ID_PATTERN.match(value) is not None
+    # fullmatch: "$" alone would accept a trailing newline ("web\n").
+    return len(value) <= ID_MAX_LENGTH and ID_PATTERN.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -442,7 +443,7 @@ class _EntryReader:
             return None
         process_id = entry.get("id")
         if isinstance(process_id, str) and process_id:
-            self.where = f'{self.where} (id "{process_id}")'
+            self.where = f"{self.where} (id {json.dumps(process_id)})"
         for key in entry:
             if key not in FIELDS:
                 close = difflib.get_close_matches(key, list(FIELDS), n=1, cutoff=0.6)
@@ -623,12 +624,18 @@ class _EntryReader:
         if not isinstance(value, str) or not value:
             self._expect(name, "a non-empty string", value)
             return None
+        if "\0" in value:  # no program can be given a NUL byte
+            self._expect(name, "a string without NUL characters", value)
+            return None
         return value
 
     def _str_list(self, entry: dict[str, Any], name: str) -> list[str]:
         value = entry.get(name, [])
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             self._expect(name, "an array of strings", value)
+            return []
+        if any("\0" in item for item in value):
+            self._expect(name, "strings without NUL characters", value)
             return []
         return value
 
@@ -639,8 +646,12 @@ class _EntryReader:
             return {}
         env: dict[str, str] = {}
         for name, item in value.items():
+            if not name or "=" in name or "\0" in name:
+                self._error("env", f"expected variable names without '=' or NUL characters, got {name!r}")
             # Numbers are common in hand-written env blocks ("PORT": 8000): accept them as text.
-            if isinstance(item, str):
+            elif isinstance(item, str) and "\0" in item:
+                self._expect(f"env.{name}", "a string without NUL characters", item)
+            elif isinstance(item, str):
                 env[name] = item
             elif isinstance(item, int | float) and not isinstance(item, bool):
                 env[name] = json.dumps(item)

@@ -506,6 +506,8 @@ class ManagedProcess:
             raise SpawnError(f"cannot start: {argv[0]} is not executable ({exc.strerror})") from exc
         except OSError as exc:
             raise SpawnError(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
+        except ValueError as exc:  # a NUL byte, or '=' in an env name, from code-registered configs
+            raise SpawnError(f"cannot start {argv[0]!r}: {exc} in its command, args or env") from exc
         child = _Child(popen, self.output, self._context.on_reaped)
         self._context.owned_pids.add(child.pid)
         child.exited.add_done_callback(lambda _: self._context.owned_pids.discard(child.pid))
