@@ -11,6 +11,7 @@ _TEMPLATE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z
 # Every descendant of a child carries this variable; it is how a process tree is found again even after
 # its members escape the process group (setsid) or outlive the manager.
 TAG_VARIABLE = "PROCESSMAN_TAG"
+PRIVATE_VARIABLES = frozenset({"PROCESSMAN_TOKEN", "PM_SECRET"})
 
 
 def expand(value: str, source: Mapping[str, str]) -> str:
@@ -58,7 +59,8 @@ def child_environment(
     pocketbase: PocketBaseInfo | None,
     tag: str,
 ) -> dict[str, str]:
-    env = dict(base)
+    # processman's own credentials are not the sidecars' business.
+    env = {name: value for name, value in base.items() if name not in PRIVATE_VARIABLES}
     if pocketbase is not None:
         env.update(pocketbase.variables())
     for name, value in config_env.items():

@@ -213,11 +213,12 @@ async def test_environment_templating_pocketbase_variables_and_unbuffered(
     manager_factory: Factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PM_TEST_HOST", "db.local")
+    monkeypatch.setenv("PROCESSMAN_TOKEN", "admin-token-not-for-children")
     out = tmp_path / "env.txt"
     code = (
         "import os\n"
         f"open({str(out)!r}, 'w').write('|'.join(os.environ.get(k, '-') for k in "
-        "('URL', 'PB_PORT', 'PB_URL', 'PB_DATA_DIR', 'PYTHONUNBUFFERED', 'MISSING')))\n"
+        "('URL', 'PB_PORT', 'PB_URL', 'PB_DATA_DIR', 'PYTHONUNBUFFERED', 'MISSING', 'PROCESSMAN_TOKEN')))\n"
         "import time\ntime.sleep(30)"
     )
     env = {"URL": "http://${PM_TEST_HOST}:$PB_NOPE/$$x", "MISSING": "${NOT_DEFINED_ANYWHERE}"}
@@ -225,7 +226,7 @@ async def test_environment_templating_pocketbase_variables_and_unbuffered(
     manager = manager_factory(config("env", code, env=env), pocketbase=pocketbase)
     await manager.start()
     text = await wait_for_path(out)
-    assert text == "http://db.local:/$x|8099|http://127.0.0.1:8099|/srv/pb_data|1|"
+    assert text == "http://db.local:/$x|8099|http://127.0.0.1:8099|/srv/pb_data|1||-"  # no admin token
 
 
 async def test_script_runs_through_the_detected_virtualenv(manager_factory: Factory, tmp_path: Path) -> None:
