@@ -385,6 +385,17 @@ function connectLive() {
   live.start();
 }
 
+// CPU and memory change without a status event: read them again while the dashboard is in view.
+const USAGE_REFRESH_MS = 5000;
+setInterval(async () => {
+  if (!live || document.visibilityState !== "visible" || document.body.dataset.view !== "dashboard") return;
+  try {
+    store.refreshUsage(await api.list());
+  } catch {
+    // The live connection reports trouble itself.
+  }
+}, USAGE_REFRESH_MS);
+
 // ---- sign in and out -----------------------------------------------------------------------------
 
 function authMessage(error) {

@@ -2,7 +2,7 @@
 // current run and the recent exits. Built with DOM nodes and textContent only: nothing from the server
 // is ever parsed as HTML.
 
-import { commandLine, formatAgo, formatDateTime, formatUptime } from "./format.js";
+import { commandLine, formatAgo, formatDateTime, formatMemory, formatPercent, formatUptime } from "./format.js";
 import { liveUptime } from "./store.js";
 
 function el(tag, props = {}, ...children) {
@@ -108,6 +108,8 @@ export function renderDetails(container, entry) {
     ["Started", entry.startTime ? `${formatDateTime(entry.startTime)} (${formatAgo(entry.startTime)})` : "–"],
     ["Uptime", uptime === null ? "–" : formatUptime(uptime)],
     ["Restarts", entry.restartCount ?? 0],
+    ["CPU", formatPercent(entry.cpu)],
+    ["Memory", formatMemory(entry.memory)],
     ["Last error", entry.lastError || "–"],
   ]);
   const kind = config.script !== undefined ? "Script" : "Command";

@@ -55,6 +55,20 @@ export class ProcessStore {
     this._emit(new Set([state.id]), structural);
   }
 
+  /** CPU and memory from a fresh list, for the runs already shown (an answer about an earlier run of a
+   * process, overtaken by a status event, changes nothing). */
+  refreshUsage(list) {
+    const changed = new Set();
+    for (const state of list) {
+      const entry = this.byId.get(state.id);
+      if (!entry || entry.pid !== state.pid) continue;
+      if (entry.cpu === state.cpu && entry.memory === state.memory) continue;
+      this.byId.set(state.id, { ...entry, cpu: state.cpu, memory: state.memory });
+      changed.add(state.id);
+    }
+    if (changed.size) this._emit(changed, false);
+  }
+
   get(id) {
     return this.byId.get(id);
   }
