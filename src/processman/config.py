@@ -237,7 +237,12 @@ class ConfigProblem:
     column: int | None = None
 
     def __str__(self) -> str:
-        return f"{self.file}: {self.where}: {self.message}"
+        # Names from the file (an unknown field, an env name) may hold newlines or escape sequences:
+        # shown escaped, a problem stays one line that cannot forge or repaint others.
+        return f"{self.file}: {self.where}: {self.message}".translate(_CONTROL_CHARACTERS)
+
+
+_CONTROL_CHARACTERS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 @dataclass(frozen=True)

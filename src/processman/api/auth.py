@@ -15,10 +15,14 @@ PocketBase's own clients send them, as a bare ``Authorization: <token>``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import hashlib
 import hmac
+import json
 import logging
+import re
 import time
 from collections import OrderedDict
 from typing import ClassVar, Literal, Protocol
@@ -29,6 +33,10 @@ from starlette.datastructures import Headers
 logger = logging.getLogger(__name__)
 
 Mode = Literal["token", "pocketbase"]
+
+# What a PocketBase token (a JWT) can be made of; anything else is refused without asking PocketBase
+# (httpx cannot even send a header with other characters).
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9._~+/=-]{1,4096}")
 
 
 class Verdict(enum.Enum):
@@ -149,7 +157,7 @@ class PocketBaseSuperuser:
 
     async def authenticate(self, headers: Headers) -> Verdict:
         token = authorization_token(headers)
-        if token is None:
+        if token is None or not _TOKEN_SHAPE.fullmatch(token):
             return Verdict.UNAUTHORIZED
         key = hashlib.sha256(token.encode("latin-1", "replace")).digest()
         cached = self._cache.get(key)
@@ -158,7 +166,9 @@ class PocketBaseSuperuser:
             return cached[1]
         verdict = await self._verify(token)
         if verdict is not Verdict.UNAVAILABLE:
-            self._cache[key] = (now + self.cache_seconds, verdict)
+            # Never past the token's own expiry: a cached "allowed" must not outlive the token.
+            lifetime = min(self.cache_seconds, _seconds_left(token))
+            self._cache[key] = (now + lifetime, verdict)
             self._cache.move_to_end(key)
             while len(self._cache) > self.max_cached:
                 self._cache.popitem(last=False)
@@ -187,6 +197,16 @@ class PocketBaseSuperuser:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
+
+
+def _seconds_left(token: str) -> float:
+    """Seconds until the JWT's ``exp`` claim (read, not verified: PocketBase verified the token)."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        return float(claims["exp"]) - time.time()
+    except (IndexError, ValueError, KeyError, TypeError, binascii.Error):
+        return float("inf")
 
 
 class AnyOf:
