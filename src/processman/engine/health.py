@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
@@ -22,8 +21,6 @@ from processman.engine.probes import ProbeSite
 
 if TYPE_CHECKING:
     from processman.engine.process import ManagedProcess, SpawnContext
-
-logger = logging.getLogger(__name__)
 
 
 class HealthMonitor:
@@ -98,11 +95,12 @@ class HealthMonitor:
                 failures = 0
             else:
                 failures += 1
-                self._note(f"liveness probe failed ({failures}/{probe.failure_threshold}): {reason}")
-                if failures >= probe.failure_threshold:
+                if failures < probe.failure_threshold:
+                    self._note(f"liveness probe failed ({failures}/{probe.failure_threshold}): {reason}")
+                else:
+                    # The supervise loop logs the exit with this reason once the tree is gone.
                     times = "1 time" if failures == 1 else f"{failures} times"
                     self.failure = f"liveness probe failed {times}: {reason}"
-                    logger.warning("%s: %s; restarting", self.config.id, self.failure)
                     self._note(f"{self.failure}; restarting")
                     await self._kill()
                     return
