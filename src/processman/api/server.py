@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from processman.api.app import create_app
 from processman.api.auth import Authenticator
+from processman.api.protocol import MAX_CONNECTIONS, REQUEST_TIMEOUT, guarded_protocol
 from processman.api.streams import KEEPALIVE
 from processman.engine.manager import ProcessManager
 
@@ -110,6 +111,8 @@ class ApiService:
         token_hint: str = "",
         shutdown_timeout: int = 3,
         keepalive: float = KEEPALIVE,
+        request_timeout: float = REQUEST_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self.address = address
         self.authenticator = authenticator
@@ -117,6 +120,8 @@ class ApiService:
         self.token_hint = token_hint
         self.shutdown_timeout = shutdown_timeout
         self.keepalive = keepalive
+        self.request_timeout = request_timeout
+        self.max_connections = max_connections
         self._socket: socket.socket | None = None
         self.app: Starlette | None = None  # the application, while it runs
 
@@ -154,6 +159,8 @@ class ApiService:
             access_log=False,
             server_header=False,
             timeout_graceful_shutdown=self.shutdown_timeout,
+            # A deadline for each request to arrive, and a ceiling on connections (slow-loris).
+            http=guarded_protocol(self.request_timeout, self.max_connections),
         )
 
         def started() -> None:

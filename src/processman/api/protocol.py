@@ -1,0 +1,70 @@
+"""uvicorn's HTTP/1.1 protocol with two limits it lacks: a deadline for receiving a whole request, and
+a ceiling on open connections.
+
+uvicorn waits forever for a request that never finishes arriving, so slow-loris clients (a header byte
+now and then) could hold connections, and the manager's file descriptors, for as long as they like;
+the manager needs those descriptors to start children. Once a request has arrived its response may
+take as long as it needs: live streams stay open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+logger = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 10.0  # seconds from a request's first byte (or the connection) to its last byte
+MAX_CONNECTIONS = 1000
+
+
+class GuardedH11Protocol(H11Protocol):
+    request_timeout = REQUEST_TIMEOUT
+    max_connections = MAX_CONNECTIONS
+    _deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if len(self.connections) > self.max_connections:
+            logger.warning("more than %d connections open; closing a new one", self.max_connections)
+            transport.close()
+            return
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY):
+            self._arm()  # a request is arriving: keep the deadline of its first byte
+        else:
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.request_timeout, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        # Still waiting for the head or the body of a request: whoever sends it is too slow.
+        if self.conn.their_state in (h11.IDLE, h11.SEND_BODY) and not self.transport.is_closing():
+            self.transport.close()
+
+
+def guarded_protocol(request_timeout: float, max_connections: int) -> type[GuardedH11Protocol]:
+    """The protocol class with these limits (uvicorn takes a class, not an instance)."""
+    return type(
+        "GuardedH11Protocol",
+        (GuardedH11Protocol,),
+        {"request_timeout": request_timeout, "max_connections": max_connections},
+    )
