@@ -48,7 +48,10 @@ FIELDS: dict[str, str] = {
     "liveness": "liveness",
     "dependsOn": "depends_on",
     "instances": "instances",
+    "restart": "restart",
 }
+
+RESTART_POLICIES = ("always", "on-failure", "never")
 
 LIMIT_NAMES = ("openFiles", "cpuSeconds", "coreSize")
 DEPENDENCY_CONDITIONS = ("started", "healthy", "completed")
@@ -139,6 +142,9 @@ class ProcessConfig:
     # and ``instance`` is n, so scaling 2 -> 1 keeps "<entry>:0" running.
     instances: int | None = None
     instance: int | None = None
+    # When an exit is followed by a new start: always (keep-alive), on-failure (not after exit code 0:
+    # one-shot tasks), never.
+    restart: Literal["always", "on-failure", "never"] = "always"
     entry: str = ""  # the config entry this process comes from (its id without ":<n>")
 
     def __post_init__(self) -> None:
@@ -178,6 +184,7 @@ class ProcessConfig:
             watchPaths=list(self.watch_paths),
             stopTimeout=format_duration(self.stop_timeout),
             minUptime=format_duration(self.min_uptime),
+            restart=self.restart,
         )
         if self.max_memory is not None:
             data["maxMemory"] = format_size(self.max_memory)
@@ -202,6 +209,8 @@ def _validate_values(config: ProcessConfig) -> list[str]:
         problems.append(f"id: expected {_ID_EXPECTED}, got {config.id!r}")
     if (config.script is None) == (config.command is None):
         problems.append("exactly one of script and command must be set")
+    if config.restart not in RESTART_POLICIES:
+        problems.append(f"restart: expected one of {RESTART_POLICIES}, got {config.restart!r}")
     if config.instances is not None and config.instances < 1:
         problems.append(f"instances: expected 1 or more, got {config.instances}")
     for name, condition in config.depends_on.items():
@@ -485,6 +494,9 @@ class _EntryReader:
         liveness = self._probe(entry, "liveness")
         depends_on = self._depends_on(entry)
         instances = self._instances(entry)
+        restart = entry.get("restart", "always")
+        if restart not in RESTART_POLICIES:
+            self._expect("restart", '"always", "on-failure" or "never"', restart)
         if self._failed:
             return None
         assert isinstance(process_id, str)  # guaranteed by the checks above
@@ -508,6 +520,7 @@ class _EntryReader:
             liveness=liveness,
             depends_on=depends_on,
             instances=instances,
+            restart=restart,
         )
 
     def _size(self, entry: dict[str, Any], name: str) -> int | None:
@@ -743,6 +756,7 @@ def json_schema() -> dict[str, Any]:
                 ]
             },
             "instances": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
+            "restart": {"enum": list(RESTART_POLICIES), "default": "always"},
         },
     }
     return {

@@ -261,3 +261,32 @@ async def test_restart_count_counts_crash_and_user_restarts(manager_factory: Fac
     before = manager.state("a").restart_count
     await manager.restart_process("a")
     assert manager.state("a").restart_count == before + 1
+
+
+async def test_restart_on_failure_runs_a_one_shot_task_once(manager_factory: Factory, tmp_path: Path) -> None:
+    marker = tmp_path / "migrated"
+    migrate = config("migrate", f"open({str(marker)!r}, 'a').write('x')", restart="on-failure")
+    app = config("app", SLEEPER, depends_on={"migrate": "completed"})
+    manager = manager_factory(migrate, app)
+    await manager.start()
+    await wait_until(manager, lambda: manager.state("app").status is Status.RUNNING, what="app running")
+    await wait_until(manager, lambda: manager.state("migrate").status is Status.STOPPED, what="migrate done")
+    state = manager.state("migrate")
+    assert (state.status, state.restart_count, state.last_error) == (Status.STOPPED, 0, "")
+    await asyncio.sleep(0.2)  # several backoff periods: it is not started again
+    assert marker.read_text() == "x"
+
+
+async def test_restart_on_failure_still_restarts_failures_and_never_does_not(
+    manager_factory: Factory,
+) -> None:
+    manager = manager_factory(
+        config("retry", CRASHER, restart="on-failure", max_retries=1),
+        config("once", CRASHER, restart="never"),
+    )
+    await manager.start()
+    await wait_until(manager, lambda: manager.state("retry").status is Status.FAILED, what="retry failed")
+    assert manager.state("retry").restart_count == 1
+    await wait_until(manager, lambda: manager.state("once").status is Status.STOPPED, what="once stopped")
+    once = manager.state("once")
+    assert once.restart_count == 0 and once.last_error.startswith("exited with code 3")

@@ -424,6 +424,9 @@ class ManagedProcess:
                 )
                 if expected:
                     return
+                if self.config.restart == "never" or (self.config.restart == "on-failure" and code == 0):
+                    await self._finish(child, code, reason)
+                    return
                 healthy = child.uptime >= self.config.min_uptime
                 failures = 0 if healthy else failures + 1
                 self.last_error = reason + self._last_stderr_hint()
@@ -456,6 +459,16 @@ class ManagedProcess:
         """What the run that just ended wrote last (not earlier runs, not the manager's notes)."""
         lines = self.output.since(max(self._run_first_seq, self.output.last_seq - 50))
         return tuple([line.content for line in lines if not line.content.startswith("[processman]")][-count:])
+
+    async def _finish(self, child: _Child, code: int | None, reason: str) -> None:
+        """The run ended and the restart policy says it stays ended (a one-shot task, a migration)."""
+        self.last_error = "" if code == 0 else reason + self._last_stderr_hint()
+        self.output.note(f"{reason}; not restarted (restart is {self.config.restart!r})")
+        logger.info("%s: %s; not restarted (restart is %r)", self.config.id, reason, self.config.restart)
+        self.desired = Desired.STOPPED
+        self._set_status(Status.STOPPING)
+        await self._terminate(child)
+        self._set_status(Status.STOPPED)
 
     def _last_stderr_hint(self) -> str:
         for line in reversed(self.output.tail(20)):
