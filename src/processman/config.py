@@ -101,8 +101,15 @@ def is_secret_name(name: str) -> bool:
     return any(marker in upper for marker in _SECRET_MARKERS)
 
 
+# The password of a URL (DATABASE_URL=postgres://app:password@db/app), whatever the variable's name.
+_URL_PASSWORD = re.compile(r"(://[^/@:\s]*):[^/@\s]*@")
+
+
 def mask_env(env: Mapping[str, str]) -> dict[str, str]:
-    return {name: MASK if is_secret_name(name) else value for name, value in env.items()}
+    return {
+        name: MASK if is_secret_name(name) else _URL_PASSWORD.sub(rf"\1:{MASK}@", value)
+        for name, value in env.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -668,7 +675,8 @@ class _EntryReader:
                 self._error("env", f"expected variable names without '=' or NUL characters, got {name!r}")
             # Numbers are common in hand-written env blocks ("PORT": 8000): accept them as text.
             elif isinstance(item, str) and "\0" in item:
-                self._expect(f"env.{name}", "a string without NUL characters", item)
+                shown = MASK if is_secret_name(name) else item  # an error must not print a secret
+                self._expect(f"env.{name}", "a string without NUL characters", shown)
             elif isinstance(item, str):
                 env[name] = item
             elif isinstance(item, int | float) and not isinstance(item, bool):
