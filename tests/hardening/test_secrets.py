@@ -85,9 +85,9 @@ def test_no_secret_leaves_the_manager(serve_factory: Callable[..., Serve], tmp_p
     seen.append(cli(serve, "check", "--config", str(serve.config_path)))
     assert serve.stop() == 143
     seen.append(serve.output())  # processman's own lines (the children print no secret)
-    for path in (serve.data_dir / "processman").rglob("*"):
-        if path.is_file() and path.name != "token":
-            seen.append(path.read_text(errors="replace"))
+    for state_file in (serve.data_dir / "processman").rglob("*"):
+        if state_file.is_file() and state_file.name != "token":
+            seen.append(state_file.read_text(errors="replace"))
     state = json.loads(seen[0])  # the first answer is the list
     assert state[0]["config"]["env"]["OPENAI_API_KEY"] == "****"
     assert state[0]["config"]["env"]["DATABASE_URL"] == "postgres://app:****@db.internal:5432/app"
