@@ -281,14 +281,26 @@ class LoggingSink:
     """Passes child output to Python ``logging`` (stdout as INFO, stderr as ERROR) from its own thread.
 
     Handlers may block (a slow terminal, a full pipe); the thread keeps that away from the event loop.
-    When more than ``max_pending`` lines wait, new lines are dropped here only, and the count is logged.
+    When more than ``max_pending`` lines (or ``max_pending_bytes``) wait, new lines are dropped here
+    only, and the count is logged: at most once per ``report_every`` seconds per process, and always
+    once the backlog is shown, even if the process writes nothing more.
     """
 
-    def __init__(self, bus: EventBus, max_pending: int = 20_000) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        max_pending: int = 20_000,
+        max_pending_bytes: int = 16 * 1024 * 1024,
+        report_every: float = 1.0,
+    ) -> None:
         self._queue: queue.SimpleQueue[LogLines | None] = queue.SimpleQueue()
         self._pending = 0
+        self._pending_bytes = 0
         self._max_pending = max_pending
+        self._max_pending_bytes = max_pending_bytes
+        self.report_every = report_every
         self._dropped: collections.Counter[str] = collections.Counter()
+        self._reported: collections.Counter[str] = collections.Counter()
         self._lock = threading.Lock()
         self._remove = bus.add_listener(self._on_event)
         self._thread = threading.Thread(target=self._run, name="processman-logging", daemon=True)
@@ -301,32 +313,56 @@ class LoggingSink:
     def _on_event(self, event: Event) -> None:
         if not isinstance(event, LogLines):
             return
+        size = sum(map(len, event.lines))
         with self._lock:
-            if self._pending + len(event.lines) > self._max_pending:
+            lines = self._pending + len(event.lines)
+            if lines > self._max_pending or self._pending_bytes + size > self._max_pending_bytes:
                 self._dropped[event.process_id] += len(event.lines)
                 return
-            self._pending += len(event.lines)
+            self._pending = lines
+            self._pending_bytes += size
         self._queue.put(event)
 
     def _run(self) -> None:
-        reported: collections.Counter[str] = collections.Counter()
-        while (event := self._queue.get()) is not None:
+        last_report = float("-inf")
+        while True:
+            # With drops not yet told, wake up in time to tell them even if no more output comes.
+            try:
+                event = self._queue.get(timeout=self.report_every if self._unreported() else None)
+            except queue.Empty:
+                self._report()
+                continue
+            if event is None:
+                break
+            if time.monotonic() - last_report >= self.report_every and self._report():
+                last_report = time.monotonic()
             with self._lock:
                 self._pending -= len(event.lines)
-                unreported = self._dropped[event.process_id] - reported[event.process_id]
-            if unreported:
-                reported[event.process_id] += unreported
-                logger.warning(
-                    "%s: %d lines were not passed to the log because the process wrote faster than it "
-                    "could be shown; they are in the log files and the last 1000 in memory",
-                    event.process_id,
-                    unreported,
-                )
+                self._pending_bytes -= sum(map(len, event.lines))
             level = logging.ERROR if event.stream == "stderr" else logging.INFO
             extra = {"process_id": event.process_id, "stream": event.stream}
             if output_logger.isEnabledFor(level):
                 for line in event.lines:
                     output_logger.log(level, "%s", line, extra=extra)
+        self._report()
+
+    def _unreported(self) -> bool:
+        with self._lock:
+            return self._dropped != self._reported
+
+    def _report(self) -> bool:
+        with self._lock:
+            news = {name: total - self._reported[name] for name, total in self._dropped.items()}
+            self._reported.update(news)
+        for process_id, lines in news.items():
+            if lines:
+                logger.warning(
+                    "%s: %d lines were not passed to the log because the process wrote faster than it "
+                    "could be shown; they are in its log files and the last 1000 in memory",
+                    process_id,
+                    lines,
+                )
+        return any(news.values())
 
     def close(self) -> None:
         self._remove()
