@@ -243,20 +243,23 @@ GARBAGE = [
 def test_the_config_replaced_by_garbage_while_running_changes_nothing(
     serve_factory: Callable[..., Serve],
 ) -> None:
-    processes = [
-        {"id": "a", "command": "sleep", "args": ["3600"]},
-        {"id": "b", "command": "sleep", "args": ["3600"]},
-    ]
-    serve = serve_factory(processes)
+    """serve applies changes to its config file. Garbage written over it (in place, in two parts, as an
+    editor or a careless script would) is refused each time and changes nothing; the next good file is
+    applied."""
+    sleeper = {"command": "sleep", "args": ["3600"]}
+    serve = serve_factory([{"id": "a", **sleeper}, {"id": "b", **sleeper}])
     before = {pid: state["pid"] for pid, state in serve.states().items()}
-    for garbage in GARBAGE:
-        # Written in place, in two parts, as an editor or a careless script would.
+    for refused, garbage in enumerate(GARBAGE, start=1):
         with serve.config_path.open("wb") as file:
             file.write(garbage[: len(garbage) // 2])
             file.flush()
             time.sleep(0.05)
             file.write(garbage[len(garbage) // 2 :])
-        time.sleep(0.6)  # a reload, if any, would have happened by now (500 ms debounce)
+
+        def refused_so_far(count: int = refused) -> bool:
+            return serve.output().count("config changed but not applied") >= count
+
+        wait_for(refused_so_far, 10, f"garbage {refused} to be refused")
         states = serve.states()
         assert {pid: state["pid"] for pid, state in states.items()} == before
         assert all(state["status"] == "running" for state in states.values())
@@ -264,6 +267,10 @@ def test_the_config_replaced_by_garbage_while_running_changes_nothing(
         assert check.exit_code == 1, check.output
         assert check.exception is None or isinstance(check.exception, SystemExit), check.exception
         assert re.search(r"(line \d+ column \d+|expected|cannot be read)", check.output), check.output
+    serve.config_path.write_text(json.dumps([{"id": "a", **sleeper}, {"id": "c", **sleeper}]))
+    wait_for(lambda: set(serve.states()) == {"a", "c"}, 10, "the good file to be applied")
+    wait_for(lambda: serve.states()["c"]["status"] == "running", 10, "c running")
+    assert serve.states()["a"]["pid"] == before["a"]  # unchanged entries are left alone
     assert "Traceback" not in serve.output()
 
 
