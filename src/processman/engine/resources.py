@@ -338,7 +338,8 @@ class ResourceSampler:
         return {process_id: ticks / CLOCK_TICKS for process_id, ticks in self._cpu_ticks.items()}
 
     def manager_usage(self) -> ManagerUsage:
-        """The manager process now (memory, CPU, descriptors) and at the last sample (loop lag)."""
+        """The manager process now (memory, CPU, descriptors, dropped lines) and over the last two
+        seconds or so (event-loop lag)."""
         times = os.times()
         return ManagerUsage(
             memory=manager_memory(),
