@@ -149,7 +149,7 @@ async def test_100_concurrent_api_clients(
 async def test_20_open_log_streams_lose_nothing_silently(
     serve_factory: Callable[..., Serve], scale: Scale, figures: Record
 ) -> None:
-    duration = scale.pick(4.0, 30.0)
+    duration = scale.pick(2.0, 30.0)
     burst = """
     import itertools, time
     for i in itertools.count():

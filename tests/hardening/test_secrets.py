@@ -4,14 +4,13 @@ own log lines or in its state files; nor does the admin token (outside its own f
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+from click.testing import CliRunner
 
+from processman.cli import main
 from tests.hardening.conftest import TOKEN, Serve, child, wait_for
 
 SECRETS = {
@@ -35,11 +34,9 @@ CRASHER = "import sys\nprint('about to fail', file=sys.stderr)\nsys.exit(3)"
 
 
 def cli(serve: Serve, *args: str) -> str:
-    env = {**os.environ, "PROCESSMAN_URL": serve.url, "PROCESSMAN_TOKEN": TOKEN}
-    result = subprocess.run(
-        [sys.executable, "-m", "processman", *args], capture_output=True, text=True, env=env, timeout=30
-    )
-    return result.stdout + result.stderr
+    env = {"PROCESSMAN_URL": serve.url, "PROCESSMAN_TOKEN": TOKEN}
+    result = CliRunner().invoke(main, list(args), env=env)
+    return result.output
 
 
 def test_no_secret_leaves_the_manager(serve_factory: Callable[..., Serve], tmp_path: Path) -> None:
