@@ -26,6 +26,7 @@ import httpx
 
 from processman.api.sse import EventParser, ServerSentEvent
 from processman.api.token import TOKEN_ENV, read_token, token_path
+from processman.cli.console import terminal_safe
 
 DEFAULT_URL = "http://127.0.0.1:8091"
 URL_ENV = "PROCESSMAN_URL"
@@ -288,7 +289,8 @@ def format_line(line: dict[str, Any]) -> str:
     stamp = local_time(str(line.get("timestamp", "")))
     stream = line.get("stream")
     bar = click.style("!", fg="red", bold=True) if stream == "stderr" else "|"
-    return f"{stamp} {line.get('processId', '')} {bar} {line.get('content', '')}"
+    content = terminal_safe(str(line.get("content", "")))
+    return f"{stamp} {terminal_safe(str(line.get('processId', '')))} {bar} {content}"
 
 
 def follow_events(connection: Connection, process_id: str, lines: int) -> Iterator[ServerSentEvent]:

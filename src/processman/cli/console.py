@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 import zlib
@@ -11,6 +12,22 @@ import zlib
 import click
 
 _COLOURS = ("cyan", "yellow", "green", "magenta", "blue", "bright_cyan", "bright_yellow", "bright_green")
+
+# A colour or style (SGR: ESC [ ... m) is kept; any other escape sequence or control character a child
+# writes is shown escaped, so its output cannot retitle, clear or repaint the terminal, write the
+# clipboard (OSC 52), or hide its own prefix with a carriage return.
+_SGR = re.compile(r"\x1b\[[0-9;:]*m")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+
+
+def terminal_safe(text: str) -> str:
+    """``text`` as it may be printed to a terminal: colours kept, other controls escaped (``\\x1b``)."""
+    if not _CONTROL.search(text):
+        return text
+    parts = _SGR.split(text)
+    colours = _SGR.findall(text)
+    escaped = [_CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}", part) for part in parts]
+    return "".join(part + colour for part, colour in zip(escaped, [*colours, ""], strict=True))
 
 
 class ConsoleFormatter(logging.Formatter):
@@ -30,7 +47,7 @@ class ConsoleFormatter(logging.Formatter):
             stderr = getattr(record, "stream", "") == "stderr"
             name = self._paint(process_id.ljust(self.width), fg=colour)
             bar = self._paint("!", fg="red", bold=True) if stderr else self._paint("|", fg=colour)
-            return f"{stamp} {name} {bar} {record.getMessage()}"
+            return f"{stamp} {name} {bar} {terminal_safe(record.getMessage())}"
         name = self._paint("processman".ljust(self.width), bold=True)
         message = record.getMessage()
         if record.levelno >= logging.ERROR:
