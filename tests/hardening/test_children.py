@@ -13,12 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import psutil
+from click.testing import CliRunner
 
 from processman import ProcessAlreadyRunning, ProcessManager, Status
+from processman.cli import main
 from processman.engine.events import LogLines, ProcessExited
 from processman.logs import MAX_LINE, SPLIT_MARKER
 from tests.conftest import alive, config, tagged_processes, wait_for_path, wait_gone, wait_until
-from tests.hardening.conftest import Record, Scale, Serve, child
+from tests.hardening.conftest import TOKEN, Record, Scale, Serve, child, wait_for
 
 Factory = Callable[..., ProcessManager]
 SLEEPER = "import time\nwhile True: time.sleep(1)"
@@ -399,3 +401,32 @@ async def test_stop_and_restart_requests_in_a_storm_of_exits(manager_factory: Fa
     await manager.start_process("racer")
     await wait_until(manager, lambda: manager.state("racer").restart_count >= 40, what="restarts")
     assert len(tagged_processes(f"{manager.run_id}:racer")) <= 1
+
+
+def test_escape_sequences_never_reach_a_terminal_raw(serve_factory: Callable[..., Serve]) -> None:
+    """What ``serve`` prints and what ``processman logs`` prints: colours pass, anything else that could
+    retitle, clear or repaint a terminal (or write its clipboard) is shown escaped."""
+    code = r"""
+    import sys, time
+    out = sys.stdout.buffer
+    out.write(b"\x1b[32mgreen\x1b[0m\n")
+    out.write(b"\x1b]0;owned title\x07\x1b]52;c;cHduZWQ=\x07\x1b[2J\x1b[Hclear\n")
+    out.write(b"hidden\r12:00:00 other      | forged line\n")
+    out.flush()
+    time.sleep(3600)
+    """
+    serve = serve_factory([child("painter", code)])
+    wait_for(lambda: "forged line" in serve.output(), 10, "the output")
+    runner = CliRunner()
+    env = {"PROCESSMAN_URL": serve.url, "PROCESSMAN_TOKEN": TOKEN}
+    logs = runner.invoke(main, ["logs", "painter"], env=env).output
+    assert "painter    | \x1b[32mgreen\x1b[0m" in serve.output()
+    assert "painter | green" in logs  # click drops colours when its output is not a terminal
+    for shown in (serve.output(), logs):
+        assert "\\x1b]0;owned title\\x07\\x1b]52;c;cHduZWQ=\\x07\\x1b[2J\\x1b[Hclear" in shown
+        assert "hidden\\x0d12:00:00 other      | forged line" in shown
+        assert "\x07" not in shown and "\r" not in shown and "\x1b]" not in shown and "\x1b[2J" not in shown
+    # The API and the log files keep the output exactly as written.
+    with serve.client() as client:
+        contents = [line["content"] for line in client.get("/api/pm/painter/logs").json()]
+    assert contents[1] == "\x1b]0;owned title\x07\x1b]52;c;cHduZWQ=\x07\x1b[2J\x1b[Hclear"
