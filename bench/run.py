@@ -3,6 +3,7 @@
     python bench/run.py                 # everything (~15 min), then docs/benchmarks.md and .png
     python bench/run.py --quick         # one repetition, smaller sizes (~3 min); docs untouched
     python bench/run.py --only W1,W4    # some workloads; merged into bench/results/latest.json
+    python bench/run.py --report        # no measuring: rewrite the docs from bench/results/latest.json
 
 Peers are installed on first use into bench/.peers/ (see bench/peers.py).
 """
@@ -61,6 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="one repetition and smaller sizes (~3 min)")
     parser.add_argument("--only", default="", help="comma-separated workloads, e.g. W1,W4")
     parser.add_argument("--managers", default="", help="comma-separated managers (default: all)")
+    parser.add_argument("--report", action="store_true", help="only rewrite the docs from the saved results")
     parser.add_argument(
         "--docs",
         action=argparse.BooleanOptionalAction,
@@ -85,6 +87,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     peers = ensure_peers()
+    if args.report:
+        saved = RESULTS_DIR / "latest.json"
+        if not saved.exists():
+            print(f"{saved} does not exist: run the benchmarks first", file=sys.stderr)
+            return 1
+        report.write(Results.load(saved), DOC, CHART, peers)
+        print(f"wrote {DOC} and {CHART}")
+        return 0
     scratch = Path(tempfile.mkdtemp(prefix="pmbench-"))
     ctx = Context(peers, scratch, quick=args.quick, managers=args.kinds)
 
