@@ -15,13 +15,18 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 from click.testing import CliRunner
 
 from processman import ProcessManager, Status
+from processman.api import AdminToken, AnyOf, PocketBaseSuperuser
 from processman.cli import main
 from processman.logs import RotatingFile
+from tests.api.conftest import POCKETBASE, serving
+from tests.api.conftest import TOKEN as API_TOKEN
+from tests.api.conftest import pocketbase as api_pocketbase
 from tests.conftest import config, wait_until
 from tests.hardening.conftest import Record, Scale, Serve, child, tagged, wait_for
 from tests.pocketbase.conftest import PocketBase, sidecar
@@ -298,3 +303,58 @@ async def test_a_childs_folder_deleted_while_it_runs(manager_factory: Factory, t
         manager, lambda: manager.state("homeless").status is Status.RUNNING, what="running again"
     )
     await manager.stop_process("homeless")
+
+
+@pytest.mark.pocketbase
+async def test_pocketbase_goes_away_and_comes_back_for_token_checks(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
+    """``serve --pocketbase-url``: superuser tokens are checked with PocketBase. While it is gone they
+    get 503 (the admin token still works); once it is back they work again, with nothing restarted."""
+    manager = manager_factory(config("web", "import time\ntime.sleep(3600)"))
+    await manager.start()
+    login = {"identity": "admin@example.com", "password": "Sup3rSecret!pass"}
+    with api_pocketbase(tmp_path) as app:
+        authenticator = AnyOf(AdminToken(API_TOKEN), PocketBaseSuperuser(app.url))
+        async with (
+            serving(manager, authenticator) as service,
+            httpx.AsyncClient(timeout=15) as client,
+        ):
+            answer = await client.post(
+                f"{app.url}/api/collections/_superusers/auth-with-password", json=login
+            )
+            unused = answer.json()["token"]  # never checked yet, so never cached
+
+            async def status(token: str) -> int:
+                headers = {"Authorization": token}
+                return (await client.get(f"{service.url}/api/pm/list", headers=headers)).status_code
+
+            assert await status(app.superuser_token) == 200
+            app.process.kill()
+            app.process.wait()
+            assert await status(unused) == 503
+            assert await status(f"Bearer {API_TOKEN}") == 200
+            again = subprocess.Popen(
+                [
+                    str(POCKETBASE),
+                    "serve",
+                    "--http",
+                    app.url.removeprefix("http://"),
+                    "--dir",
+                    str(tmp_path / "pb_data"),
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                async with asyncio.timeout(20):
+                    while True:
+                        with contextlib.suppress(httpx.TransportError):
+                            if (await client.get(f"{app.url}/api/health")).status_code == 200:
+                                break
+                        await asyncio.sleep(0.05)
+                assert await status(unused) == 200
+            finally:
+                again.terminate()
+                again.wait(10)
+    assert manager.state("web").restart_count == 0
