@@ -313,17 +313,26 @@ async def test_pocketbase_goes_away_and_comes_back_for_token_checks(
     get 503 (the admin token still works); once it is back they work again, with nothing restarted."""
     manager = manager_factory(config("web", "import time\ntime.sleep(3600)"))
     await manager.start()
-    login = {"identity": "admin@example.com", "password": "Sup3rSecret!pass"}
     with api_pocketbase(tmp_path) as app:
         authenticator = AnyOf(AdminToken(API_TOKEN), PocketBaseSuperuser(app.url))
         async with (
             serving(manager, authenticator) as service,
             httpx.AsyncClient(timeout=15) as client,
         ):
+            # A second superuser: its token has never been checked, so no verdict of it is cached (a
+            # second sign-in of the first one within the same second would give the same token).
+            second = {"email": "second@example.com", "password": "S3cond!pass"}
+            made = await client.post(
+                f"{app.url}/api/collections/_superusers/records",
+                json={**second, "passwordConfirm": second["password"]},
+                headers={"Authorization": app.superuser_token},
+            )
+            assert made.status_code == 200, made.text
+            login = {"identity": second["email"], "password": second["password"]}
             answer = await client.post(
                 f"{app.url}/api/collections/_superusers/auth-with-password", json=login
             )
-            unused = answer.json()["token"]  # never checked yet, so never cached
+            unused = answer.json()["token"]
 
             async def status(token: str) -> int:
                 headers = {"Authorization": token}
