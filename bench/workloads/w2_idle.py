@@ -20,7 +20,7 @@ MB = 1_000_000
 
 
 def run(ctx: Context) -> list[Series]:
-    idle = 10.0 if ctx.quick else 30.0
+    idle = 5.0 if ctx.quick else 30.0
     subjects = ctx.subjects("W2")
     table: dict[str, list[Series]] = {}
     out: list[Series] = []
@@ -47,7 +47,7 @@ def measure(ctx: Context, idle: float, table: dict[str, list[Series]]) -> None:
         for manager in managers:
             up = functools.partial(all_up, manager, SIZE)
             procs.wait_for(up, 180, f"{SIZE} children of {manager.label}", 0.1)
-        time.sleep(2.0 if ctx.quick else 5.0)  # let start-up work finish
+        time.sleep(1.0 if ctx.quick else 5.0)  # let start-up work finish
         before = {manager.label: procs.usage(manager.own_pids()).cpu for manager in managers}
         time.sleep(idle)
         for manager in managers:

@@ -24,7 +24,7 @@ def run(ctx: Context, *, repeats: int | None = None) -> list[Series]:
     for subject in ctx.subjects("W3"):
         latency = ctx.series("W3", "restart after SIGKILL", "ms", subject)
         out.append(latency)
-        count = repeats if repeats is not None else (2 if ctx.quick else 5)
+        count = repeats if repeats is not None else (1 if ctx.quick else 5)
         once = functools.partial(measure, ctx, subject, count, latency)
         ctx.guarded(f"W3 {latency.label} x{count}", [latency], once)
     return out

@@ -39,7 +39,12 @@ def run(ctx: Context) -> list[Series]:
 def members(manager: Manager) -> int:
     """Live workload processes: the Python children, their grandchildren and the daemons (not the shell
     honcho wraps each command in)."""
-    return sum(1 for pid in procs.with_token(manager.token) if not procs.argv(pid)[0].endswith(b"sh"))
+    count = 0
+    for pid in procs.with_token(manager.token):
+        words = procs.argv(pid)  # [] when it exited meanwhile
+        if words and not words[0].endswith(b"sh"):
+            count += 1
+    return count
 
 
 def measure(ctx: Context, case: str, wait: float, table: dict[str, Series]) -> None:

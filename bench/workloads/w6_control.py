@@ -18,7 +18,7 @@ MS = 1000.0
 
 
 def run(ctx: Context) -> list[Series]:
-    count = 10 if ctx.quick else 50
+    count = 3 if ctx.quick else 50
     out: list[Series] = []
     for subject in ctx.subjects("W6", defaults_only=True):
         cli = ctx.series("W6", f"status via CLI, N={SIZE}", "ms", subject)
