@@ -53,6 +53,16 @@ class Series:
         return cls(**data)
 
 
+ORDER = ("reference", SUBJECT, "supervisord", "circus", "pm2", "honcho")
+
+
+def _rank(manager: str) -> int:
+    for index, prefix in enumerate(ORDER):
+        if manager.startswith(prefix):
+            return index
+    return len(ORDER)
+
+
 def best_peer(series: list[Series]) -> Series | None:
     """The peer series with the best median among those of one metric."""
     peers = [s for s in series if s.is_peer and s.median is not None]
@@ -88,9 +98,10 @@ class Results:
         self.series.extend(items)
 
     def replace_workloads(self, other: Results) -> None:
-        """Take ``other``'s series for the workloads it ran; keep ours for the rest."""
-        ran = {s.workload for s in other.series}
-        self.series = [s for s in self.series if s.workload not in ran] + other.series
+        """Take ``other``'s series for the workloads and managers it ran; keep ours for the rest."""
+        ran = {(s.workload, s.manager) for s in other.series}
+        merged = [s for s in self.series if (s.workload, s.manager) not in ran] + other.series
+        self.series = sorted(merged, key=lambda s: (s.workload, _rank(s.manager)))
         self.meta.update(other.meta)
 
     def save(self, path: Path) -> None:

@@ -1,6 +1,6 @@
 """Run processman and its peers on the same workloads, on this machine, in one run.
 
-    python bench/run.py                 # everything (~15 min), then docs/benchmarks.md and .png
+    python bench/run.py                 # everything (~20 min), then docs/benchmarks.md and .png
     python bench/run.py --quick         # one repetition, smaller sizes (~3 min); docs untouched
     python bench/run.py --only W1,W4    # some workloads; merged into bench/results/latest.json
     python bench/run.py --report        # no measuring: rewrite the docs from bench/results/latest.json
@@ -110,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     results = Results(meta=machine.describe(peers, quick=args.quick))
     target = RESULTS_DIR / ("latest-quick.json" if args.quick else "latest.json")
-    merged = Results.load(target) if target.exists() and args.workloads != list(WORKLOADS) else Results()
+    partial = args.workloads != list(WORKLOADS) or args.kinds != ALL
+    merged = Results.load(target) if target.exists() and partial else Results()
     started = time.monotonic()
     try:
         for name in args.workloads:

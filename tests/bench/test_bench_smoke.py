@@ -58,3 +58,19 @@ def test_ratios_are_against_the_best_peer() -> None:
     assert len(verdicts) == 1
     assert verdicts[0].met
     assert "x0.55" in verdicts[0].detail
+
+
+def test_a_partial_run_replaces_only_what_it_measured() -> None:
+    saved = Results(
+        series=[
+            Series("W7", "m", "ms", "pm2", "defaults", [1.0]),
+            Series("W7", "m", "ms", "processman", "defaults", [9.0]),
+            Series("W3", "m", "ms", "processman", "defaults", [5.0]),
+        ]
+    )
+    saved.replace_workloads(Results(series=[Series("W7", "m", "ms", "processman", "defaults", [2.0])]))
+    assert [(s.workload, s.manager, s.values) for s in saved.series] == [
+        ("W3", "processman", [5.0]),
+        ("W7", "processman", [2.0]),
+        ("W7", "pm2", [1.0]),
+    ]
