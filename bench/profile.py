@@ -221,12 +221,17 @@ ACTIONS: dict[str, Callable[[Context, Manager], Callable[[], None]]] = {
 }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("action", choices=[*ACTIONS, "memory"])
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, _interrupt)  # so the finally below still cleans up
     peers = ensure_peers()
     scratch = Path(tempfile.mkdtemp(prefix="pmprofile-"))
     ctx = Context(peers, scratch, managers=(Processman,))
