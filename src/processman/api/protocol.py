@@ -1,5 +1,6 @@
 """uvicorn's HTTP/1.1 protocol with two limits it lacks: a deadline for receiving a whole request, and
-a ceiling on open connections.
+a ceiling on open connections (past it, the connection that has waited longest for its request is
+closed to make room; one at work, a live stream, never is).
 
 uvicorn waits forever for a request that never finishes arriving, so slow-loris clients (a header byte
 now and then) could hold connections, and the manager's file descriptors, for as long as they like;
@@ -25,14 +26,28 @@ class GuardedH11Protocol(H11Protocol):
     request_timeout = REQUEST_TIMEOUT
     max_connections = MAX_CONNECTIONS
     _deadline: asyncio.TimerHandle | None = None
+    _since = 0.0  # when the request now awaited began to arrive (or the connection opened)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        if len(self.connections) > self.max_connections:
-            logger.warning("more than %d connections open; closing a new one", self.max_connections)
-            transport.close()
-            return
         self._arm()
+        if len(self.connections) > self.max_connections:
+            # Make room by closing the connection that has waited longest for its request (the
+            # slow-loris kind); a connection at work (a live stream) is never closed for a newcomer.
+            waiting = [c for c in self.connections if isinstance(c, GuardedH11Protocol) and c._waiting]
+            oldest = min(waiting, key=lambda c: c._since, default=None)
+            if oldest is None or oldest is self:
+                logger.warning("%d connections at work; refusing a new one", len(self.connections) - 1)
+                transport.close()
+            else:
+                oldest.transport.close()
+
+    @property
+    def _waiting(self) -> bool:
+        """Waiting for a request's head or body (not serving one), and not closed yet."""
+        idle = self.cycle is None or self.cycle.response_complete
+        state = self.conn.their_state
+        return not self.transport.is_closing() and (state is h11.SEND_BODY or (state is h11.IDLE and idle))
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
@@ -47,6 +62,7 @@ class GuardedH11Protocol(H11Protocol):
 
     def _arm(self) -> None:
         if self._deadline is None:
+            self._since = self.loop.time()
             self._deadline = self.loop.call_later(self.request_timeout, self._expire)
 
     def _disarm(self) -> None:
