@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import signal
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -290,3 +291,25 @@ async def test_restart_on_failure_still_restarts_failures_and_never_does_not(
     await wait_until(manager, lambda: manager.state("once").status is Status.STOPPED, what="once stopped")
     once = manager.state("once")
     assert once.restart_count == 0 and once.last_error.startswith("exited with code 3")
+
+
+async def test_start_during_crash_cleanup_waits_for_the_new_run(manager_factory: Factory) -> None:
+    # The crashed child leaves a SIGTERM-deaf grandchild: cleanup lasts stopTimeout while the status is
+    # already crashed. A start then returns only once the new run is up; a second one is refused.
+    code = """
+    import signal, subprocess, sys, time
+    deaf = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    subprocess.Popen([sys.executable, "-c", deaf])
+    time.sleep(0.3)
+    sys.exit(1)
+    """
+    manager = manager_factory(config("leaver", textwrap.dedent(code), backoff=30.0, stop_timeout=0.5))
+    await manager.start()
+    first_pid = manager.state("leaver").pid
+    await wait_until(manager, lambda: manager.state("leaver").status is Status.CRASHED, what="crashed")
+    results = await asyncio.gather(
+        manager.start_process("leaver"), manager.start_process("leaver"), return_exceptions=True
+    )
+    assert [type(r) for r in results] == [type(None), ProcessAlreadyRunning]
+    state = manager.state("leaver")
+    assert state.status is Status.RUNNING and state.pid not in (0, first_pid)

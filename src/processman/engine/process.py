@@ -379,6 +379,12 @@ class ManagedProcess:
         self._context.on_group(child.pid, False)
 
     async def _supervise(self) -> None:
+        try:
+            await self._supervise_loop()
+        finally:
+            self._first_attempt.set()  # a start() waiting for an attempt that will not come is released
+
+    async def _supervise_loop(self) -> None:
         failures = 0
         first = True
         while self.desired is Desired.RUNNING:
@@ -397,6 +403,7 @@ class ManagedProcess:
                 self.output.note(str(exc))
                 logger.error("%s: %s", self.config.id, exc)
                 failures += 1
+                self._first_attempt.set()
             else:
                 self._child = child
                 # Running once ready: at once without a readiness probe. A failing liveness probe
@@ -436,7 +443,6 @@ class ManagedProcess:
                 await self._terminate(child)
                 if self.desired is not Desired.RUNNING:
                     return
-            self._first_attempt.set()
             if self.config.max_retries >= 0 and failures > self.config.max_retries:
                 self.last_error = (
                     f"gave up after {failures} consecutive failed starts (maxRetries is "
