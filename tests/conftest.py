@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import sys
 import textwrap
 import time
@@ -21,6 +22,35 @@ from processman.environment import TAG_VARIABLE
 def python(code: str, **fields: Any) -> dict[str, Any]:
     """Config fields that run ``code`` in a fresh Python interpreter."""
     return {"command": sys.executable, "args": ("-u", "-c", textwrap.dedent(code)), **fields}
+
+
+def python_entry(process_id: str, code: str, **fields: Any) -> dict[str, Any]:
+    """A pb_processes.json entry that runs ``code`` in this Python (for a real ``serve``)."""
+    return {
+        "id": process_id,
+        "command": sys.executable,
+        "args": ["-u", "-c", textwrap.dedent(code)],
+        **fields,
+    }
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """Re-check something outside this process (HTTP, /proc, files) until it is truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
 
 
 def config(process_id: str, code: str, **fields: Any) -> ProcessConfig:

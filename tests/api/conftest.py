@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -23,6 +22,7 @@ from processman.api import Address, AdminToken, ApiService, Authenticator
 from processman.api.sse import EventParser, ServerSentEvent
 from processman.engine.states import Status
 from tests.conftest import config, tagged_processes, wait_until
+from tests.conftest import free_port as free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 POCKETBASE = ROOT / ".venv" / "bin" / "pocketbase"
@@ -44,13 +44,6 @@ time.sleep(3600)
 """
 IDLE = "import time; time.sleep(3600)"
 SECRET_VALUE = "sk-live-do-not-leak-42"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

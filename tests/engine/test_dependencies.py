@@ -12,8 +12,8 @@ import pytest
 from processman import ProcessManager, Status
 from processman.config import Probe, expand_instances
 from processman.engine.events import Event, ProcessExited, StatusChanged
-from tests.conftest import config, wait_until
-from tests.engine.test_probes import free_port, http_server, refusing_port
+from tests.conftest import config, free_port, wait_until
+from tests.engine.test_probes import http_server, refusing_port
 
 Factory = Callable[..., ProcessManager]
 SLEEPER = "import time\nwhile True: time.sleep(1)"

@@ -18,7 +18,7 @@ from processman import ProcessConfig, ProcessManager, Status
 from processman.config import Probe
 from processman.engine.events import LogLines, StatusChanged
 from processman.engine.probes import ProbeSite, run_probe
-from tests.conftest import alive, config, wait_until
+from tests.conftest import alive, config, free_port, wait_until
 
 Factory = Callable[..., ProcessManager]
 SLEEPER = "import time\nwhile True: time.sleep(1)"
@@ -42,12 +42,6 @@ server = http.server.HTTPServer(("127.0.0.1", {port}), Health)
 print("listening", flush=True)
 server.serve_forever()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture

@@ -16,8 +16,6 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +26,11 @@ import psutil
 import pytest
 
 from processman.environment import TAG_VARIABLE
+from tests.conftest import free_port as free_port
+from tests.conftest import python_entry
+from tests.conftest import wait_for as wait_for
+
+child = python_entry  # a config entry that runs Python code in this interpreter
 
 TOKEN = "hardening-token-0123456789abcdefghijklmnopqrstuvwxyz"
 SOAK_TIMEOUT = 1800  # seconds per test with --soak
@@ -100,16 +103,6 @@ def figures(request: pytest.FixtureRequest) -> Record:
 # ---- children ------------------------------------------------------------------------------------
 
 
-def child(process_id: str, code: str, **fields: Any) -> dict[str, Any]:
-    """A config entry that runs ``code`` in this Python."""
-    return {
-        "id": process_id,
-        "command": sys.executable,
-        "args": ["-u", "-c", textwrap.dedent(code)],
-        **fields,
-    }
-
-
 def tagged(prefix: str) -> list[psutil.Process]:
     """Live processes whose PROCESSMAN_TAG starts with ``prefix``."""
     found = []
@@ -123,28 +116,7 @@ def tagged(prefix: str) -> list[psutil.Process]:
     return found
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Re-check something outside this process (HTTP, /proc, files) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 # ---- a real `processman serve` ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @dataclass

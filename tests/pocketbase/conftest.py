@@ -7,11 +7,8 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,44 +16,20 @@ from typing import Any
 import httpx
 import psutil
 import pytest
+from tests.conftest import free_port as free_port
+from tests.conftest import python_entry
+from tests.conftest import wait_for as wait_for
 
 from processman.pocketbase.install import install
+
+sidecar = python_entry  # a config entry that runs Python code in this interpreter
 
 POCKETBASE = Path(sys.executable).parent / "pocketbase"
 SUPERUSER = ("admin@example.com", "Sup3rSecret!pass")
 USER = ("user@example.com", "Us3rSecret!pass")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def sidecar(process_id: str, code: str, **fields: Any) -> dict[str, Any]:
-    """A config entry that runs ``code`` with this interpreter."""
-    return {
-        "id": process_id,
-        "command": sys.executable,
-        "args": ["-u", "-c", textwrap.dedent(code)],
-        **fields,
-    }
-
-
 SLEEPER = "import time\nwhile True: time.sleep(1)"
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """Re-check ``predicate`` (something outside this process, over HTTP or /proc) until it is truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
 
 
 def processes_of(data_dir: Path) -> list[psutil.Process]:

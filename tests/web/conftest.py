@@ -13,10 +13,8 @@ import queue
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +26,8 @@ import httpx
 import pytest
 
 from processman.api.sse import EventParser
+from tests.conftest import free_port as free_port
+from tests.conftest import python_entry
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
@@ -47,17 +47,7 @@ TOKEN = "dashboard-test-token"
 LOCAL_HOSTS = {"127.0.0.1"}
 
 
-def python(process_id: str, code: str, **fields: Any) -> dict[str, Any]:
-    """A config entry that runs ``code`` with this interpreter."""
-    args = ["-u", "-c", textwrap.dedent(code)]
-    return {"id": process_id, "command": sys.executable, "args": args, **fields}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+python = python_entry  # a config entry that runs Python code in this interpreter
 
 
 class Server:
