@@ -5,6 +5,11 @@ The server is ``--url`` or ``$PROCESSMAN_URL`` (default http://127.0.0.1:8091); 
 ``--token`` or ``$PROCESSMAN_TOKEN``, else the file ``serve`` wrote (``--dir``/processman/token).
 Every failure is one line on stderr and an exit code: 1 the request failed (unknown id, already
 running), 3 the server cannot be reached, 4 not authorised.
+
+A client command's time is mostly Python starting up, so this module imports nothing of the server
+(engine, API), and a plain request goes through the standard library's ``http.client``: importing httpx
+(with httpcore) would double the time of ``processman list``. The live streams of ``logs -f`` are read
+with httpx, imported only there.
 """
 
 from __future__ import annotations
@@ -14,28 +19,33 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, urlencode, urlsplit
 
 import click
-import httpx
 
-from processman.api.sse import EventParser, ServerSentEvent
-from processman.api.token import TOKEN_ENV, read_token, token_path
 from processman.cli.console import terminal_safe
+from processman.sse import EventParser, ServerSentEvent
+from processman.tokenfile import TOKEN_ENV, read_token, token_path
+
+if TYPE_CHECKING:
+    import ssl
+
+    import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8091"
 URL_ENV = "PROCESSMAN_URL"
 EXIT_FAILED = 1
 EXIT_UNREACHABLE = 3
 EXIT_UNAUTHORISED = 4
-# stop waits for the process tree to go (stopTimeout, 10 s by default), so actions may take a while.
-ACTION_TIMEOUT = httpx.Timeout(5.0, read=120.0)
-READ_TIMEOUT = httpx.Timeout(5.0, read=30.0)
+CONNECT_TIMEOUT = 5.0
+# Seconds to wait for an answer. stop waits for the process tree to go (stopTimeout, 10 s by default),
+# so actions may take a while.
+ACTION_TIMEOUT = 120.0
+READ_TIMEOUT = 30.0
 RECONNECT_FOR = 5.0
 
 _STATUS_STYLE: dict[str, dict[str, Any]] = {
@@ -71,6 +81,15 @@ def unknown_id(process_id: str) -> ClientError:
     return ClientError(f"unknown process id {shown!r} (see `processman list`)", status=404)
 
 
+def tls_context() -> ssl.SSLContext:
+    """The certificates an https:// server is checked against: certifi's, as httpx does by default."""
+    import ssl
+
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
+
+
 @dataclass
 class Connection:
     """Where the server is and how to prove who we are; ``token_source`` is said in auth errors."""
@@ -82,23 +101,57 @@ class Connection:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
-    def client(self, timeout: httpx.Timeout = READ_TIMEOUT) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers=self.headers(), timeout=timeout, trust_env=False)
+    def client(self, timeout: float | None = READ_TIMEOUT) -> httpx.Client:
+        import httpx
 
-    def request(self, method: str, path: str, *, timeout: httpx.Timeout = READ_TIMEOUT, **kwargs: Any) -> Any:
+        return httpx.Client(
+            base_url=self.url,
+            headers=self.headers(),
+            timeout=httpx.Timeout(CONNECT_TIMEOUT, read=timeout),
+            trust_env=False,
+            # Loading the CA certificates takes tens of milliseconds: only an https:// server needs them
+            # (redirects are not followed, so a plain http:// server never leads to TLS).
+            verify=tls_context() if self.url.startswith("https://") else False,
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        timeout: float = READ_TIMEOUT,
+        params: dict[str, str | int] | None = None,
+    ) -> Any:
         """The JSON answer of a request, or a ClientError that says what went wrong."""
-        with self.client(timeout) as client:
-            try:
-                response = client.request(method, path, **kwargs)
-            except httpx.ReadTimeout:
-                raise ClientError(
-                    f"{self.url} did not answer {method} {path} within {timeout.read:g} s"
-                ) from None
-            except httpx.TransportError as exc:
-                raise self.unreachable(exc) from None
-        self.check(response, path)
+        import http.client
+
+        parts = urlsplit(self.url)
+        target = parts.path + path + (f"?{urlencode(params)}" if params else "")
+        host, port = parts.hostname or "", parts.port
+        connection = (
+            http.client.HTTPSConnection(host, port, timeout=CONNECT_TIMEOUT, context=tls_context())
+            if parts.scheme == "https"
+            else http.client.HTTPConnection(host, port, timeout=CONNECT_TIMEOUT)
+        )
         try:
-            return response.json()
+            try:
+                connection.connect()
+            except (OSError, http.client.HTTPException) as exc:
+                raise self.unreachable(exc) from None
+            connection.sock.settimeout(timeout)
+            try:
+                connection.request(method, target, headers={**self.headers(), "Accept": "application/json"})
+                response = connection.getresponse()
+                body = response.read()
+            except TimeoutError:
+                raise ClientError(f"{self.url} did not answer {method} {path} within {timeout:g} s") from None
+            except (OSError, http.client.HTTPException) as exc:
+                raise self.unreachable(exc) from None
+        finally:
+            connection.close()
+        self.check(response.status, response.reason, body)
+        try:
+            return json.loads(body)
         except ValueError:
             raise ClientError(
                 f"{self.url} did not answer {path} with JSON: is it a processman server?"
@@ -110,20 +163,24 @@ class Connection:
             f"(set --url or ${URL_ENV} for another address)"
         )
 
-    def check(self, response: httpx.Response, path: str) -> None:
-        if response.is_success:
+    def check_reply(self, reply: httpx.Response) -> None:
+        """``check`` for a reply read with httpx (a live stream)."""
+        if not reply.is_success:
+            self.check(reply.status_code, reply.reason_phrase, reply.read())
+
+    def check(self, status: int, reason: str, body: bytes) -> None:
+        """Nothing for a success; else the ClientError that says what the server answered."""
+        if 200 <= status < 300:
             return
         details = ""
         try:
-            response.read()
-            body = response.json()
-            message = str(body.get("message", "")) or response.reason_phrase
-            problems = body.get("data", {}).get("problems")
+            answer = json.loads(body)
+            message = str(answer.get("message", "")) or reason
+            problems = answer.get("data", {}).get("problems")
             if isinstance(problems, list):  # a reload refused: list why
                 details = "".join(f"\n  {problem}" for problem in problems)
         except (ValueError, AttributeError):
-            message = response.reason_phrase
-        status = response.status_code
+            message = reason
         if status == 401:
             raise Unauthorised(f"not authorised: {self._token_advice()}", status)
         if status == 403:
@@ -162,7 +219,12 @@ def connection_options(command: F) -> F:
 
 def connect(url: str, token: str | None, data_dir: Path) -> Connection:
     url = url.rstrip("/")
-    if not url.startswith(("http://", "https://")):
+    parts = urlsplit(url)
+    try:
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # a port that is not a number
+        valid = False
+    if not valid:
         raise click.BadParameter(f"expected an http:// or https:// URL, got {url!r}", param_hint="--url")
     if token:
         return Connection(url, token, f"--token or ${TOKEN_ENV}")
@@ -237,6 +299,8 @@ def _act(connection: Connection, action: str, process_id: str) -> str:
 
 def run_action(connection: Connection, action: str, target: str) -> None:
     """``target`` is an id, or ``all``: every process, acted on in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
     if target != "all":
         try:
             message = _act(connection, action, target)
@@ -274,6 +338,11 @@ def _action_command(action: str, summary: str) -> click.Command:
     return command
 
 
+start_command = _action_command("start", "Start")
+stop_command = _action_command("stop", "Stop")
+restart_command = _action_command("restart", "Restart")
+
+
 # ---- logs ----------------------------------------------------------------------------------------
 
 
@@ -296,16 +365,18 @@ def format_line(line: dict[str, Any]) -> str:
 def follow_events(connection: Connection, process_id: str, lines: int) -> Iterator[ServerSentEvent]:
     """The events of the live log stream. A dropped connection is resumed from the last line received
     (``Last-Event-ID``) for a few seconds before giving up, so a server restart loses nothing kept."""
+    import httpx
+
     parser = EventParser()
     path = process_path(process_id, "logs")
     gone_since: float | None = None
-    with connection.client(httpx.Timeout(5.0, read=None)) as client:
+    with connection.client(timeout=None) as client:
         while True:
             headers = {"Last-Event-ID": parser.last_id} if parser.last_id else {}
             try:
                 params = {"follow": 1, "lines": lines}
                 with client.stream("GET", path, params=params, headers=headers) as reply:
-                    connection.check(reply, path)
+                    connection.check_reply(reply)
                     gone_since = None
                     for text in reply.iter_lines():
                         event = parser.feed(text)
@@ -324,12 +395,14 @@ def follow_events(connection: Connection, process_id: str, lines: int) -> Iterat
 def follow_realtime(connection: Connection, process_id: str) -> Iterator[dict[str, Any]]:
     """Lines of a process through PocketBase, which cannot pass a stream on: its hooks publish them on
     the realtime topic ``pm/logs/<id>`` to superusers."""
+    import httpx
+
     parser = EventParser()
     topic = f"pm/logs/{process_id}"
-    with connection.client(httpx.Timeout(5.0, read=None)) as client:
+    with connection.client(timeout=None) as client:
         try:
             with client.stream("GET", "/api/realtime") as reply:
-                connection.check(reply, "/api/realtime")
+                connection.check_reply(reply)
                 for text in reply.iter_lines():
                     event = parser.feed(text)
                     if event is None:
@@ -337,7 +410,7 @@ def follow_realtime(connection: Connection, process_id: str) -> Iterator[dict[st
                     if event.event == "PB_CONNECT":
                         client_id = json.loads(event.data)["clientId"]
                         subscription = {"clientId": client_id, "subscriptions": [topic]}
-                        connection.check(client.post("/api/realtime", json=subscription), "/api/realtime")
+                        connection.check_reply(client.post("/api/realtime", json=subscription))
                     elif event.event == topic:
                         yield from json.loads(event.data)
         except httpx.TransportError as exc:
@@ -417,13 +490,3 @@ def reload_command(url: str, token: str | None, data_dir: Path, dry_run: bool) -
         click.echo("nothing to change")
     elif dry_run:
         click.echo("(dry run: nothing was changed)")
-
-
-def register(group: click.Group) -> None:
-    """Add the client commands to ``group``."""
-    group.add_command(reload_command)
-    group.add_command(list_command)
-    group.add_command(_action_command("start", "Start"))
-    group.add_command(_action_command("stop", "Stop"))
-    group.add_command(_action_command("restart", "Restart"))
-    group.add_command(logs_command)

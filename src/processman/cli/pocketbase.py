@@ -86,8 +86,3 @@ def supervise() -> None:
     except SupervisorSetupError as exc:
         raise click.ClickException(str(exc)) from exc
     sys.exit(code)
-
-
-def register(group: click.Group) -> None:
-    """Add the pocketbase commands to ``group``."""
-    group.add_command(pocketbase)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from processman.config import CONFIG_FILENAME, json_schema, load_config
 from processman.errors import AlreadyRunningElsewhere
-from processman.runner import Runner, ServeSettings, Service
+
+if TYPE_CHECKING:  # ``processman --help`` imports this module: the engine only comes with ``serve``
+    from processman.runner import Service
 
 config_option = click.option(
     "--config",
@@ -105,7 +107,10 @@ def serve(
     verbose: bool,
 ) -> None:
     """Run every configured process in the foreground until Ctrl+C or SIGTERM."""
+    import asyncio
+
     from processman.cli.console import configure_logging
+    from processman.runner import Runner, ServeSettings
 
     configure_logging(verbose)
     data_dir = data_dir.absolute()
@@ -144,9 +149,3 @@ def check(config_path: Path | None, data_dir: Path) -> None:
 def schema() -> None:
     """Print the JSON Schema of the config file (for editors)."""
     click.echo(json.dumps(json_schema(), indent=2))
-
-
-def register(group: click.Group) -> None:
-    group.add_command(serve)
-    group.add_command(check)
-    group.add_command(schema)
