@@ -1,10 +1,12 @@
 """Resource use: what each process tree and the manager itself consume, ``maxMemory``, and OS limits.
 
-A manager owns one :class:`ResourceSampler`. Every ``interval`` seconds it reads /proc once, in a
-worker thread so the event loop keeps answering: the stat line of every process (CPU ticks, resident
-pages, process group), and the environment only of a process it has not seen before (to read its
-``PROCESSMAN_TAG``; a process's tag never changes, so it is cached by pid and start time). A tree is,
-as for the stop ladder, the child's process group plus every process that carries its tag.
+A manager owns one :class:`ResourceSampler`. Every ``interval`` seconds it reads, in a worker thread so
+the event loop keeps answering, the stat line (CPU ticks, resident pages, process group) of each
+process of the trees: the members found so far, and the processes started since the last sample
+(see :class:`ProcTable`; every process on the machine only once a minute or so). The environment is
+read only of a process it has not seen before (to read its ``PROCESSMAN_TAG``; a process's tag never
+changes, so it is cached by pid and start time). A tree is, as for the stop ladder, the child's process
+group plus every process that carries its tag.
 
 CPU percent is the tree's CPU time between two samples over the wall time between them (100 = one
 core). A process that appeared since the previous sample counts whole: it started in between.
@@ -39,6 +41,8 @@ OVER_LIMIT_SAMPLES = 2
 # last LAG_TICKS_KEPT of them (about two seconds).
 LAG_TICK = 0.25
 LAG_TICKS_KEPT = 8
+# Every this many samples, every process on the machine is read, not only the trees and newcomers.
+FULL_SCAN_EVERY = 30
 
 # Config name -> resource, for ``limits``.
 RLIMITS: dict[str, int] = {
@@ -154,37 +158,107 @@ def read_stat(pid: int) -> ProcStat | None:
 
 
 class ProcTable:
-    """Reads every process's stat line and, once per process, its tag (if it starts with ``prefix``)."""
+    """Reads the stat lines of the processes in the trees and, once per process, its tag (when it starts
+    with ``prefix``).
 
-    def __init__(self, prefix: str) -> None:
+    Reading every process on the machine costs in proportion to all it runs, so a read looks only at
+    the trees' members found so far, the group leaders asked for, and the processes started since the
+    previous read: the kernel hands pids out in increasing order (wrapping at pid_max) and
+    /proc/loadavg names the last one, so the newcomers are the listed pids after the previous read's
+    last one, up to this read's. When nothing has started, /proc is not even listed. The first read,
+    and every ``full_scan_every``-th, reads every process: the safety net for a process that joins a
+    tree's group without its tag, or a /proc that shows another pid namespace than this process's.
+    """
+
+    def __init__(self, prefix: str, full_scan_every: int | None = None) -> None:
         self._prefix = prefix.encode()
         self._own_pid = os.getpid()
         self._tags: dict[tuple[int, int], str | None] = {}
+        self._members: set[int] = set()
+        self._newest: int | None = None  # the last pid handed out, as of the previous read
+        self._reads = 0
+        self._track_newest = _same_pid_namespace()
+        self.full_scan_every = full_scan_every or FULL_SCAN_EVERY
+        self.stats_read = 0  # stat lines the last read looked at
 
     def read(self, groups: set[int]) -> tuple[dict[str, list[ProcStat]], dict[int, list[ProcStat]]]:
         """Processes by tag (this run's tags only) and by process group (only the ``groups`` asked for)."""
+        newest = newest_pid() if self._track_newest else None
+        full = newest is None or self._newest is None or self._reads % self.full_scan_every == 0
+        if full:
+            pids = listed_pids()
+        else:
+            pids = self._members | groups
+            if newest != self._newest:
+                assert self._newest is not None and newest is not None
+                pids.update(started_between(listed_pids(), self._newest, newest))
         by_tag: dict[str, list[ProcStat]] = {}
         by_group: dict[int, list[ProcStat]] = {}
-        tags: dict[tuple[int, int], str | None] = {}
-        for name in os.listdir("/proc"):
-            if not name.isdigit() or int(name) == self._own_pid:
+        tags: dict[tuple[int, int], str | None] = {} if full else self._tags
+        members: set[int] = set()
+        for pid in pids:
+            if pid == self._own_pid:
                 continue
-            stat = read_stat(int(name))
+            stat = read_stat(pid)
             if stat is None:
                 continue
             key = (stat.pid, stat.start)
-            tag = self._tags[key] if key in self._tags else self._read_tag(stat.pid)
+            tag = self._tags[key] if key in self._tags else self._read_tag(pid)
             tags[key] = tag
             if tag is not None:
                 by_tag.setdefault(tag, []).append(stat)
+                members.add(pid)
             if stat.group in groups:
                 by_group.setdefault(stat.group, []).append(stat)
-        self._tags = tags  # forget processes that are gone
+                members.add(pid)
+        # A full read forgets the processes that are gone; between full reads, the newcomers that are
+        # not ours stay cached (a minute's worth at most).
+        self._tags = tags
+        self._members = members
+        self._newest = newest
+        self._reads += 1
+        self.stats_read = len(pids)
         return by_tag, by_group
 
     def _read_tag(self, pid: int) -> str | None:
         tag = read_tag(pid)
         return tag if tag is not None and tag.encode().startswith(self._prefix) else None
+
+
+def listed_pids() -> set[int]:
+    return {int(name) for name in os.listdir("/proc") if name.isdigit()}
+
+
+def started_between(pids: Iterable[int], previous: int, newest: int) -> set[int]:
+    """The ``pids`` handed out after ``previous`` up to ``newest``, the kernel's counter having wrapped
+    past pid_max if ``newest`` is the smaller (an old pid the counter skipped over may be among them:
+    a read too many, never one too few).
+
+    >>> sorted(started_between([5, 300, 301, 302, 900], 300, 302))
+    [301, 302]
+    >>> sorted(started_between([5, 300, 900], 800, 10))  # wrapped
+    [5, 900]
+    """
+    if previous <= newest:
+        return {pid for pid in pids if previous < pid <= newest}
+    return {pid for pid in pids if pid > previous or pid <= newest}
+
+
+def newest_pid() -> int | None:
+    """The last pid the kernel handed out, to a process or a thread (the last field of /proc/loadavg)."""
+    try:
+        with open("/proc/loadavg", "rb") as file:
+            return int(file.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _same_pid_namespace() -> bool:
+    """/proc/loadavg counts the pids of this process's namespace; /proc lists those of its mount's."""
+    try:
+        return int(os.readlink("/proc/self")) == os.getpid()
+    except (OSError, ValueError):
+        return False
 
 
 def manager_memory() -> int:
