@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
@@ -77,11 +78,25 @@ def listen(address: Address) -> socket.socket:
 
 
 class _Server(uvicorn.Server):
-    """uvicorn without its signal handlers (the runner owns signals) that tells when it listens."""
+    """uvicorn without its signal handlers (the runner owns signals) that tells when it listens, and
+    that sleeps while idle: uvicorn's own main loop wakes ten times a second to look at
+    ``should_exit``; this one waits for it, and wakes once a second to renew the Date header."""
 
     def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
+        self._exit = asyncio.Event()
         super().__init__(config)
         self._on_started = on_started
+
+    @property  # an attribute in uvicorn: as a property, setting it wakes the main loop
+    def should_exit(self) -> bool:
+        return self._exit.is_set()
+
+    @should_exit.setter
+    def should_exit(self, value: bool) -> None:
+        if value:
+            self._exit.set()
+        else:
+            self._exit.clear()
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -91,6 +106,14 @@ class _Server(uvicorn.Server):
         await super().startup(sockets)
         if self.started:
             self._on_started()
+
+    async def main_loop(self) -> None:
+        # on_tick(0) renews the Date header and answers whether to exit.
+        while not await self.on_tick(0):
+            with contextlib.suppress(TimeoutError):
+                # Until the next second begins, so the header turns with the clock.
+                async with asyncio.timeout(1.0 - time.time() % 1.0):
+                    await self._exit.wait()
 
 
 class ApiService:
