@@ -25,10 +25,12 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from typing import ClassVar, Literal, Protocol
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
-import httpx
 from starlette.datastructures import Headers
+
+if TYPE_CHECKING:
+    import httpx
 
 logger = logging.getLogger(__name__)
 
@@ -175,6 +177,8 @@ class PocketBaseSuperuser:
         return verdict
 
     async def _verify(self, token: str) -> Verdict:
+        import httpx  # here, not at the top: a manager without PocketBase tokens never loads it
+
         if self._client is None:
             self._client = httpx.AsyncClient(timeout=self._timeout)
         try:

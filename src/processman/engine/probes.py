@@ -18,11 +18,13 @@ import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from processman.config import Probe
 from processman.durations import format_duration
+
+if TYPE_CHECKING:
+    import httpx
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Prober:
 
 
 def new_http_client() -> httpx.AsyncClient:
+    import httpx  # here, not at the top: about 3 MB that only HTTP probes need
+
     # A fresh connection per probe (a pooled one may belong to a previous run of the process), no
     # proxies from the environment (a probe of 127.0.0.1 must not go through one) and no redirects
     # (the expected status is compared as answered). The probe's own timeout bounds each request.
@@ -88,6 +92,8 @@ async def run_probe(
 
 
 async def _http(probe: Probe, client: httpx.AsyncClient) -> str | None:
+    import httpx
+
     try:
         response = await client.get(probe.target)
     except httpx.ConnectError as exc:
@@ -211,6 +217,8 @@ def _describe_error(exc: BaseException) -> str:
 
 
 def _address_of(url: str) -> str:
+    import httpx
+
     try:
         parsed = httpx.URL(url)
     except httpx.InvalidURL:
