@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -17,9 +18,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from processman.engine.posix import TagScanner, send_signal, wait_for_exit
+from processman.engine.resources import CLOCK_TICKS, read_stat
 from processman.errors import AlreadyRunningElsewhere
 
 logger = logging.getLogger(__name__)
@@ -28,10 +28,22 @@ RUN_FILE = "run.json"
 
 
 def _start_time(pid: int) -> float | None:
+    """When ``pid`` started, in seconds since the epoch, as psutil's ``create_time`` counts it (run
+    files written by earlier versions hold that); None when it is gone or a zombie."""
+    stat = read_stat(pid)
+    return None if stat is None else _boot_time() + stat.start / CLOCK_TICKS
+
+
+@functools.cache
+def _boot_time() -> float:
     try:
-        return psutil.Process(pid).create_time()
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return None
+        with open("/proc/stat", "rb") as file:
+            for line in file:
+                if line.startswith(b"btime "):
+                    return float(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0.0  # start times are then seconds since boot: still the same from one run to the next
 
 
 class RunFile:
