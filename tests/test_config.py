@@ -220,3 +220,31 @@ def test_dependency_cycles_and_unknown_dependencies_are_named(tmp_path: Path) ->
     assert 'maxMemory: expected a size like "512MB" or "1GB", got "lots"' in text
     result = _processman("check", "--config", str(path))
     assert result.returncode == 1 and "dependency cycle a -> b -> a" in result.stderr
+
+
+def test_log_rotation_and_watch_window_fields(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path,
+        [
+            {"id": "plain", "command": "true"},
+            {"id": "tuned", "command": "true", "logMaxSize": "1MB", "logBackups": 0, "watchDebounce": "50ms"},
+            {"id": "unbounded", "command": "true", "logMaxSize": 0},
+            {"id": "bad", "command": "true", "logMaxSize": "big", "logBackups": -1, "watchDebounce": 5},
+        ],
+    )
+    loaded = load_config(path)
+    plain, tuned, unbounded = loaded.processes
+    # Defaults hold a 50 MB burst whole, like supervisord's 50 MB files.
+    assert (plain.log_max_size, plain.log_backups, plain.watch_debounce) == (50 * 1024 * 1024, 5, 0.5)
+    assert (tuned.log_max_size, tuned.log_backups, tuned.watch_debounce) == (1024 * 1024, 0, 0.05)
+    assert unbounded.log_max_size == 0
+    reported = tuned.to_dict()
+    assert (reported["logMaxSize"], reported["logBackups"], reported["watchDebounce"]) == ("1MB", 0, "50ms")
+    assert unbounded.to_dict()["logMaxSize"] == "0"
+    text = "\n".join(str(p) for p in loaded.problems)
+    assert 'logMaxSize: expected a size like "512MB" or "1GB" (0: never), got "big"' in text
+    assert "logBackups: expected a whole number from 0 to 100, got -1" in text
+    assert 'watchDebounce: expected a duration like "500ms", "2s" or "1m", got 5' in text
+    jsonschema.validate(json.loads(path.read_text())[:3], json_schema())
+    with pytest.raises(ValueError, match="log_backups: expected 0 to 100, got 101"):
+        ProcessConfig(id="x", command="true", log_backups=101)

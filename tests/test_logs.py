@@ -139,3 +139,17 @@ async def test_a_flood_never_blocks_the_child_or_the_manager(
     written = sum(len(b"%d flood line\n" % i) for i in range(1_000_000))
     files = (tmp_path / "state" / "logs").glob("flood.out.log*")
     assert sum(path.stat().st_size for path in files) == written
+
+
+async def test_log_files_rotate_as_configured(manager_factory: Factory, tmp_path: Path) -> None:
+    code = "import sys\nfor i in range(3000):\n    print(f'{i:09d}', 'x' * 89)\nsys.stdout.flush()"
+    manager = manager_factory(config("roller", code, restart="never", log_max_size=64 * 1024, log_backups=2))
+    async with manager:
+        await wait_until(manager, lambda: manager.state("roller").status is Status.STOPPED, what="the exit")
+    folder = tmp_path / "state" / "logs"
+    files = sorted(folder.glob("roller.out.log*"))
+    assert [path.name for path in files] == ["roller.out.log", "roller.out.log.1", "roller.out.log.2"]
+    assert all(path.stat().st_size <= 64 * 1024 for path in files)
+    # The newest lines are kept whole; the oldest were rotated away.
+    assert (folder / "roller.out.log").read_text().endswith(f"{2999:09d} {'x' * 89}\n")
+    assert not any(f"{0:09d} " in path.read_text() for path in files)

@@ -42,6 +42,14 @@ async def test_a_burst_of_saves_causes_one_restart(manager_factory: Factory, tmp
     assert manager.state("dev").restart_count == 1
 
 
+async def test_the_window_is_the_process_own_watch_debounce(manager_factory: Factory, tmp_path: Path) -> None:
+    manager = await _watched(manager_factory, tmp_path, watch_debounce=0.05)
+    (tmp_path / "a.py").write_text("x")
+    await asyncio.sleep(0.3)  # inside the default 500 ms window, past this process's 50 ms one
+    (tmp_path / "b.py").write_text("x")
+    await wait_until(manager, lambda: manager.state("dev").restart_count == 2, timeout=5, what="2 restarts")
+
+
 async def test_folders_created_later_are_watched(manager_factory: Factory, tmp_path: Path) -> None:
     manager = await _watched(manager_factory, tmp_path)
     (tmp_path / "pkg").mkdir()

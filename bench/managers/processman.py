@@ -52,6 +52,8 @@ class Processman(Manager):
                 if self.variant == "tuned":
                     # A child that ran 1s is healthy: restart at once, and retry fast if it was not.
                     entry.update(minUptime="1s", backoff="100ms", stopTimeout="5s")
+                    if program.watch:  # a short window: the first save restarts almost at once
+                        entry["watchDebounce"] = "50ms"
                 entries.append(entry)
         self.config_path = self.workdir / "pb_processes.json"
         self.config_path.write_text(json.dumps(entries, indent=1))
@@ -68,6 +70,8 @@ class Processman(Manager):
             str(self.data_dir),
             "--http",
             f"127.0.0.1:{self.port}",
+            # Tuned runs as a service whose log files are the record (as supervisord's are): no echo.
+            *(["--no-echo"] if self.variant == "tuned" else []),
         ]
 
     def environment(self) -> dict[str, str]:

@@ -2,10 +2,10 @@
 it run under the manager than when writing to /dev/null, and how many lines did the manager keep?
 
 Lines kept are counted in the manager's own record of the output: its log files, rotated ones included
-(honcho has none: its stdout is its record). processman also prints every line to its stdout, which
-goes to /dev/null here, so only its files count. Two references frame the numbers: the child writing
-into a pipe that ``cat`` copies to a file (the floor for any manager that reads a pipe), and writing
-straight to a file."""
+(honcho has none: its stdout is its record). processman by default also prints every line to its
+stdout, which goes to /dev/null here, so only its files count; tuned, it runs with ``--no-echo``. Two
+references frame the numbers: the child writing into a pipe that ``cat`` copies to a file (the floor
+for any manager that reads a pipe), and writing straight to a file."""
 
 from __future__ import annotations
 
@@ -82,7 +82,8 @@ def measure(
     with ctx.manager(*subject) as manager:
         report = manager.workdir / "writer.time"
         program = Program("w4", _writer_argv(count, report, manager.token))
-        # processman echoes every line on its stdout: that goes to /dev/null, its files are the record.
+        # processman echoes every line on its stdout (not tuned: --no-echo): that goes to /dev/null,
+        # its files are the record.
         manager.launch([program], stdout_to_null=manager.name == "processman")
         procs.wait_for(report.exists, 600, "the writer to finish", 0.05)
         slowdown.values.append(float(report.read_text()) / baseline)

@@ -40,6 +40,7 @@ FIELDS: dict[str, str] = {
     "backoff": "backoff",
     "devMode": "dev_mode",
     "watchPaths": "watch_paths",
+    "watchDebounce": "watch_debounce",
     "stopTimeout": "stop_timeout",
     "minUptime": "min_uptime",
     "maxMemory": "max_memory",
@@ -49,6 +50,8 @@ FIELDS: dict[str, str] = {
     "dependsOn": "depends_on",
     "instances": "instances",
     "restart": "restart",
+    "logMaxSize": "log_max_size",
+    "logBackups": "log_backups",
 }
 
 RESTART_POLICIES = ("always", "on-failure", "never")
@@ -56,6 +59,11 @@ RESTART_POLICIES = ("always", "on-failure", "never")
 LIMIT_NAMES = ("openFiles", "cpuSeconds", "coreSize")
 DEPENDENCY_CONDITIONS = ("started", "healthy", "completed")
 SIZE_EXPECTED = 'a size like "512MB" or "1GB"'
+# Log files rotate at 50 MB and keep 5 older files, as supervisord does (50 MB, 10): a burst of
+# output as large as a file is kept whole, and a process can fill at most 300 MB per stream.
+LOG_MAX_SIZE = 50 * 1024 * 1024
+LOG_BACKUPS = 5
+MAX_LOG_BACKUPS = 100
 
 
 @dataclass(frozen=True)
@@ -134,6 +142,8 @@ class ProcessConfig:
     backoff: float = 1.0
     dev_mode: bool = False
     watch_paths: tuple[str, ...] = ()
+    # Dev mode folds every change within this window after the first into one restart.
+    watch_debounce: float = 0.5
     stop_timeout: float = 10.0
     # A run longer than this is healthy: the failure count resets and the restart is immediate.
     min_uptime: float = 10.0
@@ -152,6 +162,10 @@ class ProcessConfig:
     # When an exit is followed by a new start: always (keep-alive), on-failure (not after exit code 0:
     # one-shot tasks), never.
     restart: Literal["always", "on-failure", "never"] = "always"
+    # Each log file rotates when it would grow past log_max_size bytes (0: never), keeping
+    # log_backups older files (name.1 .. name.N).
+    log_max_size: int = LOG_MAX_SIZE
+    log_backups: int = LOG_BACKUPS
     entry: str = ""  # the config entry this process comes from (its id without ":<n>")
 
     def __post_init__(self) -> None:
@@ -189,9 +203,12 @@ class ProcessConfig:
             backoff=format_duration(self.backoff),
             devMode=self.dev_mode,
             watchPaths=list(self.watch_paths),
+            watchDebounce=format_duration(self.watch_debounce),
             stopTimeout=format_duration(self.stop_timeout),
             minUptime=format_duration(self.min_uptime),
             restart=self.restart,
+            logMaxSize=format_size(self.log_max_size) if self.log_max_size else "0",
+            logBackups=self.log_backups,
         )
         if self.max_memory is not None:
             data["maxMemory"] = format_size(self.max_memory)
@@ -227,7 +244,11 @@ def _validate_values(config: ProcessConfig) -> list[str]:
             )
     if config.max_retries < -1:
         problems.append(f"max_retries: expected -1 or more, got {config.max_retries}")
-    for name in ("backoff", "stop_timeout", "min_uptime"):
+    if not 0 <= config.log_backups <= MAX_LOG_BACKUPS:
+        problems.append(f"log_backups: expected 0 to {MAX_LOG_BACKUPS}, got {config.log_backups}")
+    if config.log_max_size < 0:
+        problems.append(f"log_max_size: expected 0 or more bytes, got {config.log_max_size}")
+    for name in ("backoff", "stop_timeout", "min_uptime", "watch_debounce"):
         if getattr(config, name) < 0:
             problems.append(f"{name}: expected a duration of 0 or more, got {getattr(config, name)}")
     return problems
@@ -493,9 +514,12 @@ class _EntryReader:
         backoff = self._duration(entry, "backoff", 1.0)
         dev_mode = self._bool(entry, "devMode")
         watch_paths = self._str_list(entry, "watchPaths")
+        watch_debounce = self._duration(entry, "watchDebounce", 0.5)
         stop_timeout = self._duration(entry, "stopTimeout", 10.0)
         min_uptime = self._duration(entry, "minUptime", 10.0)
         max_memory = self._size(entry, "maxMemory")
+        log_max_size = self._size(entry, "logMaxSize", allow_zero=True)
+        log_backups = self._whole_number(entry, "logBackups", LOG_BACKUPS, 0, MAX_LOG_BACKUPS)
         limits = self._limits(entry)
         readiness = self._probe(entry, "readiness")
         liveness = self._probe(entry, "liveness")
@@ -519,6 +543,7 @@ class _EntryReader:
             backoff=backoff,
             dev_mode=dev_mode,
             watch_paths=tuple(watch_paths),
+            watch_debounce=watch_debounce,
             stop_timeout=stop_timeout,
             min_uptime=min_uptime,
             max_memory=max_memory,
@@ -528,13 +553,16 @@ class _EntryReader:
             depends_on=depends_on,
             instances=instances,
             restart=restart,
+            log_max_size=LOG_MAX_SIZE if log_max_size is None else log_max_size,
+            log_backups=log_backups,
         )
 
-    def _size(self, entry: dict[str, Any], name: str) -> int | None:
+    def _size(self, entry: dict[str, Any], name: str, *, allow_zero: bool = False) -> int | None:
         if name not in entry:
             return None
         value = entry[name]
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        smallest = 0 if allow_zero else 1
+        if isinstance(value, int) and not isinstance(value, bool) and value >= smallest:
             return value
         if isinstance(value, str):
             try:
@@ -542,10 +570,17 @@ class _EntryReader:
             except ValueError:
                 pass
             else:
-                if size > 0:
+                if size >= smallest:
                     return size
-        self._expect(name, SIZE_EXPECTED, value)
+        self._expect(name, SIZE_EXPECTED + (" (0: never)" if allow_zero else ""), value)
         return None
+
+    def _whole_number(self, entry: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+        value = entry.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self._expect(name, f"a whole number from {low} to {high}", value)
+            return default
+        return value
 
     def _limits(self, entry: dict[str, Any]) -> dict[str, int]:
         value = entry.get("limits", {})
@@ -747,6 +782,7 @@ def json_schema() -> dict[str, Any]:
             "backoff": {**duration, "default": "1s"},
             "devMode": {"type": "boolean", "default": False},
             "watchPaths": strings,
+            "watchDebounce": {**duration, "default": "500ms"},
             "stopTimeout": {**duration, "default": "10s"},
             "minUptime": {**duration, "default": "10s"},
             "maxMemory": {"type": ["string", "integer"], "examples": ["512MB", "1GB"]},
@@ -765,6 +801,8 @@ def json_schema() -> dict[str, Any]:
             },
             "instances": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
             "restart": {"enum": list(RESTART_POLICIES), "default": "always"},
+            "logMaxSize": {"type": ["string", "integer"], "default": "50MB", "examples": ["50MB", "0"]},
+            "logBackups": {"type": "integer", "minimum": 0, "maximum": MAX_LOG_BACKUPS, "default": 5},
         },
     }
     return {

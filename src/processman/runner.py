@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from processman.config import LoadedConfig, load_config
+from processman.engine.events import LogLines
 from processman.engine.manager import ManagerOptions, ProcessManager
 from processman.engine.posix import TagScanner, send_signal
 from processman.environment import PocketBaseInfo
@@ -41,6 +42,7 @@ class ServeSettings:
     pocketbase: PocketBaseInfo | None = None
     services: list[Service] = field(default_factory=list)
     watch_config: bool = True  # apply changes to the config file while running
+    output_echo: Callable[[LogLines], None] | None = None  # prints child output (None: not shown)
 
     @property
     def state_dir(self) -> Path:
@@ -104,6 +106,8 @@ class Runner:
                 watch_ignore=(self.settings.data_dir,),
                 config_path=self.settings.config_path,
                 watch_config=self.settings.watch_config,
+                log_output=self.settings.output_echo is not None,
+                output_echo=self.settings.output_echo,
             )
             self.manager = manager = ProcessManager(loaded.processes, options)
             await manager.start()

@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,3 +69,28 @@ def test_library_example_runs() -> None:
     assert "[worker] working 2" in result.stdout
     assert "-> failed" in result.stdout
     assert "done: 1 restart(s), last error: gave up after 2 consecutive failed starts" in result.stdout
+
+
+def test_no_echo_keeps_output_in_the_log_files_only(tmp_path: Path) -> None:
+    code = "import time\nprint('quiet', 'line', flush=True)\ntime.sleep(60)"
+    (tmp_path / "pb_processes.json").write_text(
+        json.dumps([{"id": "hush", "command": sys.executable, "args": ["-c", code]}])
+    )
+    log = tmp_path / "processman" / "logs" / "hush.out.log"
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "processman", "serve", "--dir", str(tmp_path), "--http", "off", "--no-echo"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not (log.exists() and "quiet line" in log.read_text()):
+            assert time.monotonic() < deadline, "the line never reached the log file"
+            time.sleep(0.05)
+        serve.send_signal(signal.SIGTERM)
+        output, _ = serve.communicate(timeout=15)
+    finally:
+        serve.kill()
+    assert "quiet line" not in output
+    assert re.search(r"^\d\d:\d\d:\d\d processman +\| stopped$", output, re.M), output

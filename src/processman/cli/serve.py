@@ -97,6 +97,12 @@ def build_services(http: str, data_dir: Path, pocketbase_url: str | None = None)
     show_default=True,
     help="Apply changes to the config file while running (a broken file changes nothing).",
 )
+@click.option(
+    "--echo/--no-echo",
+    default=True,
+    show_default=True,
+    help="Print every process's output here; with --no-echo it goes to its log files only.",
+)
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def serve(
     config_path: Path | None,
@@ -104,6 +110,7 @@ def serve(
     http: str,
     pocketbase_url: str | None,
     watch_config: bool,
+    echo: bool,
     verbose: bool,
 ) -> None:
     """Run every configured process in the foreground until Ctrl+C or SIGTERM."""
@@ -112,10 +119,13 @@ def serve(
     from processman.cli.console import configure_logging
     from processman.runner import Runner, ServeSettings
 
-    configure_logging(verbose)
+    console_echo = configure_logging(verbose)
     data_dir = data_dir.absolute()
     settings = ServeSettings(
-        resolve_config_path(config_path, data_dir).absolute(), data_dir, watch_config=watch_config
+        resolve_config_path(config_path, data_dir).absolute(),
+        data_dir,
+        watch_config=watch_config,
+        output_echo=console_echo if echo else None,
     )
     settings.services.extend(build_services(http, data_dir, pocketbase_url))
     runner = Runner(settings)

@@ -6,14 +6,14 @@ import asyncio
 import logging
 import secrets
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from processman.config import ProcessConfig, load_config
 from processman.engine.dependencies import DependencyGate, stop_in_order
-from processman.engine.events import Event, EventBus, Listener, Subscription
+from processman.engine.events import Event, EventBus, Listener, LogLines, Subscription
 from processman.engine.leftovers import RunFile, clean_up_previous_run
 from processman.engine.posix import (
     Guardian,
@@ -28,8 +28,7 @@ from processman.engine.resources import ManagerUsage, ResourceSampler
 from processman.engine.states import Desired
 from processman.environment import PocketBaseInfo
 from processman.errors import ConfigError, DuplicateProcess, ProcessNotFound
-from processman.logs import LogFileOptions, LoggingSink, LogLine
-from processman.watch import DEBOUNCE, watch_and_notify
+from processman.logs import LoggingSink, LogLine
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +41,8 @@ class ManagerOptions:
     adopt_orphans: become the Linux child subreaper, so double-forked daemons re-parent to the manager
         and are reaped by it. Changes how the host process reaps, so it is off for embedding.
     guardian: start the guardian that cleans up if the manager is killed with SIGKILL.
-    log_output: pass child output to Python logging (stdout INFO, stderr ERROR).
+    log_output: pass child output to Python logging (stdout INFO, stderr ERROR), one record per
+        line; or, with ``output_echo``, each batch of lines to that callable (from a thread of its own).
     """
 
     state_dir: Path | None = None
@@ -50,10 +50,10 @@ class ManagerOptions:
     adopt_orphans: bool = False
     guardian: bool = True
     log_output: bool = True
-    log_file_max_bytes: int = 10 * 1024 * 1024
-    log_file_backups: int = 3
+    output_echo: Callable[[LogLines], None] | None = None
     watch_ignore: tuple[Path, ...] = ()
-    watch_debounce: float = DEBOUNCE
+    # The config file's watch window (each process has its own, ``watchDebounce``).
+    watch_debounce: float = 0.5
     # Seconds between samples of each tree's CPU and memory (and maxMemory checks); 0 turns them off.
     metrics_interval: float = 2.0
     # The file the processes came from: ``reload_from_file()`` re-reads it, and with ``watch_config``
@@ -86,7 +86,7 @@ class ProcessManager:
             bus=self.events,
             scanner=self._scanner,
             pocketbase=self.options.pocketbase,
-            log_files=self._log_file_options(),
+            log_folder=None if self.options.state_dir is None else self.options.state_dir / "logs",
             on_group=self._on_group,
             dependencies=DependencyGate(self.events, lambda: self._processes.values()),
         )
@@ -108,13 +108,6 @@ class ProcessManager:
     def __repr__(self) -> str:
         running = sum(1 for p in self._processes.values() if p.pid)
         return f"<ProcessManager processes={len(self._processes)} running={running}>"
-
-    def _log_file_options(self) -> LogFileOptions | None:
-        if self.options.state_dir is None:
-            return None
-        return LogFileOptions(
-            self.options.state_dir / "logs", self.options.log_file_max_bytes, self.options.log_file_backups
-        )
 
     # ---- registration and lookup -----------------------------------------------------------------
 
@@ -274,7 +267,7 @@ class ProcessManager:
         if options.guardian:
             self._guardian = Guardian(self.run_id)
         if options.log_output:
-            self._logging_sink = LoggingSink(self.events)
+            self._logging_sink = LoggingSink(self.events, emit=options.output_echo)
         self.resources.start()
         await asyncio.gather(*(self.start_process(pid) for pid in self._processes))
         if options.watch_config and options.config_path is not None:
@@ -352,6 +345,8 @@ class ProcessManager:
                 self._run_file.child_gone(group)
 
     async def _watch_config(self, path: Path) -> None:
+        from processman.watch import watch_and_notify  # watchfiles: only when something is watched
+
         async def on_change(_paths: set[str]) -> None:
             try:
                 plan = await self.reload_from_file()
@@ -368,6 +363,8 @@ class ProcessManager:
         config = process.config
         if not config.dev_mode or not self._running or config.id in self._watchers:
             return
+        from processman.watch import watch_and_notify  # watchfiles: only when something is watched
+
         ignore = list(self.options.watch_ignore)
         if self.options.state_dir is not None:
             ignore.append(self.options.state_dir)
@@ -380,9 +377,7 @@ class ProcessManager:
         stop = asyncio.Event()
         paths = [config.cwd / path for path in config.watch_paths]
         task = asyncio.create_task(
-            watch_and_notify(
-                paths, on_change, stop, ignore_paths=ignore, debounce=self.options.watch_debounce
-            ),
+            watch_and_notify(paths, on_change, stop, ignore_paths=ignore, debounce=config.watch_debounce),
             name=f"watch {config.id}",
         )
         self._watchers[config.id] = (task, stop)

@@ -21,6 +21,7 @@ import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from processman.config import ProcessConfig
@@ -127,7 +128,7 @@ class SpawnContext:
     bus: EventBus
     scanner: TagScanner
     pocketbase: PocketBaseInfo | None = None
-    log_files: LogFileOptions | None = None
+    log_folder: Path | None = None  # None: no log files
     on_group: Callable[[int, bool], None] = lambda group, alive: None
     on_reaped: Callable[[], None] = lambda: None
     owned_pids: set[int] = field(default_factory=set)
@@ -242,7 +243,10 @@ class ManagedProcess:
     def __init__(self, config: ProcessConfig, context: SpawnContext) -> None:
         self.config = config
         self._context = context
-        self.output = ProcessOutput(config.id, context.bus, context.log_files)
+        files = None
+        if context.log_folder is not None:
+            files = LogFileOptions(context.log_folder, config.log_max_size, config.log_backups)
+        self.output = ProcessOutput(config.id, context.bus, files)
         self.status = Status.STOPPED
         self.desired = Desired.STOPPED
         self.restart_count = 0
@@ -567,6 +571,7 @@ class ManagedProcess:
         """Take a changed config; it applies from the next start (the caller restarts if needed)."""
         self.config = config
         self.interpreter = resolve_interpreter(config)
+        self.output.set_rotation(config.log_max_size, config.log_backups)
 
     def close(self) -> None:
         """Release descriptors once the process is stopped (manager shutdown)."""
