@@ -179,3 +179,45 @@ async def test_a_tree_that_forks_after_start_is_counted_whole(
     assert manager.resources.cpu_seconds()["forker"] >= spun.user + spun.system
     state = manager.state("forker")
     assert state.memory == family.memory and state.cpu == family.cpu_percent
+
+
+# ---- on demand: the full rate only while the figures are read ----------------------------------
+
+SLEEPER = "import time\nwhile True: time.sleep(1)"
+
+
+async def test_on_demand_samples_rarely_until_a_reader_comes(manager_factory: Factory) -> None:
+    manager = manager_factory(config("idle", SLEEPER), metrics_interval=0.1)
+    sampler = manager.resources
+    sampler.on_demand = True
+    await manager.start()
+    await wait_until(manager, lambda: sampler.samples >= 1, what="the first sample")
+    assert not sampler.in_use()
+    await asyncio.sleep(0.5)  # five intervals; nobody reads: the next sample is 1.5 s after the first
+    assert sampler.samples == 1
+
+    with sampler.reading():
+        assert sampler.in_use()
+        await sampler.fresh()  # the figures are older than two intervals: wait for a new sample
+        assert sampler.samples == 2
+        assert manager.state("idle").memory is not None and manager.state("idle").cpu is not None
+        await wait_until(manager, lambda: sampler.samples >= 6, timeout=5, what="the full rate")
+    assert sampler.in_use()  # for a minute after the last reader
+
+
+async def test_on_demand_keeps_the_full_rate_for_max_memory(manager_factory: Factory) -> None:
+    manager = manager_factory(config("capped", SLEEPER, max_memory=1024 * MB), metrics_interval=0.05)
+    manager.resources.on_demand = True
+    await manager.start()
+    assert manager.resources.in_use()
+    # Eight samples take 0.4 s at the full rate; at the idle rate (one per 0.75 s) five at most in 3 s.
+    await wait_until(manager, lambda: manager.resources.samples >= 8, timeout=3, what="the full rate")
+
+
+async def test_fresh_does_not_wait_when_sampling_is_off(manager_factory: Factory) -> None:
+    manager = manager_factory(config("idle", SLEEPER), metrics_interval=0)
+    manager.resources.on_demand = True
+    await manager.start()
+    async with asyncio.timeout(1):
+        await manager.resources.fresh()
+    assert manager.resources.samples == 0

@@ -18,12 +18,14 @@ from dataclasses import dataclass
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from processman.api.app import create_app
 from processman.api.auth import Authenticator
 from processman.api.protocol import MAX_CONNECTIONS, REQUEST_TIMEOUT, guarded_protocol
 from processman.api.streams import KEEPALIVE
 from processman.engine.manager import ProcessManager
+from processman.engine.resources import ResourceSampler
 
 logger = logging.getLogger("processman")
 
@@ -116,6 +118,21 @@ class _Server(uvicorn.Server):
                     await self._exit.wait()
 
 
+def reading_figures(app: ASGIApp, sampler: ResourceSampler) -> ASGIApp:
+    """Every request counts as a reader of the resource figures (see ``ResourceSampler.on_demand``):
+    after a while without one, a request first waits for a fresh sample (a few milliseconds)."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        with sampler.reading():
+            await sampler.fresh()
+            await app(scope, receive, send)
+
+    return wrapped
+
+
 class ApiService:
     """Serves :func:`create_app` on ``address`` while ``processman serve`` runs.
 
@@ -174,7 +191,7 @@ class ApiService:
             manager, self.authenticator, dashboard=self.dashboard, keepalive=self.keepalive
         )
         config = uvicorn.Config(
-            app,
+            reading_figures(app, manager.resources),
             lifespan="off",  # the runner runs the manager
             log_config=None,  # only the CLI configures logging
             # Our own line says where the API listens; uvicorn's start and stop lines only with -v.
@@ -192,6 +209,8 @@ class ApiService:
             ready()
 
         server = _Server(config, started)
+        # Every reader of the figures comes through here: sample at the full rate only while they read.
+        manager.resources.on_demand = True
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
         try:
             await asyncio.shield(serving)
@@ -202,6 +221,7 @@ class ApiService:
                 await serving
             raise
         finally:
+            manager.resources.on_demand = False
             sock.close()  # uvicorn closes it too, unless it failed before listening
             self._socket = None
             await self.authenticator.aclose()

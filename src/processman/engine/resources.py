@@ -23,7 +23,7 @@ import logging
 import os
 import resource
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,6 +43,12 @@ LAG_TICK = 0.25
 LAG_TICKS_KEPT = 8
 # Every this many samples, every process on the machine is read, not only the trees and newcomers.
 FULL_SCAN_EVERY = 30
+# On demand (ResourceSampler.on_demand), while nobody reads the figures and no maxMemory needs them: a
+# sample every IDLE_SAMPLE_EVERY intervals, and a lag probe tick every IDLE_LAG_TICK seconds. A read
+# brings the full rate back for READ_KEEPS_SAMPLING seconds.
+IDLE_SAMPLE_EVERY = 15
+IDLE_LAG_TICK = 1.0
+READ_KEEPS_SAMPLING = 60.0
 
 # Config name -> resource, for ``limits``.
 RLIMITS: dict[str, int] = {
@@ -271,6 +277,11 @@ class ResourceSampler:
 
     ``processes`` returns the manager's processes at each sample (they may change between samples);
     ``dropped`` returns the log lines each consumer dropped. ``interval`` 0 turns sampling off.
+
+    ``on_demand`` (off unless the owner of every reader, the HTTP API, turns it on) samples at the full
+    rate only while the figures are in use: a process has ``maxMemory``, a reader is at work
+    (:meth:`reading`: a request, a live stream) or was in the last minute. Otherwise a sample every
+    ``IDLE_SAMPLE_EVERY`` intervals; the first reader after that waits for a fresh one (:meth:`fresh`).
     """
 
     def __init__(
@@ -298,6 +309,11 @@ class ResourceSampler:
         self._lag_due = 0.0
         self._lags: collections.deque[float] = collections.deque(maxlen=LAG_TICKS_KEPT)
         self.samples = 0
+        self.on_demand = False
+        self._readers = 0
+        self._read_until = 0.0  # monotonic: the last reader keeps the full rate until then
+        self._wake = asyncio.Event()  # a reader came: the sampling loop looks at its pause again
+        self._sampled = asyncio.Event()  # set (and replaced) at the end of each sample
 
     def __repr__(self) -> str:
         return f"<ResourceSampler interval={self.interval}s samples={self.samples}>"
@@ -324,26 +340,71 @@ class ResourceSampler:
             await asyncio.gather(*self._restarts.values(), return_exceptions=True)
 
     async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            began = loop.time()
             try:
                 await self.sample()
             except OSError as exc:  # /proc unreadable: report, keep trying
                 logger.warning("cannot sample resource use: %s", exc)
             except Exception:  # a bug here must not end sampling (or maxMemory) for good
                 logger.exception("resource sample failed")
-            await asyncio.sleep(self.interval)
+            while True:  # until the next sample is due; a reader arriving may bring it forward
+                self._wake.clear()
+                pause = self.interval if self.in_use() else self.interval * IDLE_SAMPLE_EVERY
+                left = began + pause - loop.time()
+                if left <= 0:
+                    break
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(left):
+                        await self._wake.wait()
+
+    def in_use(self) -> bool:
+        """Whether the figures are sampled at the full rate now (always, unless ``on_demand``)."""
+        if not self.on_demand or self._readers or time.monotonic() < self._read_until:
+            return True
+        return any(process.config.max_memory is not None for process in self._processes())
+
+    @contextlib.contextmanager
+    def reading(self) -> Iterator[None]:
+        """Around a reader's work (a request, a live stream): the full rate while it lasts and for
+        ``READ_KEEPS_SAMPLING`` seconds after."""
+        self._readers += 1
+        self._wake.set()
+        try:
+            yield
+        finally:
+            self._readers -= 1
+            self._read_until = time.monotonic() + READ_KEEPS_SAMPLING
+
+    async def fresh(self, timeout: float = 5.0) -> None:
+        """For a reader about to use the figures: when the last sample is older than two intervals
+        (nobody read them for a while), wait for the one this brings forward (``timeout`` at most)."""
+        self._read_until = max(self._read_until, time.monotonic() + READ_KEEPS_SAMPLING)
+        recent = self._last_sample is not None and time.monotonic() - self._last_sample <= 2 * self.interval
+        sampled = self._sampled
+        self._wake.set()
+        if self._task is None or recent:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                await sampled.wait()
 
     def _lag_tick(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._lags.append(max(now - self._lag_due, 0.0))
-        self._lag_due = now + LAG_TICK
+        self._lag_due = now + (LAG_TICK if self.in_use() else IDLE_LAG_TICK)
         self._lag_handle = loop.call_at(self._lag_due, self._lag_tick)
 
     async def sample(self) -> None:
         """Take one sample now: update every process's ``usage`` and act on ``maxMemory``."""
         async with self._sampling:  # rates are deltas from the previous sample: one at a time
-            await self._sample()
+            try:
+                await self._sample()
+            finally:
+                self._sampled.set()
+                self._sampled = asyncio.Event()
 
     async def _sample(self) -> None:
         began = time.perf_counter()
