@@ -190,14 +190,13 @@ class ProcTable:
     def read(self, groups: set[int]) -> tuple[dict[str, list[ProcStat]], dict[int, list[ProcStat]]]:
         """Processes by tag (this run's tags only) and by process group (only the ``groups`` asked for)."""
         newest = newest_pid() if self._track_newest else None
-        full = newest is None or self._newest is None or self._reads % self.full_scan_every == 0
-        if full:
-            pids = listed_pids()
+        previous = self._newest
+        if newest is None or previous is None or self._reads % self.full_scan_every == 0:
+            full, pids = True, listed_pids()
         else:
-            pids = self._members | groups
-            if newest != self._newest:
-                assert self._newest is not None and newest is not None
-                pids.update(started_between(listed_pids(), self._newest, newest))
+            full, pids = False, self._members | groups
+            if newest != previous:
+                pids.update(started_between(listed_pids(), previous, newest))
         by_tag: dict[str, list[ProcStat]] = {}
         by_group: dict[int, list[ProcStat]] = {}
         tags: dict[tuple[int, int], str | None] = {} if full else self._tags
