@@ -47,12 +47,16 @@ async def watch_and_notify(
     ignore_paths: Sequence[Path] = (),
     debounce: float = DEBOUNCE,
     only_file: Path | None = None,
+    poll: float = 0.05,
 ) -> None:
     """Call ``on_change`` with the changed paths once per burst: the first change opens a window of
     ``debounce`` seconds, and every change inside the window is folded into one call.
 
     With ``only_file``, its folder is watched (not recursively; editors save by renaming a new file
-    over the old one, which a watch on the file itself would miss) for changes to that file alone."""
+    over the old one, which a watch on the file itself would miss) for changes to that file alone.
+
+    ``poll`` is how often the watcher's thread looks for news: each look is a wake-up, even when nothing
+    changes, so a watch where a little delay does not matter (the config file) looks less often."""
     if only_file is not None:
         paths = [only_file.parent]
     existing = [path for path in paths if path.exists()]
@@ -81,7 +85,7 @@ async def watch_and_notify(
             watch_filter=watch_filter,
             stop_event=stop,
             debounce=100,
-            step=20,
+            step=round(poll * 1000),
             recursive=only_file is None,
         ):
             changed.update(path for _, path in changes)

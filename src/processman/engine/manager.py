@@ -356,7 +356,12 @@ class ProcessManager:
                 logger.info("config %s reloaded: %s", path, plan.summary())
 
         await watch_and_notify(
-            [path], on_change, self._config_watch_stop, debounce=self.options.watch_debounce, only_file=path
+            [path],
+            on_change,
+            self._config_watch_stop,
+            debounce=self.options.watch_debounce,
+            only_file=path,
+            poll=0.25,  # a config change applied a quarter second later is as good; 4 wake-ups a second
         )
 
     def _ensure_watcher(self, process: ManagedProcess) -> None:
