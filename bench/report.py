@@ -32,8 +32,9 @@ TITLES = {
 SETTINGS = [
     (
         "processman",
-        "`serve --http 127.0.0.1:PORT`, one entry per child with `command`/`args` only",
-        '`minUptime: "1s"`, `backoff: "100ms"`, `stopTimeout: "5s"`',
+        "`serve --http 127.0.0.1:PORT`, one entry per child with `command`/`args` (`devMode: true` for W7)",
+        '`serve --no-echo` (the log files are the record); `minUptime: "1s"`, `backoff: "100ms"`, '
+        '`stopTimeout: "5s"`; `watchDebounce: "50ms"` for W7',
     ),
     (
         "supervisord",

@@ -110,6 +110,8 @@ class Runner:
                 output_echo=self.settings.output_echo,
             )
             self.manager = manager = ProcessManager(loaded.processes, options)
+            # Only the HTTP API reads the figures here, and it says when: sample slowly otherwise.
+            manager.resources.on_demand = True
             await manager.start()
             try:
                 await self._run_services(manager, on_ready)

@@ -16,14 +16,6 @@ NOISE_DIRS = (*DefaultFilter.ignore_dirs, "venv")
 NOISE_PATTERNS = (*DefaultFilter.ignore_entity_patterns, r"\.log$")
 
 
-class _OnlyFile:
-    def __init__(self, path: Path) -> None:
-        self._path = str(path)
-
-    def __call__(self, change: Change, path: str) -> bool:
-        return path == self._path
-
-
 class NoiseFilter(DefaultFilter):
     """watchfiles' defaults (.git, __pycache__, .venv, node_modules, *.pyc ...) plus venv, *.log and
     any folder given (the PocketBase data dir, processman's own state folder)."""
@@ -46,20 +38,9 @@ async def watch_and_notify(
     *,
     ignore_paths: Sequence[Path] = (),
     debounce: float = DEBOUNCE,
-    only_file: Path | None = None,
-    poll: float = 0.02,
 ) -> None:
     """Call ``on_change`` with the changed paths once per burst: the first change opens a window of
-    ``debounce`` seconds, and every change inside the window is folded into one call.
-
-    With ``only_file``, its folder is watched (not recursively; editors save by renaming a new file
-    over the old one, which a watch on the file itself would miss) for changes to that file alone.
-
-    ``poll`` is how often the watcher's thread looks for news: each look is a wake-up, even when nothing
-    changes (50 a second cost about 0.4 % of a core), so a watch where a little delay does not matter
-    (the config file, watched in production too) looks less often than dev mode's."""
-    if only_file is not None:
-        paths = [only_file.parent]
+    ``debounce`` seconds, and every change inside the window is folded into one call."""
     existing = [path for path in paths if path.exists()]
     for missing in set(paths) - set(existing):
         logger.warning("watch path %s does not exist; it is not watched", missing)
@@ -78,16 +59,14 @@ async def watch_and_notify(
             if batch and not stop.is_set():
                 await asyncio.shield(on_change(batch))
 
-    watch_filter = NoiseFilter(ignore_paths) if only_file is None else _OnlyFile(only_file)
     deliverer = asyncio.create_task(deliver(), name="watch deliver")
     try:
         async for changes in awatch(
             *existing,
-            watch_filter=watch_filter,
+            watch_filter=NoiseFilter(ignore_paths),
             stop_event=stop,
             debounce=100,
-            step=round(poll * 1000),
-            recursive=only_file is None,
+            step=20,  # each look is a wake-up of the watcher's thread: dev mode only
         ):
             changed.update(path for _, path in changes)
             burst.set()

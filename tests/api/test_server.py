@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import email.utils
 import json
 import os
 import queue
@@ -105,6 +107,20 @@ async def test_answers_do_not_wait_for_delayed_acks(manager_factory: Callable[..
             await client.get("/api/health")
             times.append(time.perf_counter() - started)
     assert sorted(times)[10] < 0.035, f"median {sorted(times)[10] * 1000:.1f} ms: a delayed ACK is 40 ms"
+
+
+async def test_the_date_header_is_current_although_nothing_ticks(
+    manager_factory: Callable[..., ProcessManager],
+) -> None:
+    manager = manager_factory()
+    async with (
+        serving(manager, AdminToken(TOKEN)) as service,
+        httpx.AsyncClient(base_url=service.url) as client,
+    ):
+        await asyncio.sleep(1.1)  # the server has been idle across a change of second
+        answered = time.time()
+        date = email.utils.parsedate_to_datetime((await client.get("/api/health")).headers["date"])
+    assert abs(date.timestamp() - answered) < 1.5
 
 
 # ---- signals stay with the runner -----------------------------------------------------------------

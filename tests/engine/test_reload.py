@@ -106,11 +106,13 @@ async def test_instances_see_their_number(manager_factory: Factory, tmp_path: Pa
 async def test_the_config_file_is_watched(manager_factory: Factory, tmp_path: Path) -> None:
     path = tmp_path / "pb_processes.json"
     _write(path, [_entry("a")])
-    manager = manager_factory(*load_config(path).processes, config_path=path, watch_config=True)
+    manager = manager_factory(
+        *load_config(path).processes, config_path=path, watch_config=True, config_poll=0.05
+    )
     await manager.start()
-    await asyncio.sleep(0.3)  # let the watcher register
+    await asyncio.sleep(0.1)  # the watcher's first look
     path.write_text("garbage")  # ignored: nothing changes
-    await asyncio.sleep(0.8)
+    await asyncio.sleep(0.3)  # several looks
     assert manager.ids == ["a"] and manager.state("a").status is Status.RUNNING
     replacement = tmp_path / "new.json"
     _write(replacement, [_entry("a"), _entry("b")])

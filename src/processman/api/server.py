@@ -15,6 +15,7 @@ import socket
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from email.utils import formatdate
 
 import uvicorn
 from starlette.applications import Starlette
@@ -82,12 +83,23 @@ def listen(address: Address) -> socket.socket:
 class _Server(uvicorn.Server):
     """uvicorn without its signal handlers (the runner owns signals) that tells when it listens, and
     that sleeps while idle: uvicorn's own main loop wakes ten times a second to look at
-    ``should_exit``; this one waits for it, and wakes once a second to renew the Date header."""
+    ``should_exit`` and renew the Date header; this one waits for ``should_exit``, and the header is
+    renewed by the requests themselves (:meth:`renew_date`)."""
 
     def __init__(self, config: uvicorn.Config, on_started: Callable[[], None]) -> None:
         self._exit = asyncio.Event()
         super().__init__(config)
         self._on_started = on_started
+        self._date_second = -1
+
+    def renew_date(self) -> None:
+        """Make the Date header of the responses about to be sent current (to the second)."""
+        second = int(time.time())
+        if second != self._date_second:
+            self._date_second = second
+            date = [(b"date", formatdate(second, usegmt=True).encode())] if self.config.date_header else []
+            # In place: the request being handled already holds this list.
+            self.server_state.default_headers[:] = [*date, *self.config.encoded_headers]
 
     @property  # an attribute in uvicorn: as a property, setting it wakes the main loop
     def should_exit(self) -> bool:
@@ -105,27 +117,25 @@ class _Server(uvicorn.Server):
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.renew_date()
         await super().startup(sockets)
         if self.started:
             self._on_started()
 
     async def main_loop(self) -> None:
-        # on_tick(0) renews the Date header and answers whether to exit.
-        while not await self.on_tick(0):
-            with contextlib.suppress(TimeoutError):
-                # Until the next second begins, so the header turns with the clock.
-                async with asyncio.timeout(1.0 - time.time() % 1.0):
-                    await self._exit.wait()
+        await self._exit.wait()
 
 
-def reading_figures(app: ASGIApp, sampler: ResourceSampler) -> ASGIApp:
-    """Every request counts as a reader of the resource figures (see ``ResourceSampler.on_demand``):
-    after a while without one, a request first waits for a fresh sample (a few milliseconds)."""
+def per_request(app: ASGIApp, sampler: ResourceSampler, renew_date: Callable[[], None]) -> ASGIApp:
+    """Before each request: the Date header is renewed, and the request counts as a reader of the
+    resource figures (see ``ResourceSampler.on_demand``): after a while without one, it first waits
+    for a fresh sample (a few milliseconds)."""
 
     async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await app(scope, receive, send)
             return
+        renew_date()
         with sampler.reading():
             await sampler.fresh()
             await app(scope, receive, send)
@@ -191,7 +201,7 @@ class ApiService:
             manager, self.authenticator, dashboard=self.dashboard, keepalive=self.keepalive
         )
         config = uvicorn.Config(
-            reading_figures(app, manager.resources),
+            per_request(app, manager.resources, lambda: server.renew_date()),
             lifespan="off",  # the runner runs the manager
             log_config=None,  # only the CLI configures logging
             # Our own line says where the API listens; uvicorn's start and stop lines only with -v.

@@ -12,6 +12,7 @@ from pathlib import Path
 from types import TracebackType
 
 from processman.config import ProcessConfig, load_config
+from processman.config_watch import watch_file
 from processman.engine.dependencies import DependencyGate, stop_in_order
 from processman.engine.events import Event, EventBus, Listener, LogLines, Subscription
 from processman.engine.leftovers import RunFile, clean_up_previous_run
@@ -52,8 +53,8 @@ class ManagerOptions:
     log_output: bool = True
     output_echo: Callable[[LogLines], None] | None = None
     watch_ignore: tuple[Path, ...] = ()
-    # The config file's watch window (each process has its own, ``watchDebounce``).
-    watch_debounce: float = 0.5
+    # Seconds between looks at the config file for changes (with ``watch_config``).
+    config_poll: float = 1.0
     # Seconds between samples of each tree's CPU and memory (and maxMemory checks); 0 turns them off.
     metrics_interval: float = 2.0
     # The file the processes came from: ``reload_from_file()`` re-reads it, and with ``watch_config``
@@ -345,9 +346,7 @@ class ProcessManager:
                 self._run_file.child_gone(group)
 
     async def _watch_config(self, path: Path) -> None:
-        from processman.watch import watch_and_notify  # watchfiles: only when something is watched
-
-        async def on_change(_paths: set[str]) -> None:
+        async def on_change() -> None:
             try:
                 plan = await self.reload_from_file()
             except ConfigError as exc:
@@ -355,14 +354,7 @@ class ProcessManager:
             else:
                 logger.info("config %s reloaded: %s", path, plan.summary())
 
-        await watch_and_notify(
-            [path],
-            on_change,
-            self._config_watch_stop,
-            debounce=self.options.watch_debounce,
-            only_file=path,
-            poll=0.25,  # a config change applied a quarter second later is as good; 4 wake-ups a second
-        )
+        await watch_file(path, on_change, self._config_watch_stop, self.options.config_poll)
 
     def _ensure_watcher(self, process: ManagedProcess) -> None:
         config = process.config

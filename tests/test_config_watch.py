@@ -1,0 +1,42 @@
+"""The config file's watch: a change of content, size or inode is noticed once; stop ends it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from processman.config_watch import Stamp, file_stamp, watch_file
+
+
+async def test_each_kind_of_save_is_noticed_once(tmp_path: Path) -> None:
+    path = tmp_path / "pb_processes.json"
+    path.write_text("[]")
+    noticed: asyncio.Queue[Stamp] = asyncio.Queue()
+
+    async def on_change() -> None:
+        await noticed.put(file_stamp(path))
+
+    stop = asyncio.Event()
+    watcher = asyncio.create_task(watch_file(path, on_change, stop, interval=0.02))
+    await asyncio.sleep(0.05)
+
+    def rename_over() -> None:  # how editors save: same size and content, a new inode
+        (tmp_path / "new").write_text("[ ]")
+        (tmp_path / "new").replace(path)
+
+    saves: list[Callable[[], object]] = [
+        lambda: path.write_text("[ ]"),  # new size
+        lambda: os.utime(path, ns=(0, 10**18)),  # same size, new modification time
+        rename_over,
+        path.unlink,  # gone
+        lambda: path.write_text("[]"),  # back
+    ]
+    for save in saves:
+        save()
+        assert await asyncio.wait_for(noticed.get(), 2) == file_stamp(path)
+    await asyncio.sleep(0.1)  # several looks at an unchanged file
+    assert noticed.empty()
+    stop.set()
+    await asyncio.wait_for(watcher, 1)
