@@ -141,6 +141,35 @@ def test_every_process_is_read_again_now_and_then(
     assert counts[1] < STRANGERS // 2 and counts[2] < STRANGERS // 2, counts
 
 
+def test_the_children_of_other_programs_are_not_asked_for_a_tag(parent: subprocess.Popen[str]) -> None:
+    spawner = subprocess.Popen(
+        ["sh", "-c", f"read go; for i in $(seq {STRANGERS}); do sleep 600 & done; echo forked; wait"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        table = ProcTable("sampling-test:", full_scan_every=1000)
+        table.read({parent.pid})  # the first read: every process, the spawner among them
+        assert table.tags_read > 0
+        assert spawner.stdin is not None and spawner.stdout is not None
+        spawner.stdin.write("go\n")
+        spawner.stdin.flush()
+        assert spawner.stdout.readline() == "forked\n"
+        daemon, _ = _fork(parent)  # a newcomer of ours meanwhile: its tag is read
+        by_tag, _ = table.read({parent.pid})
+        assert table.stats_read > STRANGERS  # the spawner's children are newcomers, and read...
+        assert table.tags_read < STRANGERS // 2, table.tags_read  # ...but their environments are not
+        assert daemon in _pids(by_tag["sampling-test:parent"])
+    finally:
+        os.killpg(spawner.pid, signal.SIGKILL)
+        spawner.wait()
+        assert spawner.stdin is not None and spawner.stdout is not None
+        spawner.stdin.close()
+        spawner.stdout.close()
+
+
 def test_the_newcomers_are_the_pids_after_the_last_one_seen() -> None:
     pids = [2, 300, 301, 302, 4000, 4194304]
     assert started_between(pids, 300, 302) == {301, 302}

@@ -139,6 +139,7 @@ class ProcStat:
     group: int
     ticks: int  # user + system CPU
     rss_pages: int
+    parent: int = 0
 
 
 def read_stat(pid: int) -> ProcStat | None:
@@ -160,7 +161,8 @@ def read_stat(pid: int) -> ProcStat | None:
     fields = stat[stat.rfind(b")") + 2 :].split()
     if fields[0] == b"Z":
         return None
-    return ProcStat(pid, int(fields[19]), int(fields[2]), int(fields[11]) + int(fields[12]), int(fields[21]))
+    ticks = int(fields[11]) + int(fields[12])
+    return ProcStat(pid, int(fields[19]), int(fields[2]), ticks, int(fields[21]), int(fields[1]))
 
 
 class ProcTable:
@@ -171,7 +173,9 @@ class ProcTable:
     the trees' members found so far, the group leaders asked for, and the processes started since the
     previous read: the kernel hands pids out in increasing order (wrapping at pid_max) and
     /proc/loadavg names the last one, so the newcomers are the listed pids after the previous read's
-    last one, up to this read's. When nothing has started, /proc is not even listed. The first read,
+    last one, up to this read's. When nothing has started, /proc is not even listed. A newcomer whose
+    parent is known to carry no tag of ours inherited that environment: its own is not read (on a busy
+    machine, the newcomers are mostly other programs' processes). The first read,
     and every ``full_scan_every``-th, reads every process: the safety net for a process that joins a
     tree's group without its tag, or a /proc that shows another pid namespace than this process's.
     """
@@ -186,11 +190,13 @@ class ProcTable:
         self._track_newest = _same_pid_namespace()
         self.full_scan_every = full_scan_every or FULL_SCAN_EVERY
         self.stats_read = 0  # stat lines the last read looked at
+        self.tags_read = 0  # environments the last read looked at
 
     def read(self, groups: set[int]) -> tuple[dict[str, list[ProcStat]], dict[int, list[ProcStat]]]:
         """Processes by tag (this run's tags only) and by process group (only the ``groups`` asked for)."""
         newest = newest_pid() if self._track_newest else None
         previous = self._newest
+        self.tags_read = 0
         if newest is None or previous is None or self._reads % self.full_scan_every == 0:
             full, pids = True, listed_pids()
         else:
@@ -200,16 +206,26 @@ class ProcTable:
         by_tag: dict[str, list[ProcStat]] = {}
         by_group: dict[int, list[ProcStat]] = {}
         tags: dict[tuple[int, int], str | None] = {} if full else self._tags
+        untagged = set() if full else {pid for (pid, _), tag in tags.items() if tag is None}
         members: set[int] = set()
-        for pid in pids:
+        for pid in sorted(pids):  # parents (usually the lower pid) before their children
             if pid == self._own_pid:
                 continue
             stat = read_stat(pid)
             if stat is None:
                 continue
             key = (stat.pid, stat.start)
-            tag = self._tags[key] if key in self._tags else self._read_tag(pid)
+            if key in self._tags:
+                tag = self._tags[key]
+            elif stat.parent in untagged:
+                tag = None  # forked by a process that is none of ours, with its environment
+            else:
+                tag = self._read_tag(pid)
             tags[key] = tag
+            if tag is None:
+                untagged.add(pid)
+            else:
+                untagged.discard(pid)  # the pid of a process gone since, handed out again
             if tag is not None:
                 by_tag.setdefault(tag, []).append(stat)
                 members.add(pid)
@@ -226,6 +242,7 @@ class ProcTable:
         return by_tag, by_group
 
     def _read_tag(self, pid: int) -> str | None:
+        self.tags_read += 1
         tag = read_tag(pid)
         return tag if tag is not None and tag.encode().startswith(self._prefix) else None
 
