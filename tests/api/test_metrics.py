@@ -38,6 +38,8 @@ async def client(manager_factory: Callable[..., ProcessManager]) -> AsyncIterato
     await wait_until(manager, lambda: manager.state("crasher").status is Status.CRASHED, what="a crash")
     samples = manager.resources.samples
     await wait_until(manager, lambda: manager.resources.samples >= samples + 2, what="two samples")
+    # The event-loop lag is known from the probe's first tick (a quarter second in).
+    await wait_until(manager, lambda: manager.manager_usage().loop_lag is not None, what="a lag tick")
     async with serving(manager, AdminToken(TOKEN)) as service:
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(base_url=service.url, headers=headers, timeout=15) as http:
