@@ -304,7 +304,7 @@ def test_a_flood_of_output_is_drained_counted_and_bounded(
     )
     figures(f"flood of {megabytes} MB: log files on disk", f"{on_disk / 2**20:.1f} MB (rotated, 3 kept)")
     figures(
-        f"flood of {megabytes} MB: console (logging) output",
+        f"flood of {megabytes} MB: console output",
         f"{shown} lines shown, {sum(told)} dropped and counted in {len(told)} warnings",
     )
 
