@@ -54,3 +54,14 @@ def test_a_batch_comes_after_what_processman_wrote_before_it() -> None:
     ConsoleEcho(handler, ConsoleFormatter(colour=False))(LogLines("w", "stdout", 1, 0.0, ("child line",)))
     assert binary.getvalue().decode().splitlines()[0] == "processman's own line"
     assert binary.getvalue().decode().splitlines()[1].endswith("w          | child line")
+
+
+def test_a_batch_is_written_in_the_stream_encoding() -> None:
+    binary = io.BytesIO()
+    stream = io.TextIOWrapper(binary, encoding="latin-1")
+    ConsoleEcho(logging.StreamHandler(stream), ConsoleFormatter(colour=False))(
+        LogLines("w", "stdout", 1, 0.0, ("café", "日本"))
+    )
+    lines = binary.getvalue().decode("latin-1").splitlines()
+    assert lines[0].endswith("| café")
+    assert lines[1].endswith("| \\u65e5\\u672c")  # what latin-1 cannot hold is shown escaped

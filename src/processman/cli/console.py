@@ -92,20 +92,22 @@ class ConsoleEcho:
         self._formatter = formatter
 
     def __call__(self, event: LogLines) -> None:
-        prefix = self._formatter.prefix(event.timestamp, event.process_id, event.stream).encode()
+        stream = self._handler.stream
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        prefix = self._formatter.prefix(event.timestamp, event.process_id, event.stream)
+        prefix_bytes = prefix.encode(encoding, "backslashreplace")
         text = "\n".join(event.lines)
         data = _clean_ascii(text)
         if data is None:
             if _CONTROL_BUT_NEWLINE.search(text):
                 text = "\n".join(map(terminal_safe, event.lines))
-            data = text.encode("utf-8", "backslashreplace")
+            data = text.encode(encoding, "backslashreplace")
         # Written in pieces: joining them would copy the whole batch once more.
-        pieces = (prefix, data.replace(b"\n", b"\n" + prefix), b"\n")
-        stream = self._handler.stream
+        pieces = (prefix_bytes, data.replace(b"\n", b"\n" + prefix_bytes), b"\n")
         with self._handler.lock or threading.RLock():
             binary = getattr(stream, "buffer", None)
             if binary is None:  # a text-only stream
-                stream.write(b"".join(pieces).decode("utf-8", "replace"))
+                stream.write(b"".join(pieces).decode(encoding, "replace"))
                 return
             stream.flush()  # what processman itself wrote comes first
             for piece in pieces:
