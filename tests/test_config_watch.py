@@ -1,4 +1,4 @@
-"""The config file's watch: a change of content, size or inode is noticed once; stop ends it."""
+"""The config file's watch: a change of content, size or inode is noticed once; cancelling ends it."""
 
 from __future__ import annotations
 
@@ -18,8 +18,7 @@ async def test_each_kind_of_save_is_noticed_once(tmp_path: Path) -> None:
     async def on_change() -> None:
         await noticed.put(file_stamp(path))
 
-    stop = asyncio.Event()
-    watcher = asyncio.create_task(watch_file(path, on_change, stop, interval=0.02))
+    watcher = asyncio.create_task(watch_file(path, on_change, interval=0.02))
     await asyncio.sleep(0.05)
 
     def rename_over() -> None:  # how editors save: same size and content, a new inode
@@ -38,5 +37,6 @@ async def test_each_kind_of_save_is_noticed_once(tmp_path: Path) -> None:
         assert await asyncio.wait_for(noticed.get(), 2) == file_stamp(path)
     await asyncio.sleep(0.1)  # several looks at an unchanged file
     assert noticed.empty()
-    stop.set()
-    await asyncio.wait_for(watcher, 1)
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
+    assert watcher.cancelled()

@@ -64,6 +64,8 @@ SIZE_EXPECTED = 'a size like "512MB" or "1GB"'
 LOG_MAX_SIZE = 50 * 1024 * 1024
 LOG_BACKUPS = 5
 MAX_LOG_BACKUPS = 100
+# Dev mode folds every change within this many seconds after the first into one restart (SPEC 7).
+WATCH_DEBOUNCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,7 @@ class ProcessConfig:
     backoff: float = 1.0
     dev_mode: bool = False
     watch_paths: tuple[str, ...] = ()
-    # Dev mode folds every change within this window after the first into one restart.
-    watch_debounce: float = 0.5
+    watch_debounce: float = WATCH_DEBOUNCE
     stop_timeout: float = 10.0
     # A run longer than this is healthy: the failure count resets and the restart is immediate.
     min_uptime: float = 10.0
@@ -514,7 +515,7 @@ class _EntryReader:
         backoff = self._duration(entry, "backoff", 1.0)
         dev_mode = self._bool(entry, "devMode")
         watch_paths = self._str_list(entry, "watchPaths")
-        watch_debounce = self._duration(entry, "watchDebounce", 0.5)
+        watch_debounce = self._duration(entry, "watchDebounce", WATCH_DEBOUNCE)
         stop_timeout = self._duration(entry, "stopTimeout", 10.0)
         min_uptime = self._duration(entry, "minUptime", 10.0)
         max_memory = self._size(entry, "maxMemory")
@@ -802,7 +803,12 @@ def json_schema() -> dict[str, Any]:
             "instances": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1},
             "restart": {"enum": list(RESTART_POLICIES), "default": "always"},
             "logMaxSize": {"type": ["string", "integer"], "default": "50MB", "examples": ["50MB", "0"]},
-            "logBackups": {"type": "integer", "minimum": 0, "maximum": MAX_LOG_BACKUPS, "default": 5},
+            "logBackups": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": MAX_LOG_BACKUPS,
+                "default": LOG_BACKUPS,
+            },
         },
     }
     return {

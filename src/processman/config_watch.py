@@ -26,17 +26,13 @@ def file_stamp(path: Path) -> Stamp:
     return (info.st_dev, info.st_ino, info.st_mtime_ns, info.st_size)
 
 
-async def watch_file(
-    path: Path, on_change: Callable[[], Awaitable[None]], stop: asyncio.Event, interval: float = 1.0
-) -> None:
-    """Call ``on_change`` after the file changes (once per look, however many saves), until ``stop``
-    is seen at the next look (or the task is cancelled)."""
-    last = await asyncio.to_thread(file_stamp, path)
-    while not stop.is_set():
-        await asyncio.sleep(interval)  # a plain timer: waiting on ``stop`` as well cost ten times more
-        if stop.is_set():
-            return
-        stamp = file_stamp(path)  # one stat: cheaper than handing it to a thread
+async def watch_file(path: Path, on_change: Callable[[], Awaitable[None]], interval: float = 1.0) -> None:
+    """Call ``on_change`` after the file changes (once per look, however many saves), until the task
+    is cancelled. A change being applied is not cut short by the cancellation."""
+    last = file_stamp(path)  # one stat: cheaper than handing it to a thread
+    while True:
+        await asyncio.sleep(interval)  # a plain timer: a wait on an event as well cost ten times more
+        stamp = file_stamp(path)
         if stamp != last:
             last = stamp
             await asyncio.shield(on_change())

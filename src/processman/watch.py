@@ -11,7 +11,6 @@ from watchfiles import Change, DefaultFilter, awatch
 
 logger = logging.getLogger(__name__)
 
-DEBOUNCE = 0.5
 NOISE_DIRS = (*DefaultFilter.ignore_dirs, "venv")
 NOISE_PATTERNS = (*DefaultFilter.ignore_entity_patterns, r"\.log$")
 
@@ -36,8 +35,8 @@ async def watch_and_notify(
     on_change: Callable[[set[str]], Awaitable[None]],
     stop: asyncio.Event,
     *,
+    debounce: float,
     ignore_paths: Sequence[Path] = (),
-    debounce: float = DEBOUNCE,
 ) -> None:
     """Call ``on_change`` with the changed paths once per burst: the first change opens a window of
     ``debounce`` seconds, and every change inside the window is folded into one call."""

@@ -220,7 +220,7 @@ class ApiService:
 
         server = _Server(config, started)
         # Every reader of the figures comes through here: sample at the full rate only while they read.
-        manager.resources.on_demand = True
+        on_demand, manager.resources.on_demand = manager.resources.on_demand, True
         serving = asyncio.create_task(server.serve(sockets=[sock]), name="uvicorn")
         try:
             await asyncio.shield(serving)
@@ -231,7 +231,7 @@ class ApiService:
                 await serving
             raise
         finally:
-            manager.resources.on_demand = False
+            manager.resources.on_demand = on_demand  # serve's runner may want it on without the API
             sock.close()  # uvicorn closes it too, unless it failed before listening
             self._socket = None
             await self.authenticator.aclose()

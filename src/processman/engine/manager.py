@@ -102,7 +102,6 @@ class ProcessManager:
         self._running = False
         self._reload_lock = asyncio.Lock()
         self._config_watch: asyncio.Task[None] | None = None
-        self._config_watch_stop = asyncio.Event()
         for config in processes:
             self.register(config)
 
@@ -272,7 +271,6 @@ class ProcessManager:
         self.resources.start()
         await asyncio.gather(*(self.start_process(pid) for pid in self._processes))
         if options.watch_config and options.config_path is not None:
-            self._config_watch_stop = asyncio.Event()
             self._config_watch = asyncio.create_task(
                 self._watch_config(options.config_path), name="watch config"
             )
@@ -302,7 +300,6 @@ class ProcessManager:
             return
         self._running = False
         if self._config_watch is not None:
-            self._config_watch_stop.set()
             self._config_watch.cancel()
             await asyncio.gather(self._config_watch, return_exceptions=True)
             self._config_watch = None
@@ -354,7 +351,7 @@ class ProcessManager:
             else:
                 logger.info("config %s reloaded: %s", path, plan.summary())
 
-        await watch_file(path, on_change, self._config_watch_stop, self.options.config_poll)
+        await watch_file(path, on_change, self.options.config_poll)
 
     def _ensure_watcher(self, process: ManagedProcess) -> None:
         config = process.config

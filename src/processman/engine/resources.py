@@ -226,7 +226,6 @@ class ProcTable:
                 untagged.add(pid)
             else:
                 untagged.discard(pid)  # the pid of a process gone since, handed out again
-            if tag is not None:
                 by_tag.setdefault(tag, []).append(stat)
                 members.add(pid)
             if stat.group in groups:
