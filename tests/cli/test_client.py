@@ -22,6 +22,7 @@ import pytest
 
 from processman.cli.client import format_table
 from tests.api.conftest import SECRET_VALUE, free_port
+from tests.cli import assert_follow_shows_a_new_tick
 from tests.cli.imports import SERVER_MODULES, run_command
 
 TICKER = """
@@ -254,35 +255,7 @@ def test_logs_rejects_a_bad_count(server: Server) -> None:
 
 
 def test_logs_follow_shows_a_line_the_child_prints(server: Server) -> None:
-    follower = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "processman",
-            "logs",
-            "ticker",
-            "-f",
-            "-n",
-            "0",
-            "--dir",
-            str(server.data_dir),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=cli_env(server),
-    )
-    try:
-        assert follower.stdout is not None
-        # With -n 0 nothing old is shown: any tick line was printed by the child after following began.
-        line = follower.stdout.readline()
-        assert " ticker | tick " in line, line
-        follower.send_signal(signal.SIGINT)
-        assert follower.wait(timeout=10) == 130
-    finally:
-        if follower.poll() is None:
-            follower.kill()
-        follower.communicate()
+    assert_follow_shows_a_new_tick(cli_env(server), "--dir", str(server.data_dir))
 
 
 def test_table_colours_statuses_and_fits_the_error() -> None:

@@ -4,13 +4,13 @@ commands, and ``logs -f`` over PocketBase realtime (streams cannot pass through 
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
+from tests.cli import assert_follow_shows_a_new_tick
 from tests.pocketbase.conftest import PocketBase, pocketbase, pocketbase_factory
 
 __all__ = ["pocketbase", "pocketbase_factory"]  # fixtures used here
@@ -49,20 +49,4 @@ def test_the_client_works_through_pocketbase(pocketbase: PocketBase) -> None:
     assert user.returncode == 4
     assert "not authorised: the token is not a superuser's" in user.stderr
 
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "processman", "logs", "ticker", "-f", "-n", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    try:
-        assert follower.stdout is not None
-        line = follower.stdout.readline()  # -n 0: a line the child printed after following began
-        assert " ticker | tick " in line, line
-        follower.send_signal(signal.SIGINT)
-        assert follower.wait(timeout=10) == 130
-    finally:
-        if follower.poll() is None:
-            follower.kill()
-        follower.communicate()
+    assert_follow_shows_a_new_tick(env)
