@@ -172,6 +172,8 @@ def markdown(results: Results, chart_name: str) -> str:
         "python bench/run.py               # full run: rewrites this file and benchmarks.png",
         "python bench/run.py --quick       # smoke run (~3 min): bench/results/latest-quick.json only",
         "python bench/run.py --only W3,W4  # some workloads, merged into bench/results/latest.json",
+        "python bench/profile.py logs      # py-spy profile of serve in W4 (or: stop, list, idle, memory)",
+        "python bench/serve_cpu.py idle    # serve's own CPU per thread (schedstat), idle or on a burst",
         "```",
         "",
         "The first run installs the peers into `bench/.peers/` (a venv from PyPI and "
