@@ -4,7 +4,9 @@
     ├── ConfigError            the configuration cannot be used at all (unreadable file, bad JSON)
     ├── ProcessNotFound        no process has that id
     ├── ProcessAlreadyRunning  start asked of a process that is starting or running
+    ├── SpawnError             a child could not be started (missing program, no descriptors left)
     ├── DuplicateProcess       register() with an id that is already registered
+    ├── ManagerNotRunning      a process was asked to start before its manager started
     ├── IllegalTransition      the engine tried a status change its table forbids (a bug, never user input)
     └── AlreadyRunningElsewhere another manager owns the same state folder
 
@@ -35,9 +37,20 @@ class ProcessAlreadyRunning(ProcessmanError):
         self.process_id = process_id
 
 
+class SpawnError(ProcessmanError):
+    """A child could not be started; nothing of it is left running. The message says why in words a
+    user can act on."""
+
+
 class DuplicateProcess(ProcessmanError):
     def __init__(self, process_id: str) -> None:
         super().__init__(f"a process with id {process_id!r} is already registered")
+        self.process_id = process_id
+
+
+class ManagerNotRunning(ProcessmanError):
+    def __init__(self, process_id: str) -> None:
+        super().__init__(f"process {process_id!r} cannot start: its manager is not running (call start())")
         self.process_id = process_id
 
 

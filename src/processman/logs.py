@@ -25,6 +25,8 @@ from processman.engine.events import Event, EventBus, LogLines
 MAX_LINE = 64 * 1024
 SPLIT_MARKER = " [line continues]"
 RING_CAPACITY = 1000
+# The streams of a process's log: what the child wrote, and processman's own notes about it.
+STDOUT, STDERR, SYSTEM = "stdout", "stderr", "system"
 
 logger = logging.getLogger(__name__)
 output_logger = logging.getLogger("processman.output")
@@ -125,11 +127,20 @@ class RotatingFile:
 
     RETRY_AFTER = 5.0
 
-    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_bytes: int,
+        backups: int,
+        on_problem: Callable[[str], None] = lambda problem: None,
+    ) -> None:
         self.path = path
         self.max_bytes = max_bytes
         self.backups = backups
         self.dropped_bytes = 0
+        # Why the file cannot be written ("" while it can); on_problem hears every change of it.
+        self.problem = ""
+        self._on_problem = on_problem
         self._file: object | None = None
         self._fd: int | None = None
         self._size = 0
@@ -146,6 +157,8 @@ class RotatingFile:
                 self._rotate()
             while written < len(data):
                 written += os.write(self._fd, data[written:])
+            if self.problem:
+                self._set_problem("")
         except OSError as exc:
             # A full disk takes part of the data, then refuses the rest: count only what is missing.
             self.dropped_bytes += len(data) - written
@@ -166,15 +179,16 @@ class RotatingFile:
         return True
 
     def _fail(self, exc: OSError) -> None:
-        if self._broken_until == 0.0 or time.monotonic() >= self._broken_until:
-            logger.warning(
-                "cannot write log file %s (%s); output stays in memory, retrying in %.0fs",
-                self.path,
-                exc.strerror or exc,
-                self.RETRY_AFTER,
-            )
+        problem = f"cannot write log file {self.path}: {exc.strerror or exc}"
+        if problem != self.problem:
+            logger.warning("%s; output stays in memory, retrying every %.0fs", problem, self.RETRY_AFTER)
+            self._set_problem(problem)
         self._broken_until = time.monotonic() + self.RETRY_AFTER
         self.close()
+
+    def _set_problem(self, problem: str) -> None:
+        self.problem = problem
+        self._on_problem(problem)
 
     def _rotate(self) -> None:
         self.close()
@@ -212,6 +226,7 @@ class ProcessOutput:
         bus: EventBus,
         files: LogFileOptions | None = None,
         capacity: int = RING_CAPACITY,
+        on_file_problem: Callable[[str], None] = lambda problem: None,
     ) -> None:
         self.process_id = process_id
         self._bus = bus
@@ -219,10 +234,11 @@ class ProcessOutput:
         self._next_seq = 1
         self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
         self._files: dict[str, RotatingFile] = {}
+        self._on_file_problem = on_file_problem
         if files is not None:
             for stream, suffix in (("stdout", "out"), ("stderr", "err")):
                 path = files.folder / f"{process_id}.{suffix}.log"
-                self._files[stream] = RotatingFile(path, files.max_bytes, files.backups)
+                self._files[stream] = RotatingFile(path, files.max_bytes, files.backups, self._file_problem)
 
     @property
     def last_seq(self) -> int:
@@ -243,8 +259,17 @@ class ProcessOutput:
         self._add(stream, self._splitters[stream].flush())
 
     def note(self, text: str) -> None:
-        """A line from the manager itself about this process (shown in its log as stderr)."""
-        self._add("stderr", [f"[processman] {text}"])
+        """A line from the manager itself about this process: the ``system`` stream, kept apart from
+        what the child wrote (it is not in the child's log files)."""
+        self._add(SYSTEM, [text])
+
+    @property
+    def file_problem(self) -> str:
+        """Why a log file of this process cannot be written ("" while both can)."""
+        return next((file.problem for file in self._files.values() if file.problem), "")
+
+    def _file_problem(self, problem: str) -> None:
+        self._on_file_problem(self.file_problem)
 
     def _add(self, stream: str, lines: list[str]) -> None:
         if not lines:
@@ -279,7 +304,7 @@ class ProcessOutput:
 
 
 def _log_each_line(event: LogLines) -> None:
-    level = logging.ERROR if event.stream == "stderr" else logging.INFO
+    level = logging.ERROR if event.stream == STDERR else logging.INFO
     if output_logger.isEnabledFor(level):
         extra = {"process_id": event.process_id, "stream": event.stream}
         for line in event.lines:

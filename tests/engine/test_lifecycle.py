@@ -15,7 +15,7 @@ import pytest
 
 from processman import ProcessAlreadyRunning, ProcessConfig, ProcessManager, ProcessNotFound, Status
 from processman.engine.events import StatusChanged
-from processman.engine.process import backoff_delay
+from processman.engine.policy import backoff_delay
 from processman.environment import PocketBaseInfo
 from tests.conftest import alive, config, tagged_processes, wait_for_path, wait_until
 
@@ -66,7 +66,7 @@ async def test_backoff_grows_between_consecutive_failures(manager_factory: Facto
     manager.add_listener(
         lambda e: (
             starts.append(time.monotonic())
-            if isinstance(e, StatusChanged) and e.status is Status.STARTING
+            if isinstance(e, StatusChanged) and e.status is Status.STARTING and e.previous is not e.status
             else None
         )
     )

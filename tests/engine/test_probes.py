@@ -181,7 +181,7 @@ async def test_http_readiness_keeps_a_process_starting_until_it_answers(manager_
     def record(event: object) -> None:
         if isinstance(event, LogLines) and "listening" in event.lines:
             events.append(("listening", event.timestamp))
-        elif isinstance(event, StatusChanged):
+        elif isinstance(event, StatusChanged) and event.status is not event.previous:
             events.append((str(event.status), event.timestamp))
 
     manager.add_listener(record)
@@ -309,4 +309,4 @@ async def test_command_probes_keep_their_exit_status_under_the_subreaper(
     assert state.status is Status.RUNNING and state.restart_count == 0
     assert not any("liveness" in line.content for line in manager.logs("orphans"))
     await manager.stop_process("orphans")
-    assert manager._context.owned_pids == set()  # every probe was reaped and forgotten
+    assert manager._context.registry.owned == set()  # every probe was reaped and forgotten

@@ -15,7 +15,7 @@ import psutil
 from processman import ProcessManager, Status
 from processman.engine.events import EventBus
 from processman.engine.posix import TagScanner
-from processman.engine.process import ManagedProcess, SpawnContext
+from processman.engine.process import ManagedProcess, ProcessContext
 from processman.engine.resources import PAGE_SIZE, apply_limits, read_stat
 from tests.conftest import config, wait_until
 
@@ -103,9 +103,9 @@ async def test_a_user_stop_wins_over_memory_restarts(manager_factory: Factory) -
 
 
 async def test_restart_for_never_starts_a_stopped_process() -> None:
-    process = ManagedProcess(config("idle", SLEEPER), SpawnContext("test", EventBus(), TagScanner()))
+    process = ManagedProcess(config("idle", SLEEPER), ProcessContext("test", EventBus(), TagScanner()))
     try:
-        await process.restart_for("memory 2GB above maxMemory 1GB")
+        process.restart_for("memory 2GB above maxMemory 1GB")
         assert process.status is Status.STOPPED and process.pid == 0
         assert process.restart_count == 0 and process.last_error == "" and not process.exits
     finally:

@@ -17,25 +17,45 @@ On shutdown, dependants are stopped before what they depend on.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeVar
 
-from processman.durations import format_duration
+from processman.config import ProcessConfig
 from processman.engine.events import Event, EventBus, ProcessExited, StatusChanged
-from processman.engine.states import Desired, Status
+from processman.engine.states import Status
 
-if TYPE_CHECKING:
-    from processman.engine.process import ManagedProcess
 
-Processes = Callable[[], Iterable["ManagedProcess"]]
+class Named(Protocol):
+    @property
+    def config(self) -> ProcessConfig: ...
+
+
+class Member(Named, Protocol):
+    """What the gate reads of a process (a ManagedProcess is one)."""
+
+    @property
+    def status(self) -> Status: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def pid(self) -> int: ...
+
+
+class Stoppable(Named, Protocol):
+    async def stop(self) -> None: ...
+
+
+Members = Callable[[], Iterable[Member]]
+_P = TypeVar("_P", bound=Named)
 
 
 class DependencyGate:
     """Tells whether a process's dependencies are met, and lets it wait until they are."""
 
-    def __init__(self, bus: EventBus | None = None, processes: Processes = tuple) -> None:
-        self._processes = processes
+    def __init__(self, bus: EventBus | None = None, members: Members = tuple) -> None:
+        self._members = members
         self._completed: set[str] = set()
         # Waiters by the process ids and entry ids whose changes wake them.
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
@@ -44,39 +64,29 @@ class DependencyGate:
 
     def unmet(self, depends_on: Mapping[str, str]) -> list[str]:
         """The dependencies not met yet, as ``"db (healthy)"``."""
-        named = _by_name(self._processes())
+        named = _by_name(self._members())
         waiting = []
         for name, condition in depends_on.items():
             members = named.get(name, [])
             if not members:
                 waiting.append(f"{name} ({condition}: no such process)")
-            elif not all(self._meets(process, condition) for process in members):
+            elif not all(self._meets(member, condition) for member in members):
                 waiting.append(f"{name} ({condition})")
         return waiting
 
-    async def wait(self, process: ManagedProcess) -> bool:
-        """Wait until the dependencies of ``process`` are met: True. False when it is stopped first
-        (its own status change wakes the wait)."""
-        begun = time.monotonic()
+    async def wait(self, config: ProcessConfig, report: Callable[[str], None]) -> None:
+        """Return once the dependencies of ``config`` are met. ``report`` hears what is still awaited
+        each time that changes, and "" once nothing is. Cancel the wait to give up (a stop)."""
         shown = ""
-        keys = {*process.config.depends_on, process.config.id}
-        try:
-            while process.desired is Desired.RUNNING:
-                unmet = self.unmet(process.config.depends_on)
-                if not unmet:
-                    if shown:
-                        waited = format_duration(time.monotonic() - begun)
-                        process.output.note(f"dependencies met after {waited}")
-                    return True
-                reason = "waiting for " + ", ".join(unmet)
-                if reason != shown:
-                    shown = process.last_error = reason
-                    process.output.note(reason)
-                await self._change_of(keys)
-            return False
-        finally:
-            if shown and process.last_error == shown:  # it no longer waits
-                process.last_error = ""
+        keys = {*config.depends_on, config.id}
+        while unmet := self.unmet(config.depends_on):
+            reason = "waiting for " + ", ".join(unmet)
+            if reason != shown:
+                shown = reason
+                report(reason)
+            await self._change_of(keys)
+        if shown:
+            report("")
 
     def notify(self, process_id: str) -> None:
         """Process ``process_id`` changed in a way a condition may depend on: wake who waits on it."""
@@ -107,15 +117,15 @@ class DependencyGate:
         elif isinstance(event, StatusChanged):
             self.notify(event.process_id)
 
-    def _meets(self, process: ManagedProcess, condition: str) -> bool:
+    def _meets(self, member: Member, condition: str) -> bool:
         if condition == "completed":
-            return process.config.id in self._completed
+            return member.config.id in self._completed
         if condition == "healthy":
-            return process.status is Status.RUNNING and process.ready
-        return process.pid != 0 and process.status in (Status.STARTING, Status.RUNNING)
+            return member.status is Status.RUNNING and member.ready
+        return member.pid != 0 and member.status in (Status.STARTING, Status.RUNNING)
 
 
-async def stop_in_order(processes: Iterable[ManagedProcess]) -> None:
+async def stop_in_order(processes: Iterable[Stoppable]) -> None:
     """Stop every process, each after the processes that depend on it, everything else in parallel."""
     processes = list(processes)
     named = _by_name(processes)
@@ -130,7 +140,7 @@ async def stop_in_order(processes: Iterable[ManagedProcess]) -> None:
     loop = asyncio.get_running_loop()
     stopped = {process_id: loop.create_future() for process_id in needs}
 
-    async def stop(process: ManagedProcess) -> None:
+    async def stop(process: Stoppable) -> None:
         process_id = process.config.id
         # A dependant that is also one of our own dependencies is a cycle (only possible from code,
         # the loader rejects them): waiting on it would never end, so those stop together.
@@ -146,9 +156,9 @@ async def stop_in_order(processes: Iterable[ManagedProcess]) -> None:
     await asyncio.gather(*(stop(process) for process in processes))
 
 
-def _by_name(processes: Iterable[ManagedProcess]) -> dict[str, list[ManagedProcess]]:
+def _by_name(processes: Iterable[_P]) -> dict[str, list[_P]]:
     """Processes by id and by entry id (a dependency on an entry means all of its instances)."""
-    named: dict[str, list[ManagedProcess]] = {}
+    named: dict[str, list[_P]] = {}
     for process in processes:
         named.setdefault(process.config.id, []).append(process)
         if process.config.entry != process.config.id:

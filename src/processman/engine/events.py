@@ -13,6 +13,9 @@ from processman.engine.states import Status
 
 @dataclass(frozen=True, slots=True)
 class StatusChanged:
+    """A process's status, last error or readiness changed (``status == previous`` when only the last
+    error or the readiness did)."""
+
     process_id: str
     status: Status
     previous: Status
@@ -20,6 +23,7 @@ class StatusChanged:
     timestamp: float
     restart_count: int
     last_error: str
+    ready: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +42,7 @@ class LogLines:
     """Consecutive lines of one stream: line ``i`` has sequence number ``first_seq + i``."""
 
     process_id: str
-    stream: str  # "stdout" | "stderr"
+    stream: str  # "stdout" | "stderr" | "system" (processman's own notes)
     first_seq: int
     timestamp: float
     lines: tuple[str, ...]

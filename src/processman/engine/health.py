@@ -1,71 +1,71 @@
 """Readiness and liveness of one run of a child.
 
 After the spawn, the readiness probe (if any) runs every ``interval`` until it passes: only then is the
-process ``running`` and ready. From then on the liveness probe (if any) runs every ``interval``;
-``failureThreshold`` failures in a row stop the run's tree, and the supervise loop handles the exit
-like a crash, with the probe's reason as the exit's reason. The monitor lives exactly as long as the run:
-the supervise loop closes it when the child exits.
+run ready. From then on the liveness probe (if any) runs every ``interval``; ``failureThreshold``
+failures in a row make the run unhealthy, and its process stops the run's tree and handles the exit like
+a crash, with the probe's reason as the exit's reason.
+
+The monitor owns no process state: it reports through a :class:`HealthReport`, and its process decides
+and writes. It lives exactly as long as the run (its process cancels it when the run ends).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import time
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Callable
+from typing import Protocol
 
-from processman.config import Probe
+from processman.config import Probe, ProcessConfig
 from processman.durations import format_duration
-from processman.engine.probes import ProbeSite
+from processman.engine.clock import Clock
+from processman.engine.probes import Prober, ProbeSite
 
-if TYPE_CHECKING:
-    from processman.engine.process import ManagedProcess, SpawnContext
+logger = logging.getLogger(__name__)
+
+
+class HealthReport(Protocol):
+    """What a health monitor tells the process it watches."""
+
+    def note(self, text: str) -> None:
+        """A line for the process's log (the ``system`` stream)."""
+
+    def not_ready(self, reason: str) -> None:
+        """The readiness probe has not passed yet, for this reason ("": no longer waiting)."""
+
+    def became_ready(self) -> None:
+        """The readiness probe passed."""
+
+    def unhealthy(self, reason: str) -> None:
+        """The liveness probe failed ``failureThreshold`` times in a row: the run must be stopped."""
 
 
 class HealthMonitor:
-    """Probes one run of a process. Without a readiness probe the run is ready at once (``on_ready``
-    is called from the constructor); without any probe no task is created."""
+    """Probes one run of a process. :meth:`run` is its whole life."""
 
     def __init__(
         self,
-        process: ManagedProcess,
-        context: SpawnContext,
-        *,
-        on_ready: Callable[[], None],
-        kill: Callable[[], Awaitable[None]],
+        config: ProcessConfig,
+        report: HealthReport,
+        prober: Prober,
+        site: Callable[[], ProbeSite],
+        clock: Clock,
     ) -> None:
-        self.config = config = process.config
-        self._process = process
-        self._context = context
+        self.config = config
+        self._report = report
+        self._prober = prober
+        self._site_factory = site
         self._site: ProbeSite | None = None
-        self._on_ready = on_ready
-        self._kill = kill
-        self._started = time.monotonic()
-        self.ready = False
-        # Why the liveness probe ended the run; set before the tree is stopped.
-        self.failure: str | None = None
-        self._task: asyncio.Task[None] | None = None
-        context.dependencies.notify(config.id)  # "started" dependants may go on
-        if config.readiness is None:
-            self._became_ready()
-        if config.readiness is not None or config.liveness is not None:
-            self._task = asyncio.create_task(self._run(), name=f"health {config.id}")
+        self._clock = clock
+        self._started = clock.monotonic()
 
     def __repr__(self) -> str:
-        return f"<HealthMonitor {self.config.id!r} ready={self.ready} failure={self.failure!r}>"
+        return f"<HealthMonitor {self.config.id!r}>"
 
-    async def close(self) -> None:
-        """End the probes. A run the liveness probe is stopping is let finish stopping first."""
-        task, self._task = self._task, None
-        if task is None:
-            return
-        if self.failure is None:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    @staticmethod
+    def needed(config: ProcessConfig) -> bool:
+        return config.readiness is not None or config.liveness is not None
 
-    async def _run(self) -> None:
+    async def run(self) -> None:
         readiness, liveness = self.config.readiness, self.config.liveness
         if readiness is not None:
             await self._wait_until_ready(readiness)
@@ -73,21 +73,21 @@ class HealthMonitor:
             await self._watch_liveness(liveness)
 
     async def _wait_until_ready(self, probe: Probe) -> None:
-        await asyncio.sleep(probe.initial_delay)
+        await self._clock.sleep(probe.initial_delay)
         shown = None
         while (reason := await self._probe(probe)) is not None:
             if reason != shown:  # a slow start writes one line per new reason, not one per probe
                 shown = reason
-                self._process.last_error = f"not ready yet: {reason}"
-                self._note(self._process.last_error)
-            await asyncio.sleep(probe.interval)
-        if shown is not None and self._process.last_error == f"not ready yet: {shown}":
-            self._process.last_error = ""
-        self._note(f"ready after {format_duration(time.monotonic() - self._started)}")
-        self._became_ready()
+                self._report.not_ready(reason)
+                self._report.note(f"not ready yet: {reason}")
+            await self._clock.sleep(probe.interval)
+        if shown is not None:
+            self._report.not_ready("")
+        self._report.note(f"ready after {format_duration(self._clock.monotonic() - self._started)}")
+        self._report.became_ready()
 
     async def _watch_liveness(self, probe: Probe) -> None:
-        await asyncio.sleep(probe.initial_delay)
+        await self._clock.sleep(probe.initial_delay)
         failures = 0
         while True:
             reason = await self._probe(probe)
@@ -96,31 +96,18 @@ class HealthMonitor:
             else:
                 failures += 1
                 if failures < probe.failure_threshold:
-                    self._note(f"liveness probe failed ({failures}/{probe.failure_threshold}): {reason}")
+                    self._report.note(
+                        f"liveness probe failed ({failures}/{probe.failure_threshold}): {reason}"
+                    )
                 else:
-                    # The supervise loop logs the exit with this reason once the tree is gone.
                     times = "1 time" if failures == 1 else f"{failures} times"
-                    self.failure = f"liveness probe failed {times}: {reason}"
-                    self._note(f"{self.failure}; restarting")
-                    await self._kill()
+                    failure = f"liveness probe failed {times}: {reason}"
+                    self._report.note(f"{failure}; restarting")
+                    self._report.unhealthy(failure)
                     return
-            await asyncio.sleep(probe.interval)
+            await self._clock.sleep(probe.interval)
 
     async def _probe(self, probe: Probe) -> str | None:
         if probe.kind == "command" and self._site is None:
-            context = self._context
-            self._site = ProbeSite(
-                cwd=self.config.cwd,
-                env=self._process.environment(),
-                owned_pids=context.owned_pids,
-                on_reaped=lambda: context.on_reaped(),
-            )
-        return await self._context.prober.run(probe, self._site)
-
-    def _note(self, text: str) -> None:
-        self._process.output.note(text)
-
-    def _became_ready(self) -> None:
-        self.ready = True
-        self._on_ready()
-        self._context.dependencies.notify(self.config.id)
+            self._site = self._site_factory()
+        return await self._prober.run(probe, self._site)

@@ -6,13 +6,14 @@ import asyncio
 import logging
 import secrets
 import signal
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from processman.config import ProcessConfig, load_config
 from processman.config_watch import watch_file
+from processman.engine.clock import SYSTEM_CLOCK, Clock
 from processman.engine.dependencies import DependencyGate, stop_in_order
 from processman.engine.events import Event, EventBus, Listener, LogLines, Subscription
 from processman.engine.leftovers import RunFile, clean_up_previous_run
@@ -23,7 +24,7 @@ from processman.engine.posix import (
     raise_open_file_limit,
     set_child_subreaper,
 )
-from processman.engine.process import ManagedProcess, ProcessState, SpawnContext
+from processman.engine.process import ManagedProcess, ProcessContext, ProcessState
 from processman.engine.reload import ReloadPlan, plan_reload
 from processman.engine.resources import ManagerUsage, ResourceSampler
 from processman.engine.states import Desired
@@ -61,6 +62,8 @@ class ManagerOptions:
     # every change to it is applied (a broken file changes nothing).
     config_path: Path | None = None
     watch_config: bool = False
+    # Time for backoff delays and probe intervals (tests pass a clock they move by hand).
+    clock: Clock = SYSTEM_CLOCK
 
 
 class ProcessManager:
@@ -82,24 +85,30 @@ class ProcessManager:
         self.events = EventBus()
         self._scanner = TagScanner()
         self._processes: dict[str, ManagedProcess] = {}
-        self._context = SpawnContext(
+        self._context = ProcessContext(
             run_id=self.run_id,
             bus=self.events,
             scanner=self._scanner,
             pocketbase=self.options.pocketbase,
             log_folder=None if self.options.state_dir is None else self.options.state_dir / "logs",
-            on_group=self._on_group,
             dependencies=DependencyGate(self.events, lambda: self._processes.values()),
+            clock=self.options.clock,
         )
+        self._context.registry.on_group = self._on_group
         self._guardian: Guardian | None = None
         self._run_file: RunFile | None = None
         self._logging_sink: LoggingSink | None = None
         self._reaper: OrphanReaper | None = None
+        # Every task of the manager lives in this group, run by the root task from start() to close().
+        self._tasks: asyncio.TaskGroup | None = None
+        self._root: asyncio.Task[None] | None = None
+        self._owners: dict[str, asyncio.Task[None]] = {}  # each process's owner task
         self._watchers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self.resources = ResourceSampler(
             self.run_id, lambda: self._processes.values(), self.options.metrics_interval, self._dropped_lines
         )
         self._running = False
+        self._shutdown: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._config_watch: asyncio.Task[None] | None = None
         for config in processes:
@@ -148,6 +157,10 @@ class ProcessManager:
         process = self._processes[process_id]
         await self._stop_watcher(process_id)
         await process.stop()
+        owner = self._owners.pop(process_id, None)
+        if owner is not None:
+            owner.cancel()
+            await asyncio.gather(owner, return_exceptions=True)
         process.close()
         del self._processes[process_id]
 
@@ -172,7 +185,14 @@ class ProcessManager:
         ``await start_process(id)`` after registering from a running manager."""
         if config.id in self._processes:
             raise DuplicateProcess(config.id)
-        self._processes[config.id] = ManagedProcess(config, self._context)
+        process = self._processes[config.id] = ManagedProcess(config, self._context)
+        if self._tasks is not None:
+            self._own(process)
+
+    def _own(self, process: ManagedProcess) -> None:
+        assert self._tasks is not None, "the manager runs"
+        process_id = process.config.id
+        self._owners[process_id] = self._tasks.create_task(process.run(), name=f"process {process_id}")
 
     @property
     def ids(self) -> list[str]:
@@ -249,6 +269,9 @@ class ProcessManager:
         """Prepare the machinery and start every registered process, in parallel."""
         if self._running:
             return
+        if self._shutdown is not None:
+            await self.close()  # a close() that was cancelled part-way finishes first
+            self._shutdown = None
         self._running = True
         options = self.options
         raise_open_file_limit()
@@ -259,7 +282,7 @@ class ProcessManager:
                 await clean_up_previous_run(previous, self._scanner)
         if options.adopt_orphans and set_child_subreaper():
             self._reaper = OrphanReaper(self._is_owned)
-            self._context.on_reaped = self._reaper.reap
+            self._context.registry.on_reaped = self._reaper.reap
             asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._reaper.reap)
             # Hundreds of children exiting at once overflow the wakeup pipe; one wakeup is enough,
             # so the "wakeup fd is full" warnings are noise.
@@ -269,11 +292,30 @@ class ProcessManager:
         if options.log_output:
             self._logging_sink = LoggingSink(self.events, emit=options.output_echo)
         self.resources.start()
+        group_ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._root = asyncio.create_task(self._run_tasks(group_ready), name="processman manager")
+        await group_ready
+        for process in self._processes.values():
+            self._own(process)
         await asyncio.gather(*(self.start_process(pid) for pid in self._processes))
         if options.watch_config and options.config_path is not None:
-            self._config_watch = asyncio.create_task(
-                self._watch_config(options.config_path), name="watch config"
-            )
+            self._config_watch = self._spawn(self._watch_config(options.config_path), "watch config")
+
+    async def _run_tasks(self, ready: asyncio.Future[None]) -> None:
+        """The root task: holds the task group of every process's owner and the manager's watchers
+        until close() cancels it."""
+        async with asyncio.TaskGroup() as tasks:
+            self._tasks = tasks
+            ready.set_result(None)
+            try:
+                await asyncio.get_running_loop().create_future()  # until cancelled
+            finally:
+                self._tasks = None
+
+    def _spawn(self, coroutine: Awaitable[None], name: str) -> asyncio.Task[None]:
+        """A task in the manager's group whose fault is logged at once (and ends only that task)."""
+        assert self._tasks is not None, "the manager runs"
+        return self._tasks.create_task(_logged(coroutine, name), name=name)
 
     async def start_all(self) -> None:
         """Start every process that is not starting or running."""
@@ -295,10 +337,15 @@ class ProcessManager:
         await asyncio.gather(*(self.restart_process(process_id) for process_id in self._processes))
 
     async def close(self) -> None:
-        """Stop everything and release the machinery. Safe to call twice."""
-        if not self._running:
-            return
-        self._running = False
+        """Stop everything and release the machinery. Safe to call twice; cancelled part-way, the
+        shutdown goes on (no tree is left running), and the next close() waits for it to end."""
+        if self._shutdown is None:
+            if not self._running:
+                return
+            self._shutdown = asyncio.create_task(self._close(), name="processman shutdown")
+        await asyncio.shield(self._shutdown)
+
+    async def _close(self) -> None:
         if self._config_watch is not None:
             self._config_watch.cancel()
             await asyncio.gather(self._config_watch, return_exceptions=True)
@@ -310,6 +357,11 @@ class ProcessManager:
         self._watchers.clear()
         await self.resources.close()
         await self.stop_all()
+        if self._root is not None:
+            self._root.cancel()  # the owners, now idle, and the watchers
+            await asyncio.gather(self._root, return_exceptions=True)
+            self._root = None
+        self._owners.clear()
         await self._context.prober.aclose()
         for process in self._processes.values():
             process.close()
@@ -324,11 +376,14 @@ class ProcessManager:
         if self._logging_sink is not None:
             self._logging_sink.close()
         self.events.close()
+        self._running = False
 
     # ---- internals -------------------------------------------------------------------------------
 
     def _is_owned(self, pid: int) -> bool:
-        return pid in self._context.owned_pids or (self._guardian is not None and pid == self._guardian.pid)
+        return pid in self._context.registry.owned or (
+            self._guardian is not None and pid == self._guardian.pid
+        )
 
     def _on_group(self, group: int, alive: bool) -> None:
         if self._guardian is not None:
@@ -355,7 +410,12 @@ class ProcessManager:
 
     def _ensure_watcher(self, process: ManagedProcess) -> None:
         config = process.config
-        if not config.dev_mode or not self._running or config.id in self._watchers:
+        if (
+            not config.dev_mode
+            or self._tasks is None
+            or self._shutdown is not None
+            or config.id in self._watchers
+        ):
             return
         from processman.watch import watch_and_notify  # watchfiles: only when something is watched
 
@@ -370,11 +430,20 @@ class ProcessManager:
 
         stop = asyncio.Event()
         paths = [config.cwd / path for path in config.watch_paths]
-        task = asyncio.create_task(
+        task = self._spawn(
             watch_and_notify(paths, on_change, stop, ignore_paths=ignore, debounce=config.watch_debounce),
-            name=f"watch {config.id}",
+            f"watch {config.id}",
         )
         self._watchers[config.id] = (task, stop)
+
+
+async def _logged(coroutine: Awaitable[None], name: str) -> None:
+    try:
+        await coroutine
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        logger.exception("%s stopped by an internal error", name)
 
 
 __all__ = ["Event", "ManagerOptions", "ProcessManager"]

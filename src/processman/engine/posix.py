@@ -210,6 +210,16 @@ async def terminate_tree(
     logger.error("process tree %s is still alive after repeated SIGKILL", tag)
 
 
+def kill_tree_now(group: int | None, tag: str, scanner: TagScanner) -> None:
+    """SIGKILL to the group and every tagged process at once, without waiting: the end of a stop
+    ladder that was cancelled part-way (a stop that is not finished must not leave the tree alive)."""
+    snapshot = scanner.scan()
+    members = set(snapshot.by_tag.get(tag, ()))
+    if group is not None:
+        members.update(snapshot.by_group.get(group, ()))
+    send_signal(members, group, signal.SIGKILL)
+
+
 GUARDIAN_SOURCE = r"""
 import os, signal, sys, time
 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):

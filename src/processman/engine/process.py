@@ -1,9 +1,17 @@
-"""One managed child: spawn, output capture, keep-alive with backoff, and the stop ladder.
+"""One managed child: its owner task, which alone runs, watches, restarts and stops it.
 
-The user owns the *desired* state (running or stopped); everything automatic (crash restarts, file
-changes, backoff timers) only acts while the desired state is running. User operations are serialised by
-one lock per process, so a stop can never be undone by the supervise loop and a second start can never
-create a second loop.
+Each process has one owner: the coroutine :meth:`ManagedProcess.run`, which the manager runs in its task
+group. The owner is the only writer of the process's status, last error and readiness, and every change
+is published as a :class:`StatusChanged` event. User operations (``start``, ``stop``, ``restart``) and
+automatic triggers (file changes, memory limits, failed liveness probes) only post an *intent* and wake
+the owner; the caller then waits for the effect. So a cancelled caller never leaves work half done: the
+owner finishes the stop ladder whoever stopped waiting for it.
+
+The keep-alive loop is a few explicit steps: start (dependencies, spawn), watch the run (health, exit,
+intents), then decide (:func:`processman.engine.policy.decide`: restart after a delay, finish, give up)
+and wait out the backoff. Time comes from an injectable :class:`~processman.engine.clock.Clock`.
+
+The user owns the *desired* state: everything automatic acts only while it is ``running``.
 """
 
 from __future__ import annotations
@@ -11,74 +19,46 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import errno
-import functools
 import logging
 import os
 import shlex
-import signal
-import subprocess
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from processman.config import ProcessConfig
 from processman.durations import format_duration
+from processman.engine.clock import SYSTEM_CLOCK, Clock
 from processman.engine.dependencies import DependencyGate
 from processman.engine.events import EventBus, ProcessExited, StatusChanged
 from processman.engine.health import HealthMonitor
-from processman.engine.posix import TagScanner, terminate_tree
-from processman.engine.probes import Prober
+from processman.engine.policy import Action, Outcome, decide
+from processman.engine.posix import TagScanner, kill_tree_now, terminate_tree
+from processman.engine.probes import Prober, ProbeSite
 from processman.engine.resources import TreeUsage, apply_limits
+from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
 from processman.engine.states import Desired, Status, check_transition
 from processman.environment import PocketBaseInfo, child_environment
+from processman.errors import ManagerNotRunning, ProcessAlreadyRunning, SpawnError
 from processman.interpreter import command_line, resolve_interpreter
-from processman.logs import LogFileOptions, ProcessOutput
+from processman.logs import STDERR, SYSTEM, LogFileOptions, ProcessOutput
 
 logger = logging.getLogger(__name__)
 
-BACKOFF_CAP = 30.0
-READ_SIZE = 256 * 1024
 EXIT_HISTORY = 20
-
-
-def backoff_delay(base: float, failures: int) -> float:
-    """Delay before the next start after ``failures`` consecutive failures (0 after a healthy run).
-
-    >>> [backoff_delay(1.0, n) for n in (0, 1, 2, 3, 6, 7)]
-    [0.0, 1.0, 2.0, 4.0, 30.0, 30.0]
-    """
-    if failures <= 0:
-        return 0.0
-    return min(base * 2.0 ** min(failures - 1, 64), BACKOFF_CAP)
-
-
-class SpawnError(Exception):
-    """The process could not be started at all; the message says why in words a user can act on."""
 
 
 @dataclass(frozen=True)
 class ExitRecord:
+    """How one run ended."""
+
     timestamp: float
     returncode: int | None
     signal: int | None
     uptime: float
     reason: str
     last_lines: tuple[str, ...] = ()  # the child's last lines of output before it exited
-
-    def to_dict(self) -> dict[str, Any]:
-        from processman.logs import format_timestamp
-
-        return {
-            "time": format_timestamp(self.timestamp),
-            "exitCode": self.returncode,
-            "signal": signal.Signals(self.signal).name if self.signal else None,
-            "uptime": format_duration(self.uptime),
-            "reason": self.reason,
-            "lastLines": list(self.last_lines),
-        }
 
 
 @dataclass(frozen=True)
@@ -98,9 +78,11 @@ class ProcessState:
     exits: tuple[ExitRecord, ...] = ()
     cpu: float | None = None  # percent of one core, whole tree (None: not running or not sampled yet)
     memory: int | None = None  # resident bytes, whole tree
-    ready: bool = False  # its readiness probe passed (at once without one); see engine.health
+    ready: bool = False  # its readiness probe passed (at once without one)
+    log_error: str = ""  # why its log files cannot be written ("" while they can)
+    log_dropped_bytes: int = 0  # output that could not be written to its log files
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:  # TEMPORARY until the API's serialisers land
         from processman.logs import format_timestamp
 
         return {
@@ -113,383 +95,130 @@ class ProcessState:
             "restartCount": self.restart_count,
             "lastError": self.last_error,
             "desired": str(self.desired),
-            "recentExits": [record.to_dict() for record in self.exits],
+            "recentExits": [
+                {
+                    "exitCode": r.returncode,
+                    "signal": r.signal,
+                    "reason": r.reason,
+                    "lastLines": list(r.last_lines),
+                }
+                for r in self.exits
+            ],
             "cpu": self.cpu,
             "memory": self.memory,
             "config": self.config.to_dict(interpreter=self.interpreter),
         }
 
 
-@dataclass
-class SpawnContext:
+@dataclass(frozen=True)
+class ProcessContext:
     """What every process of one manager shares."""
 
     run_id: str
     bus: EventBus
     scanner: TagScanner
+    registry: ChildRegistry = field(default_factory=ChildRegistry)
     pocketbase: PocketBaseInfo | None = None
     log_folder: Path | None = None  # None: no log files
-    on_group: Callable[[int, bool], None] = lambda group, alive: None
-    on_reaped: Callable[[], None] = lambda: None
-    owned_pids: set[int] = field(default_factory=set)
     environ: Mapping[str, str] | None = None  # None: the manager's environment at each spawn
     prober: Prober = field(default_factory=Prober)  # readiness and liveness probes
     dependencies: DependencyGate = field(default_factory=DependencyGate)  # dependsOn waits
+    clock: Clock = SYSTEM_CLOCK
 
 
-class _Pipe:
-    """Non-blocking reader of one child pipe: reads whatever is there as soon as it is there."""
+class _RunEnd:
+    """Why the owner stopped watching a run (or waiting out a backoff)."""
 
-    def __init__(self, fd: int, stream: str, output: ProcessOutput) -> None:
-        self.fd = fd
-        self.stream = stream
-        self.output = output
-        self.closed = asyncio.get_running_loop().create_future()
-        os.set_blocking(fd, False)
-        asyncio.get_running_loop().add_reader(fd, self.drain)
-
-    def drain(self) -> None:
-        """Read until the pipe is empty (or at end of file)."""
-        while not self.closed.done():
-            try:
-                data = os.read(self.fd, READ_SIZE)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno == errno.EINTR:
-                    continue
-                data = b""
-            if not data:
-                self.close()
-                return
-            self.output.feed(self.stream, data)
-            if len(data) < READ_SIZE:
-                return
-
-    def close(self) -> None:
-        if self.closed.done():
-            return
-        asyncio.get_running_loop().remove_reader(self.fd)
-        os.close(self.fd)
-        self.output.end(self.stream)
-        self.closed.set_result(None)
+    EXITED = "exited"  # the child exited on its own
+    STOP = "stop"  # the user stopped it
+    RESTART = "restart"  # a restart was asked for
+    UNHEALTHY = "unhealthy"  # the liveness probe failed
 
 
-class _Child:
-    """One run of the process."""
-
-    def __init__(self, popen: subprocess.Popen[bytes], output: ProcessOutput, on_reaped: Callable[[], None]):
-        self.popen = popen
-        self.pid = popen.pid
-        self.started = time.monotonic()
-        self.started_wall = time.time()
-        self.ended: float | None = None
-        assert popen.stdout is not None and popen.stderr is not None
-        # The Popen file objects would close the descriptors on garbage collection: take them over.
-        self.pipes = [
-            _Pipe(os.dup(popen.stdout.fileno()), "stdout", output),
-            _Pipe(os.dup(popen.stderr.fileno()), "stderr", output),
-        ]
-        popen.stdout.close()
-        popen.stderr.close()
-        loop = asyncio.get_running_loop()
-        self.exited: asyncio.Future[int] = loop.create_future()
-        self._on_reaped = on_reaped
-        self._pidfd = os.pidfd_open(self.pid)
-        loop.add_reader(self._pidfd, self._reap)
-
-    def _reap(self) -> None:
-        try:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-        except ChildProcessError:
-            pid, status = self.pid, 255 << 8
-        if pid == 0:
-            return
-        asyncio.get_running_loop().remove_reader(self._pidfd)
-        os.close(self._pidfd)
-        self.ended = time.monotonic()
-        self.popen.returncode = os.waitstatus_to_exitcode(status)
-        # Everything the child wrote before it exited is already in the pipes: read it now, so the exit
-        # is reported after its last lines even when a descendant keeps the pipes open.
-        for pipe in self.pipes:
-            pipe.drain()
-        self.exited.set_result(status)
-        self._on_reaped()
-
-    @property
-    def alive(self) -> bool:
-        return not self.exited.done()
-
-    @property
-    def uptime(self) -> float:
-        return (self.ended if self.ended is not None else time.monotonic()) - self.started
-
-
-def describe_exit(status: int) -> tuple[int | None, int | None, str]:
-    if os.WIFSIGNALED(status):
-        number = os.WTERMSIG(status)
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = str(number)
-        return None, number, f"killed by signal {number} ({name})"
-    code = os.WEXITSTATUS(status)
-    return code, None, f"exited with code {code}"
+_START = "start"  # a backoff cut short by start()
+_TIMER = "timer"  # a backoff that ran out
 
 
 class ManagedProcess:
-    """One configured process and its supervise loop."""
+    """One configured process. The manager runs :meth:`run` for as long as the process is registered."""
 
-    def __init__(self, config: ProcessConfig, context: SpawnContext) -> None:
+    def __init__(self, config: ProcessConfig, context: ProcessContext) -> None:
         self.config = config
         self._context = context
+        self._clock = context.clock
         files = None
         if context.log_folder is not None:
             files = LogFileOptions(context.log_folder, config.log_max_size, config.log_backups)
-        self.output = ProcessOutput(config.id, context.bus, files)
-        self.status = Status.STOPPED
-        self.desired = Desired.STOPPED
-        self.restart_count = 0
-        self.last_error = ""
+        self.output = ProcessOutput(config.id, context.bus, files, on_file_problem=self._log_file_problem)
         self.interpreter = resolve_interpreter(config)
         self.exits: collections.deque[ExitRecord] = collections.deque(maxlen=EXIT_HISTORY)
-        self._child: _Child | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._first_attempt = asyncio.Event()
-        self._skip_wait = False
+        self.usage: TreeUsage | None = None  # written by the manager's resource sampler
         self._tag = f"{context.run_id}:{config.id}"
-        self.usage: TreeUsage | None = None  # set by the manager's resource sampler
-        self._exit_reason: str | None = None  # why the next exit is asked for (restart_for)
-        self.ready = False  # this run's readiness probe passed (engine.health)
+        # Owned by the owner task (and by stop() while the owner is idle); changed through _update().
+        self._status = Status.STOPPED
+        self._last_error = ""
+        self._ready = False
+        self._log_error = ""
+        self.restart_count = 0
+        self._child: Child | None = None
+        # Intents: what was asked of the owner and not yet done.
+        self.desired = Desired.STOPPED
+        self._start_wanted = False
+        self._restart_reason: str | None = None  # stop the current run, then start again
+        self._counted_restart = False  # the restart came from the user (counted when it begins)
+        self._skip_backoff = False
+        self._unhealthy: str | None = None  # the liveness probe's reason to end the run
+        self._active = False  # the owner is inside a start, a run or a backoff
+        self._attempts = 0  # starts begun: start() and restart() wait for the next one
+        self._wakeup: asyncio.Future[None] | None = None
+        self._waiters: list[tuple[Callable[[], bool], asyncio.Future[None]]] = []
+        self._lock = asyncio.Lock()  # one user operation at a time
+        self._tasks: asyncio.TaskGroup | None = None
         self._run_first_seq = 0  # the last log sequence number before the current run began
 
     def __repr__(self) -> str:
-        pid = self._child.pid if self._child and self._child.alive else 0
-        return f"<ManagedProcess {self.config.id!r} {self.status} pid={pid} restarts={self.restart_count}>"
+        return (
+            f"<ManagedProcess {self.config.id!r} {self._status} pid={self.pid} restarts={self.restart_count}>"
+        )
+
+    # ---- what others read ------------------------------------------------------------------------
+
+    @property
+    def status(self) -> Status:
+        return self._status
+
+    @property
+    def last_error(self) -> str:
+        return self._last_error
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
 
     @property
     def pid(self) -> int:
         return self._child.pid if self._child is not None and self._child.alive else 0
 
     def state(self) -> ProcessState:
-        running = self._child is not None and self._child.alive
+        child = self._child if self._child is not None and self._child.alive else None
         return ProcessState(
             id=self.config.id,
-            pid=self.pid,
-            status=self.status,
+            pid=child.pid if child else 0,
+            status=self._status,
             desired=self.desired,
-            start_time=self._child.started_wall if running and self._child else None,
-            uptime=self._child.uptime if running and self._child else 0.0,
+            start_time=child.started_wall if child else None,
+            uptime=child.uptime if child else 0.0,
             restart_count=self.restart_count,
-            last_error=self.last_error,
+            last_error=self._last_error,
             config=self.config,
             interpreter=self.interpreter,
             exits=tuple(self.exits),
-            cpu=self.usage.cpu_percent if running and self.usage else None,
-            memory=self.usage.memory if running and self.usage else None,
-            ready=self.ready,
+            cpu=self.usage.cpu_percent if child and self.usage else None,
+            memory=self.usage.memory if child and self.usage else None,
+            ready=self._ready,
+            log_error=self._log_error,
+            log_dropped_bytes=self.output.dropped_file_bytes,
         )
-
-    # ---- user operations -------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        """Start (desired: running). Raises ProcessAlreadyRunning when starting or running; during a
-        backoff wait it starts at once instead of waiting."""
-        from processman.errors import ProcessAlreadyRunning
-
-        async with self._lock:
-            if self.desired is Desired.RUNNING and self._task is not None and not self._task.done():
-                if self.status is Status.CRASHED:
-                    self._skip_wait = True
-                    self._first_attempt.clear()
-                    self._wake.set()
-                    await self._first_attempt.wait()
-                    return
-                raise ProcessAlreadyRunning(self.config.id)
-            await self._launch()
-
-    async def stop(self) -> None:
-        """Stop (desired: stopped); returns once no process of the tree is left."""
-        async with self._lock:
-            await self._halt()
-            if self.status is not Status.STOPPED:
-                self._set_status(Status.STOPPED)
-
-    async def restart(self, reason: str = "restart requested") -> None:
-        """Stop the tree and start again. Never counted as a failure."""
-        async with self._lock:
-            await self._halt()
-            self.restart_count += 1
-            self.output.note(f"restarting: {reason}")
-            await self._launch()
-
-    async def restart_if_running(self, reason: str) -> None:
-        """For automatic triggers (file changes): only while the user wants it running."""
-        if self.desired is Desired.RUNNING:
-            await self.restart(reason)
-
-    async def restart_for(self, reason: str) -> None:
-        """An automatic restart whose reason is kept in lastError and in the exit record (maxMemory).
-        Only while the process runs and the user wants it running; never counted as a failure."""
-        async with self._lock:
-            if self.desired is not Desired.RUNNING or self.status is not Status.RUNNING:
-                return
-            self.last_error = self._exit_reason = reason
-            await self._halt()
-            self._exit_reason = None
-            self.restart_count += 1
-            self.output.note(f"restarting: {reason}")
-            await self._launch(last_error=reason)
-
-    # ---- internals -------------------------------------------------------------------------------
-
-    async def _launch(self, last_error: str = "") -> None:
-        self.desired = Desired.RUNNING
-        self.last_error = last_error
-        self._skip_wait = False
-        self._wake.clear()
-        self._first_attempt.clear()
-        self._task = asyncio.create_task(self._supervise(), name=f"supervise {self.config.id}")
-        await self._first_attempt.wait()
-
-    async def _halt(self) -> None:
-        self.desired = Desired.STOPPED
-        self._wake.set()
-        child = self._child
-        if self.status is not Status.STOPPED:
-            self._set_status(Status.STOPPING)
-        if child is not None:
-            await self._terminate(child)
-        if self._task is not None:
-            await self._task
-            self._task = None
-
-    async def _terminate(self, child: _Child) -> None:
-        def escalate(survivors: int) -> None:
-            message = (
-                f"{survivors} process(es) still running {format_duration(self.config.stop_timeout)} after "
-                f"SIGTERM; sending SIGKILL (raise stopTimeout if the process needs longer to shut down)"
-            )
-            logger.warning("%s: %s", self.config.id, message)
-            self.output.note(message)
-
-        await terminate_tree(
-            child.pid, self._tag, self._context.scanner, self.config.stop_timeout, on_escalate=escalate
-        )
-        if child.alive:  # killed but not reaped yet
-            await child.exited
-        self._context.on_group(child.pid, False)
-
-    async def _supervise(self) -> None:
-        try:
-            await self._supervise_loop()
-        finally:
-            self._first_attempt.set()  # a start() waiting for an attempt that will not come is released
-
-    async def _supervise_loop(self) -> None:
-        failures = 0
-        first = True
-        while self.desired is Desired.RUNNING:
-            if not first:
-                self.restart_count += 1
-            self._set_status(Status.STARTING)
-            if first and self.config.depends_on:
-                self._first_attempt.set()  # start() returns while it waits for its dependencies
-                if not await self._context.dependencies.wait(self):
-                    return
-            first = False
-            try:
-                child = self._spawn()
-            except SpawnError as exc:
-                self.last_error = str(exc)
-                self.output.note(str(exc))
-                logger.error("%s: %s", self.config.id, exc)
-                failures += 1
-                self._first_attempt.set()
-            else:
-                self._child = child
-                # Running once ready: at once without a readiness probe. A failing liveness probe
-                # stops the tree and its reason becomes the exit's.
-                monitor = HealthMonitor(
-                    self,
-                    self._context,
-                    on_ready=self._became_ready,
-                    kill=functools.partial(self._terminate, child),
-                )
-                self._first_attempt.set()
-                try:
-                    status = await child.exited
-                finally:
-                    await monitor.close()
-                    self.ready = False
-                code, sig, reason = describe_exit(status)
-                reason = monitor.failure or reason
-                expected = self.desired is not Desired.RUNNING
-                recorded = self._exit_reason or reason
-                lines = self._last_lines()
-                self.exits.append(ExitRecord(time.time(), code, sig, child.uptime, recorded, lines))
-                self._context.bus.publish(
-                    ProcessExited(self.config.id, child.pid, code, sig, child.uptime, time.time(), expected)
-                )
-                if expected:
-                    return
-                if self.config.restart == "never" or (self.config.restart == "on-failure" and code == 0):
-                    await self._finish(child, code, reason)
-                    return
-                healthy = child.uptime >= self.config.min_uptime
-                failures = 0 if healthy else failures + 1
-                self.last_error = reason + self._last_stderr_hint()
-                logger.warning("%s: %s after %s", self.config.id, reason, format_duration(child.uptime))
-                self._set_status(Status.CRASHED)
-                # Whatever the child left behind (a grandchild holding a port) goes before the restart.
-                await self._terminate(child)
-                if self.desired is not Desired.RUNNING:
-                    return
-            if self.config.max_retries >= 0 and failures > self.config.max_retries:
-                self.last_error = (
-                    f"gave up after {failures} consecutive failed starts (maxRetries is "
-                    f"{self.config.max_retries}); last: {self.last_error}"
-                )
-                logger.error("%s: %s", self.config.id, self.last_error)
-                self._set_status(Status.FAILED)
-                return
-            delay = backoff_delay(self.config.backoff, failures)
-            self._set_status(Status.CRASHED)
-            if delay > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), delay)
-                if self._skip_wait:
-                    self._skip_wait = False
-                    failures = 0
-                self._wake.clear()
-
-    def _last_lines(self, count: int = 5) -> tuple[str, ...]:
-        """What the run that just ended wrote last (not earlier runs, not the manager's notes)."""
-        lines = self.output.since(max(self._run_first_seq, self.output.last_seq - 50))
-        return tuple([line.content for line in lines if not line.content.startswith("[processman]")][-count:])
-
-    async def _finish(self, child: _Child, code: int | None, reason: str) -> None:
-        """The run ended and the restart policy says it stays ended (a one-shot task, a migration)."""
-        self.last_error = "" if code == 0 else reason + self._last_stderr_hint()
-        self.output.note(f"{reason}; not restarted (restart is {self.config.restart!r})")
-        logger.info("%s: %s; not restarted (restart is %r)", self.config.id, reason, self.config.restart)
-        self.desired = Desired.STOPPED
-        self._set_status(Status.STOPPING)
-        await self._terminate(child)
-        self._set_status(Status.STOPPED)
-
-    def _last_stderr_hint(self) -> str:
-        for line in reversed(self.output.tail(20)):
-            if (
-                line.stream == "stderr"
-                and line.content.strip()
-                and not line.content.startswith("[processman]")
-            ):
-                text = line.content.strip()
-                return f": {text[:200]}"
-        return ""
 
     def environment(self) -> dict[str, str]:
         """The environment of a spawn (probe commands run with it too)."""
@@ -500,50 +229,320 @@ class ManagedProcess:
             env["PROCESSMAN_INSTANCE"] = str(config.instance)
         return env
 
-    def _became_ready(self) -> None:
-        """The run passed its readiness probe (at once without one): now it is running."""
-        if self.status is Status.STARTING:
-            self.ready = True
-            self._set_status(Status.RUNNING)
+    # ---- user operations: post an intent, wake the owner, wait for the effect ---------------------
 
-    def _spawn(self) -> _Child:
+    async def start(self) -> None:
+        """Start (desired: running); returns once the first attempt is made (or the process waits for
+        its dependencies). Raises ProcessAlreadyRunning when it is starting or running; during a backoff
+        wait it starts at once instead of waiting."""
+        async with self._lock:
+            if self.desired is Desired.RUNNING and self._active:
+                if self._status is not Status.CRASHED:
+                    raise ProcessAlreadyRunning(self.config.id)
+                self._skip_backoff = True
+            else:
+                self.desired = Desired.RUNNING
+                self._start_wanted = True
+                self._update(last_error="")
+            await self._next_attempt()
+
+    async def stop(self) -> None:
+        """Stop (desired: stopped); returns once no process of the tree is left."""
+        async with self._lock:
+            self.desired = Desired.STOPPED
+            self._start_wanted = False
+            self._restart_reason = None
+            self._wake()
+            await self._until(lambda: not self._active and not self._start_wanted)
+            if self._status is not Status.STOPPED and not self._active:
+                self._update(status=Status.STOPPING)
+                self._update(status=Status.STOPPED)
+
+    async def restart(self, reason: str = "restart requested") -> None:
+        """Stop the tree and start again; returns once the new attempt is made. Never a failure."""
+        async with self._lock:
+            self._update(last_error="")
+            self._post_restart(reason)
+            await self._next_attempt()
+
+    async def restart_if_running(self, reason: str) -> None:
+        """For automatic triggers (file changes): only while the user wants it running."""
+        if self.desired is Desired.RUNNING:
+            await self.restart(reason)
+
+    def restart_for(self, reason: str) -> None:
+        """An automatic restart of a running process whose reason is kept in lastError and in the exit
+        record (maxMemory). Never counted as a failure; returns at once."""
+        if self.desired is Desired.RUNNING and self._status is Status.RUNNING and self._active:
+            self._update(last_error=reason)
+            self._post_restart(reason)
+
+    def _post_restart(self, reason: str) -> None:
+        self.desired = Desired.RUNNING
+        if self._active:
+            self._restart_reason = reason
+        else:
+            self._begin_restart(reason)
+            self._start_wanted = True
+        self._wake()
+
+    async def _next_attempt(self) -> None:
+        if self._tasks is None:
+            raise ManagerNotRunning(self.config.id)
+        target = self._attempts + 1
+        self._wake()
+        await self._until(
+            lambda: (
+                self._attempts >= target
+                or self.desired is not Desired.RUNNING
+                or not (self._active or self._start_wanted)
+            )
+        )
+
+    def _begin_restart(self, reason: str) -> None:
+        self.restart_count += 1
+        self.output.note(f"restarting: {reason}")
+
+    # ---- the owner -------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The owner: waits for starts and keeps the process alive until it is stopped. Never raises
+        (but CancelledError): a fault of its own is shown in lastError and the log, and the tree is
+        stopped. Cancelled (the manager is gone), it kills the tree at once."""
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                while True:
+                    await self._until(lambda: self._start_wanted)
+                    self._start_wanted = False
+                    self._active = True
+                    try:
+                        await self._keep_alive()
+                    except Exception as exc:
+                        await self._fault(exc)
+                    finally:
+                        self._active = False
+                        self._settle()
+        except asyncio.CancelledError:
+            self._kill_now()
+            raise
+        finally:
+            self._tasks = None
+
+    async def _fault(self, exc: Exception) -> None:
+        logger.error("%s: internal error, process stopped: %r", self.config.id, exc, exc_info=exc)
+        reason = f"internal error in processman, process stopped: {exc!r}"
+        self.output.note(reason)
+        try:
+            await self._clear_leftovers()
+        except Exception:
+            logger.exception("%s: cannot stop the tree after an internal error", self.config.id)
+            self._kill_now()
+        self._update(status=Status.FAILED, last_error=reason, ready=False, force=True)
+
+    async def _keep_alive(self) -> None:
+        failures = 0
+        wait_for_dependencies = True
+        while True:
+            self._update(status=Status.STARTING, ready=False)
+            if wait_for_dependencies and self.config.depends_on:
+                self._attempts += 1  # start() returns while it waits for its dependencies
+                self._settle()
+                if not await self._dependencies_met():
+                    self._update(status=Status.STOPPING)
+                    self._update(status=Status.STOPPED)
+                    return
+            wait_for_dependencies = False
+            outcome, ended = await self._run_once()
+            if ended == _RunEnd.STOP:
+                self._update(status=Status.STOPPED)
+                return
+            if ended == _RunEnd.RESTART:
+                self._begin_restart(self._take_restart())
+                failures, wait_for_dependencies = 0, True
+                continue
+            decision = decide(self.config, outcome, failures)
+            failures = decision.failures
+            if decision.action is Action.FINISH:
+                await self._finish(outcome)
+                return
+            self._update(status=Status.CRASHED, last_error=outcome.reason + self._last_stderr_hint())
+            await self._clear_leftovers()
+            if decision.action is Action.GIVE_UP:
+                reason = (
+                    f"gave up after {failures} consecutive failed starts (maxRetries is "
+                    f"{self.config.max_retries}); last: {self._last_error}"
+                )
+                logger.error("%s: %s", self.config.id, reason)
+                self._update(status=Status.FAILED, last_error=reason)
+                return
+            woken_by = await self._backoff(decision.delay)
+            if woken_by == _RunEnd.STOP:
+                self._update(status=Status.STOPPING)
+                self._update(status=Status.STOPPED)
+                return
+            if woken_by == _RunEnd.RESTART:
+                self._begin_restart(self._take_restart())
+                failures, wait_for_dependencies = 0, True
+                continue
+            if woken_by == _START:
+                failures = 0
+            self.restart_count += 1
+
+    async def _run_once(self) -> tuple[Outcome, str]:
+        """One run: spawn, watch until it exits or an intent ends it, record the exit."""
+        try:
+            child = self._spawn()
+        except SpawnError as exc:
+            self._attempts += 1
+            self.output.note(str(exc))
+            logger.error("%s: %s", self.config.id, exc)
+            return Outcome(spawned=False, reason=str(exc)), _RunEnd.EXITED
+        self._attempts += 1
+        self._update(published=True)  # the pid changed
+        ended = await self._watch(child)
+        status = await child.exited
+        code, sig, reason = describe_exit(status)
+        if ended == _RunEnd.UNHEALTHY and self._unhealthy is not None:
+            reason = self._unhealthy
+        elif ended == _RunEnd.RESTART and self._restart_reason is not None:
+            reason = self._restart_reason
+        self._unhealthy = None
+        expected = ended in (_RunEnd.STOP, _RunEnd.RESTART)
+        now = self._clock.time()
+        self.exits.append(ExitRecord(now, code, sig, child.uptime, reason, self._last_lines()))
+        self._context.bus.publish(
+            ProcessExited(self.config.id, child.pid, code, sig, child.uptime, now, expected)
+        )
+        if not expected:
+            logger.warning("%s: %s after %s", self.config.id, reason, format_duration(child.uptime))
+        return Outcome(spawned=True, reason=reason, code=code, signal=sig, uptime=child.uptime), ended
+
+    async def _watch(self, child: Child) -> str:
+        """Wait until the child exits or an intent ends the run (then stop its tree)."""
+        monitor: asyncio.Task[None] | None = None
+        if HealthMonitor.needed(self.config):
+            health = HealthMonitor(
+                self.config, _Report(self), self._context.prober, self._probe_site, self._clock
+            )
+            monitor = self._spawn_task(health.run(), f"health {self.config.id}")
+        if self.config.readiness is None:
+            self._became_ready()
+        try:
+            while child.alive:
+                ended = self._intent_for_run()
+                if ended is not None:
+                    if ended != _RunEnd.UNHEALTHY:
+                        self._update(status=Status.STOPPING)
+                    await self._terminate(child)
+                    return ended
+                await self._wait_for(child.exited)
+            return _RunEnd.EXITED
+        finally:
+            if monitor is not None:
+                monitor.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await monitor
+            self._update(ready=False)
+
+    async def _clear_leftovers(self) -> None:
+        """Whatever an exited child left behind (a grandchild holding a port) goes before what comes
+        next."""
+        if self._child is not None:
+            await self._terminate(self._child)
+
+    def _intent_for_run(self) -> str | None:
+        if self.desired is not Desired.RUNNING:
+            return _RunEnd.STOP
+        if self._restart_reason is not None:
+            return _RunEnd.RESTART
+        if self._unhealthy is not None:
+            return _RunEnd.UNHEALTHY
+        return None
+
+    async def _backoff(self, delay: float) -> str:
+        """Wait ``delay`` seconds, or less when an intent comes: returns what ended the wait."""
+        deadline = self._clock.monotonic() + delay
+        while True:
+            ended = self._intent_for_run()
+            if ended is not None:
+                return ended
+            if self._skip_backoff:
+                self._skip_backoff = False
+                return _START
+            left = deadline - self._clock.monotonic()
+            if left <= 0:
+                return _TIMER
+            await self._wait_for(timeout=left)
+
+    async def _dependencies_met(self) -> bool:
+        """Wait for the dependencies; False when a stop came first."""
+        wait = self._spawn_task(
+            self._context.dependencies.wait(self.config, self._waiting_for), f"dependencies {self.config.id}"
+        )
+        try:
+            while not wait.done():
+                if self.desired is not Desired.RUNNING:
+                    return False
+                await self._wait_for(wait)
+            wait.result()
+            return self.desired is Desired.RUNNING
+        finally:
+            wait.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await wait
+            if self._last_error.startswith("waiting for "):  # it no longer waits
+                self._update(last_error="")
+
+    def _waiting_for(self, reason: str) -> None:
+        if reason:
+            self.output.note(reason)
+            self._update(last_error=reason)
+        elif self._last_error.startswith("waiting for "):
+            self.output.note("dependencies met")
+            self._update(last_error="")
+
+    async def _finish(self, outcome: Outcome) -> None:
+        """The run ended and the restart policy says it stays ended (a one-shot task, a migration)."""
+        error = "" if outcome.code == 0 else outcome.reason + self._last_stderr_hint()
+        message = f"{outcome.reason}; not restarted (restart is {self.config.restart!r})"
+        self.output.note(message)
+        logger.info("%s: %s", self.config.id, message)
+        self.desired = Desired.STOPPED
+        self._update(status=Status.STOPPING, last_error=error)
+        await self._clear_leftovers()
+        self._update(status=Status.STOPPED)
+
+    # ---- the child -------------------------------------------------------------------------------
+
+    def _spawn(self) -> Child:
         config = self.config
         if not config.cwd.is_dir():
             raise SpawnError(f"cannot start: working directory {config.cwd} does not exist")
         argv = command_line(config, self.interpreter)
-        env = self.environment()
         try:
-            popen = subprocess.Popen(
+            child = spawn(
                 argv,
                 cwd=config.cwd,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                start_new_session=True,
-                close_fds=True,
+                env=self.environment(),
+                output=self.output,
+                registry=self._context.registry,
+                clock=self._clock,
             )
-        except FileNotFoundError as exc:
-            raise SpawnError(self._not_found_message(argv, exc)) from exc
-        except PermissionError as exc:
-            raise SpawnError(f"cannot start: {argv[0]} is not executable ({exc.strerror})") from exc
-        except OSError as exc:
-            raise SpawnError(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
-        except ValueError as exc:  # a NUL byte, or '=' in an env name, from code-registered configs
-            raise SpawnError(f"cannot start {argv[0]!r}: {exc} in its command, args or env") from exc
-        child = _Child(popen, self.output, self._context.on_reaped)
-        self._context.owned_pids.add(child.pid)
-        child.exited.add_done_callback(lambda _: self._context.owned_pids.discard(child.pid))
-        self._context.on_group(child.pid, True)
+        except SpawnError as exc:
+            if isinstance(exc.__cause__, FileNotFoundError) and exc.__cause__.filename in (None, argv[0]):
+                raise SpawnError(self._not_found_message(argv)) from exc.__cause__
+            raise
+        self._child = child
         self._run_first_seq = self.output.last_seq  # the child's output is read later, in the loop
         for problem in apply_limits(child.pid, config.limits):
-            self.last_error = problem
             self.output.note(problem)
             logger.warning("%s: %s", config.id, problem)
+            self._update(last_error=problem)
         logger.info("%s: started pid %d: %s", config.id, child.pid, shlex.join(argv)[:200])
         return child
 
-    def _not_found_message(self, argv: list[str], exc: FileNotFoundError) -> str:
+    def _not_found_message(self, argv: list[str]) -> str:
         config = self.config
         if config.command is not None:
             return (
@@ -555,17 +554,163 @@ class ManagedProcess:
             return f'cannot start: interpreter {self.interpreter!r} not found (set "interpreter" to its path)'
         return f"cannot start: script {argv[0]} does not exist"
 
-    def _set_status(self, status: Status) -> None:
-        previous = self.status
-        if status is previous:
+    async def _terminate(self, child: Child) -> None:
+        """The stop ladder for the run's tree. Cancelled part-way, it kills the tree at once."""
+
+        def escalate(survivors: int) -> None:
+            message = (
+                f"{survivors} process(es) still running {format_duration(self.config.stop_timeout)} after "
+                f"SIGTERM; sending SIGKILL (raise stopTimeout if the process needs longer to shut down)"
+            )
+            logger.warning("%s: %s", self.config.id, message)
+            self.output.note(message)
+
+        try:
+            await terminate_tree(
+                child.pid, self._tag, self._context.scanner, self.config.stop_timeout, on_escalate=escalate
+            )
+            if child.alive:  # killed but not reaped yet
+                await child.exited
+        except asyncio.CancelledError:
+            self._kill_now()
+            raise
+        self._context.registry.group_gone(child.pid)
+
+    def _kill_now(self) -> None:
+        child = self._child
+        if child is not None and (child.alive or self._status is not Status.STOPPED):
+            kill_tree_now(child.pid if child.alive else None, self._tag, self._context.scanner)
+
+    def _probe_site(self) -> ProbeSite:
+        registry = self._context.registry
+        return ProbeSite(
+            cwd=self.config.cwd, env=self.environment(), owned_pids=registry.owned, on_reaped=registry.reaped
+        )
+
+    # ---- what the run wrote ----------------------------------------------------------------------
+
+    def _last_lines(self, count: int = 5) -> tuple[str, ...]:
+        """What the run that just ended wrote last (not earlier runs, not the manager's notes)."""
+        lines = self.output.since(max(self._run_first_seq, self.output.last_seq - 50))
+        return tuple([line.content for line in lines if line.stream != SYSTEM][-count:])
+
+    def _last_stderr_hint(self) -> str:
+        for line in reversed(self.output.since(self._run_first_seq)[-20:]):
+            if line.stream == STDERR and line.content.strip():
+                return f": {line.content.strip()[:200]}"
+        return ""
+
+    # ---- state changes, all through here ---------------------------------------------------------
+
+    def _update(
+        self,
+        *,
+        status: Status | None = None,
+        last_error: str | None = None,
+        ready: bool | None = None,
+        published: bool = False,
+        force: bool = False,
+    ) -> None:
+        """Change status, last error or readiness, and publish the change (one event for all).
+        ``published``: publish even if none of them changed (the pid did). ``force``: skip the
+        transition table (an internal fault may strike in any status)."""
+        previous = self._status
+        changed = published
+        if status is not None and status is not previous:
+            if not force:
+                check_transition(previous, status)
+            self._status = status
+            changed = True
+        if last_error is not None and last_error != self._last_error:
+            self._last_error = last_error
+            changed = True
+        if ready is not None and ready != self._ready:
+            self._ready = ready
+            changed = True
+        if not changed:
             return
-        check_transition(previous, status)
-        self.status = status
         self._context.bus.publish(
             StatusChanged(
-                self.config.id, status, previous, self.pid, time.time(), self.restart_count, self.last_error
+                self.config.id,
+                self._status,
+                previous,
+                self.pid,
+                self._clock.time(),
+                self.restart_count,
+                self._last_error,
+                self._ready,
             )
         )
+        self._settle()
+
+    def _became_ready(self) -> None:
+        if self._status is Status.STARTING:
+            self._update(status=Status.RUNNING, ready=True)
+
+    def _not_ready(self, reason: str) -> None:
+        if reason:
+            self._update(last_error=f"not ready yet: {reason}")
+        elif self._last_error.startswith("not ready yet: "):
+            self._update(last_error="")
+
+    def _mark_unhealthy(self, reason: str) -> None:
+        self._unhealthy = reason
+        self._wake()
+
+    def _log_file_problem(self, problem: str) -> None:
+        if problem != self._log_error:
+            self._log_error = problem
+            if problem:
+                self.output.note(problem)
+            self._update(last_error=problem if problem else "")
+
+    # ---- waking and waiting ----------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        if self._wakeup is not None and not self._wakeup.done():
+            self._wakeup.set_result(None)
+        self._settle()
+
+    async def _wait_for(self, *futures: asyncio.Future[Any], timeout: float = 0) -> None:
+        """Sleep until one of ``futures`` is done, an intent wakes the owner, or ``timeout`` passes."""
+        loop = asyncio.get_running_loop()
+        self._wakeup = loop.create_future()
+        waits: list[asyncio.Future[Any]] = [self._wakeup, *futures]
+        timer = self._spawn_task(self._clock.sleep(timeout), "timer") if timeout > 0 else None
+        if timer is not None:
+            waits.append(timer)
+        try:
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self._wakeup = None
+            if timer is not None:
+                timer.cancel()
+
+    def _settle(self) -> None:
+        """Something changed: release the operations whose condition now holds."""
+        for condition, waiter in list(self._waiters):
+            if condition() and not waiter.done():
+                waiter.set_result(None)
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition`` holds; it is checked at each _settle()."""
+        while not condition():
+            entry = (condition, asyncio.get_running_loop().create_future())
+            self._waiters.append(entry)
+            try:
+                await entry[1]
+            finally:
+                self._waiters.remove(entry)
+
+    def _spawn_task(self, coroutine: Awaitable[None], name: str) -> asyncio.Task[None]:
+        assert self._tasks is not None, "the owner runs"
+        return self._tasks.create_task(_reported(coroutine, self, name), name=name)
+
+    def _take_restart(self) -> str:
+        reason, self._restart_reason = self._restart_reason or "restart requested", None
+        return reason
+
+    # ---- configuration and shutdown --------------------------------------------------------------
 
     def reconfigure(self, config: ProcessConfig) -> None:
         """Take a changed config; it applies from the next start (the caller restarts if needed)."""
@@ -576,6 +721,36 @@ class ManagedProcess:
     def close(self) -> None:
         """Release descriptors once the process is stopped (manager shutdown)."""
         if self._child is not None:
-            for pipe in self._child.pipes:
-                pipe.close()
+            self._child.close_pipes()
         self.output.close()
+
+
+class _Report:
+    """The health monitor's view of its process: reports, never writes."""
+
+    def __init__(self, process: ManagedProcess) -> None:
+        self._process = process
+
+    def note(self, text: str) -> None:
+        self._process.output.note(text)
+
+    def not_ready(self, reason: str) -> None:
+        self._process._not_ready(reason)
+
+    def became_ready(self) -> None:
+        self._process._became_ready()
+
+    def unhealthy(self, reason: str) -> None:
+        self._process._mark_unhealthy(reason)
+
+
+async def _reported(coroutine: Awaitable[None], process: ManagedProcess, name: str) -> None:
+    """A helper task of a process: a fault of its own is shown at once, never swallowed."""
+    try:
+        await coroutine
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        logger.error("%s: %s failed: %r", process.config.id, name, exc, exc_info=exc)
+        process.output.note(f"internal error in {name}: {exc!r}")
+        process._update(last_error=f"internal error in {name}: {exc!r}")

@@ -129,7 +129,7 @@ class Sampled(Protocol):
     @property
     def pid(self) -> int: ...
 
-    async def restart_for(self, reason: str) -> None: ...
+    def restart_for(self, reason: str) -> None: ...
 
 
 @dataclass(slots=True)
@@ -315,7 +315,6 @@ class ResourceSampler:
         self._cpu_ticks: dict[str, int] = {}  # whole ticks, so the counter never drifts
         self._usage: dict[str, TreeUsage] = {}
         self._over: dict[str, int] = {}
-        self._restarts: dict[str, asyncio.Task[None]] = {}
         self._last_sample: float | None = None
         self._sample_seconds: float | None = None
         self._task: asyncio.Task[None] | None = None
@@ -342,7 +341,7 @@ class ResourceSampler:
         self._task = asyncio.create_task(self._run(), name="resource sampler")
 
     async def close(self) -> None:
-        """Stop sampling; a maxMemory restart under way is finished first (it holds its process's lock)."""
+        """Stop sampling."""
         if self._lag_handle is not None:
             self._lag_handle.cancel()
             self._lag_handle = None
@@ -351,8 +350,6 @@ class ResourceSampler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._restarts:
-            await asyncio.gather(*self._restarts.values(), return_exceptions=True)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -465,19 +462,12 @@ class ResourceSampler:
             self._over.pop(process_id, None)
             return
         over = self._over[process_id] = self._over.get(process_id, 0) + 1
-        if over < OVER_LIMIT_SAMPLES or process_id in self._restarts:
+        if over < OVER_LIMIT_SAMPLES:
             return
         del self._over[process_id]
         reason = f"memory {format_size(memory)} above maxMemory {format_size(limit)}"
         logger.warning("%s: %s; restarting", process_id, reason)
-        task = asyncio.create_task(process.restart_for(reason), name=f"restart {process_id}")
-        self._restarts[process_id] = task
-        task.add_done_callback(lambda done: self._restarted(process_id, done))
-
-    def _restarted(self, process_id: str, task: asyncio.Task[None]) -> None:
-        self._restarts.pop(process_id, None)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("%s: restart for memory failed", process_id, exc_info=task.exception())
+        process.restart_for(reason)  # asks the process's owner, which restarts it; returns at once
 
     def usage(self) -> dict[str, TreeUsage]:
         """The running processes' trees at the last sample, by process id."""
