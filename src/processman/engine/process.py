@@ -658,11 +658,17 @@ class ManagedProcess:
         self._wake()
 
     def _log_file_problem(self, problem: str) -> None:
-        if problem != self._log_error:
-            self._log_error = problem
-            if problem:
-                self.output.note(problem)
-            self._update(last_error=problem if problem else "")
+        """A log file became unwritable ("": writable again): shown in the state and lastError."""
+        previous, self._log_error = self._log_error, problem
+        if problem == previous:
+            return
+        if problem:
+            self.output.note(f"{problem}; output stays in memory")
+            self._update(last_error=problem)
+        elif self._last_error == previous:
+            self._update(last_error="")
+        else:
+            self._update(published=True)
 
     # ---- waking and waiting ----------------------------------------------------------------------
 
