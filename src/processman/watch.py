@@ -56,19 +56,20 @@ async def watch_and_notify(
             changed.clear()
             burst.clear()
             if batch and not stop.is_set():
-                await asyncio.shield(on_change(batch))
+                # A restart only asks the process's owner, which finishes it even if this is cancelled.
+                await on_change(batch)
 
-    deliverer = asyncio.create_task(deliver(), name="watch deliver")
-    try:
-        async for changes in awatch(
-            *existing,
-            watch_filter=NoiseFilter(ignore_paths),
-            stop_event=stop,
-            debounce=100,
-            step=20,  # each look is a wake-up of the watcher's thread: dev mode only
-        ):
-            changed.update(path for _, path in changes)
-            burst.set()
-    finally:
-        deliverer.cancel()
-        await asyncio.gather(deliverer, return_exceptions=True)
+    async with asyncio.TaskGroup() as tasks:
+        deliverer = tasks.create_task(deliver(), name="watch deliver")
+        try:
+            async for changes in awatch(
+                *existing,
+                watch_filter=NoiseFilter(ignore_paths),
+                stop_event=stop,
+                debounce=100,
+                step=20,  # each look is a wake-up of the watcher's thread: dev mode only
+            ):
+                changed.update(path for _, path in changes)
+                burst.set()
+        finally:
+            deliverer.cancel()

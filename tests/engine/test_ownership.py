@@ -193,14 +193,14 @@ def test_health_and_dependencies_do_not_import_the_process_module() -> None:
 
 
 async def test_a_failing_health_task_shows_in_last_error_at_once(
-    manager_factory: Factory, free_tcp: Probe
+    manager_factory: Factory, free_tcp: Probe, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manager = manager_factory(config("web", SLEEPER, readiness=free_tcp))
 
     async def broken(*args: object) -> str | None:
         raise RuntimeError("probe machinery broke")
 
-    manager._context.prober.run = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(manager._context.prober, "run", broken)
     await manager.start()
     await wait_until(
         manager, lambda: "probe machinery broke" in manager.state("web").last_error, what="the fault"

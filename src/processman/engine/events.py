@@ -48,7 +48,15 @@ class LogLines:
     lines: tuple[str, ...]
 
 
-Event = StatusChanged | ProcessExited | LogLines
+@dataclass(frozen=True, slots=True)
+class ProcessRemoved:
+    """A config reload removed the process (its tree is stopped): streams that follow it end."""
+
+    process_id: str
+    timestamp: float
+
+
+Event = StatusChanged | ProcessExited | LogLines | ProcessRemoved
 Listener = Callable[[Event], None]
 
 

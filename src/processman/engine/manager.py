@@ -15,7 +15,7 @@ from processman.config import ProcessConfig, load_config
 from processman.config_watch import watch_file
 from processman.engine.clock import SYSTEM_CLOCK, Clock
 from processman.engine.dependencies import DependencyGate, stop_in_order
-from processman.engine.events import Event, EventBus, Listener, LogLines, Subscription
+from processman.engine.events import Event, EventBus, Listener, LogLines, ProcessRemoved, Subscription
 from processman.engine.leftovers import RunFile, clean_up_previous_run
 from processman.engine.posix import (
     Guardian,
@@ -163,6 +163,7 @@ class ProcessManager:
             await asyncio.gather(owner, return_exceptions=True)
         process.close()
         del self._processes[process_id]
+        self.events.publish(ProcessRemoved(process_id, self.options.clock.time()))
 
     async def _change(self, config: ProcessConfig) -> None:
         process = self._processes[config.id]
