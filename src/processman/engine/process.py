@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from processman.config import ProcessConfig
 from processman.durations import format_duration
@@ -68,18 +67,6 @@ class ExitRecord:
     reason: str
     last_lines: tuple[str, ...] = ()  # the child's last lines of output before it exited
 
-    def to_dict(self) -> dict[str, Any]:
-        from processman.logs import format_timestamp
-
-        return {
-            "time": format_timestamp(self.timestamp),
-            "exitCode": self.returncode,
-            "signal": signal.Signals(self.signal).name if self.signal else None,
-            "uptime": format_duration(self.uptime),
-            "reason": self.reason,
-            "lastLines": list(self.last_lines),
-        }
-
 
 @dataclass(frozen=True)
 class ProcessState:
@@ -99,25 +86,6 @@ class ProcessState:
     cpu: float | None = None  # percent of one core, whole tree (None: not running or not sampled yet)
     memory: int | None = None  # resident bytes, whole tree
     ready: bool = False  # its readiness probe passed (at once without one); see engine.health
-
-    def to_dict(self) -> dict[str, Any]:
-        from processman.logs import format_timestamp
-
-        return {
-            "id": self.id,
-            "pid": self.pid,
-            "status": str(self.status),
-            "ready": self.ready,
-            "startTime": format_timestamp(self.start_time) if self.start_time is not None else None,
-            "uptime": format_duration(int(self.uptime)),
-            "restartCount": self.restart_count,
-            "lastError": self.last_error,
-            "desired": str(self.desired),
-            "recentExits": [record.to_dict() for record in self.exits],
-            "cpu": self.cpu,
-            "memory": self.memory,
-            "config": self.config.to_dict(interpreter=self.interpreter),
-        }
 
 
 @dataclass
