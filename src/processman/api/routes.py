@@ -17,8 +17,8 @@ from processman.api.auth import Authenticator
 from processman.api.errors import ApiError
 from processman.api.openapi import openapi_document
 from processman.api.prometheus import CONTENT_TYPE, render_metrics
-from processman.api.wire import line_to_json, state_to_json
 from processman.api.streams import KEEPALIVE, StreamHub, log_stream, status_stream
+from processman.api.wire import line_to_json, state_to_json
 from processman.engine.manager import ProcessManager
 from processman.errors import ConfigError, ProcessNotFound
 
