@@ -22,6 +22,7 @@ MESSAGES = {
     404: "The requested resource wasn't found.",
     405: "Method not allowed.",
     413: "Request entity too large.",
+    421: "Misdirected request.",
     500: "Something went wrong while processing your request.",
     503: "Service unavailable.",
 }
