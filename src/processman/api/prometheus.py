@@ -147,6 +147,22 @@ def render_metrics(
         _per_process(states, _exit_code),
     )
     out.family(
+        "processman_process_log_dropped_bytes_total",
+        "counter",
+        "Output bytes that could not be written to the process's log files (a full disk, say).",
+        _per_process(states, lambda s: int(getattr(s, "log_dropped_bytes", 0))),
+    )
+    out.family(
+        "processman_process_log_error",
+        "gauge",
+        "1 while the process's log files cannot be written (label error says why), else 0.",
+        [
+            ({"id": state.id, "error": error}, 1 if error else 0)
+            for state in states
+            for error in (str(getattr(state, "log_error", "")),)
+        ],
+    )
+    out.family(
         "processman_manager_memory_bytes",
         "gauge",
         "Resident memory of the manager process.",
