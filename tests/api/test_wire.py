@@ -149,3 +149,22 @@ async def test_the_managers_errors_become_http_errors_in_one_place(
         response = await client.get(f"/{error}")
     assert response.status_code == status
     assert response.json() == {"status": status, "message": message, "data": {}}
+
+
+def test_a_status_event_that_changes_no_status_is_sent_as_it_is() -> None:
+    from processman.api.wire import status_event_to_json
+    from processman.engine.events import StatusChanged
+
+    event = StatusChanged("web", Status.RUNNING, Status.RUNNING, 42, 1_700_000_000.0, 1, "probe failed")
+    sent = status_event_to_json(event)
+    assert sent["type"] == "status" and sent["status"] == sent["previous"] == "running"
+    assert sent["lastError"] == "probe failed" and isinstance(sent["ready"], bool)
+
+
+def test_live_lines_carry_their_stream_and_sequence_numbers() -> None:
+    from processman.api.wire import lines_event_to_json
+    from processman.engine.events import LogLines
+
+    sent = lines_event_to_json(LogLines("web", "system", 10, 1_700_000_000.0, ("ready after 2s", "x")))
+    assert [(line["seq"], line["stream"]) for line in sent] == [(10, "system"), (11, "system")]
+    assert sent[0]["content"] == "ready after 2s" and sent[0]["processId"] == "web"
