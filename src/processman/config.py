@@ -226,6 +226,10 @@ class ProcessConfig:
         return data
 
 
+def config_to_json(config: ProcessConfig, *, mask: bool = True) -> dict[str, Any]:  # shim
+    return config.to_dict(mask=mask)  # shim
+
+
 def _validate_values(config: ProcessConfig) -> list[str]:
     """Checks shared by code registration; the file loader reports the same rules per field."""
     problems = []

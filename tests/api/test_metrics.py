@@ -147,3 +147,40 @@ def test_labels_are_escaped_and_signals_are_negative_codes() -> None:
     assert value(samples, "processman_log_lines_dropped_total", consumer="logging") == 7
     assert "processman_manager_event_loop_lag_seconds" not in samples  # not measured: left out
     assert not any(math.isnan(s.value) for found in samples.values() for s in found)
+
+
+def parsed(text: str) -> Samples:
+    samples: Samples = {}
+    for family in text_string_to_metric_families(text):
+        assert family.documentation, family.name
+        for sample in family.samples:
+            samples.setdefault(sample.name, []).append(sample)
+    return samples
+
+
+def test_a_log_that_cannot_be_written_shows_in_the_metrics() -> None:
+    def state(process_id: str, log_error: str, dropped: int) -> ProcessState:
+        made = ProcessState(
+            id=process_id,
+            pid=0,
+            status=Status.RUNNING,
+            desired=Desired.RUNNING,
+            start_time=None,
+            uptime=0.0,
+            restart_count=0,
+            last_error="",
+            config=config(process_id, IDLE),
+            interpreter=None,
+        )
+        # The engine's fields for it (read with getattr until every state has them).
+        object.__setattr__(made, "log_error", log_error)
+        object.__setattr__(made, "log_dropped_bytes", dropped)
+        return made
+
+    full = "cannot write web.log: [Errno 28] No space left on device"
+    states = [state("web", full, 123_456), state("worker", "", 0)]
+    samples = parsed(render_metrics(states, ManagerUsage(1, 0.5, 3, None, None, {}), {}, {}))
+    assert value(samples, "processman_process_log_dropped_bytes_total", id="web") == 123_456
+    assert value(samples, "processman_process_log_dropped_bytes_total", id="worker") == 0
+    assert value(samples, "processman_process_log_error", id="web", error=full) == 1
+    assert value(samples, "processman_process_log_error", id="worker", error="") == 0

@@ -39,3 +39,24 @@ async def test_served_document_names_its_mount_point(served: Served) -> None:
     document = response.json()
     assert document["servers"] == [{"url": "/api/pm"}]
     assert "/{id}/logs" in document["paths"]
+
+
+def test_the_documented_shapes_match_what_the_serialisers_send() -> None:
+    """Every field the API sends is described, with the values it takes (the ``system`` stream, the
+    exit's shape, the log health fields), and the document validates real output."""
+    import jsonschema
+
+    from processman.api.wire import exit_to_json, line_to_json, state_to_json
+    from processman.engine.process import ExitRecord
+    from processman.logs import LogLine
+    from tests.api.test_wire import state_of
+
+    schemas = openapi_document()["components"]["schemas"]
+    assert schemas["LogLine"]["properties"]["stream"]["enum"] == ["stdout", "stderr", "system"]
+    exit = exit_to_json(ExitRecord(1_700_000_000.0, None, 9, 14.5, "killed", ("last",)))
+    state = state_to_json(state_of(exits=(ExitRecord(1_700_000_000.0, 1, None, 0.5, "crashed"),)))
+    line = line_to_json(LogLine(1, 1_700_000_000.0, "x", "system", "restarting: restart requested"))
+    for name, sent in (("ExitRecord", exit), ("ProcessState", state), ("LogLine", line)):
+        assert set(sent) == set(schemas[name]["properties"]), name
+        resolver = {"components": {"schemas": schemas}, **schemas[name]}
+        jsonschema.validate(sent, resolver)

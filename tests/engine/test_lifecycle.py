@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from processman import ProcessAlreadyRunning, ProcessConfig, ProcessManager, ProcessNotFound, Status
+from processman.api.wire import state_to_json
 from processman.engine.events import StatusChanged
 from processman.engine.policy import backoff_delay
 from processman.environment import PocketBaseInfo
@@ -38,7 +39,7 @@ async def test_processes_start_with_the_manager_and_pids_are_recorded(manager_fa
     states = manager.states()
     assert [s.id for s in states] == ["a", "b"]  # config order
     assert all(s.status is Status.RUNNING and alive(s.pid) for s in states)
-    assert states[0].to_dict()["startTime"].endswith("Z")
+    assert state_to_json(states[0])["startTime"].endswith("Z")
 
 
 async def test_stopping_the_manager_stops_every_process(manager_factory: Factory) -> None:
@@ -240,13 +241,13 @@ async def test_script_runs_through_the_detected_virtualenv(manager_factory: Fact
     manager = manager_factory(ProcessConfig(id="agent", script="agent.py", cwd=tmp_path, backoff=5.0))
     await manager.start()
     assert await wait_for_path(out) == str(venv_python)
-    assert manager.state("agent").to_dict()["config"]["interpreter"] == str(venv_python)
+    assert state_to_json(manager.state("agent"))["config"]["interpreter"] == str(venv_python)
 
 
 async def test_secrets_are_masked_in_the_reported_config(manager_factory: Factory) -> None:
     env = {"OPENAI_API_KEY": "sk-1", "db_password": "p", "AUTH_HEADER": "a", "PB_PORT": "8090"}
     manager = manager_factory(config("a", SLEEPER, env=env))
-    reported = manager.state("a").to_dict()["config"]["env"]
+    reported = state_to_json(manager.state("a"))["config"]["env"]
     assert reported == {
         "OPENAI_API_KEY": "****",
         "db_password": "****",

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from processman import ProcessConfig, ProcessManager, Status
+from processman.api.wire import exit_to_json, state_to_json
 from processman.config import Probe
 from processman.engine.events import LogLines, StatusChanged
 from processman.engine.probes import ProbeSite, run_probe
@@ -188,10 +189,10 @@ async def test_http_readiness_keeps_a_process_starting_until_it_answers(manager_
     await manager.start()
     state = manager.state("web")
     assert state.status is Status.STARTING and alive(state.pid) and not state.ready
-    assert state.to_dict()["ready"] is False
+    assert state_to_json(state)["ready"] is False
     await wait_until(manager, lambda: manager.state("web").status is Status.RUNNING, what="ready")
     state = manager.state("web")
-    assert state.ready and state.to_dict()["ready"] is True and state.restart_count == 0
+    assert state.ready and state_to_json(state)["ready"] is True and state.restart_count == 0
     names = [name for name, _ in events]
     assert names == ["starting", "listening", "running"]
     assert events[1][1] <= events[2][1]  # running only once the server listens
@@ -255,7 +256,7 @@ async def test_failing_liveness_restarts_the_process_with_the_reason(
     assert state.pid != first_pid and not alive(first_pid)
     reason = "liveness probe failed 2 times: command test -f alive exited with code 1"
     assert state.exits[0].reason == reason
-    assert state.exits[0].to_dict()["reason"] == reason
+    assert exit_to_json(state.exits[0])["reason"] == reason
     assert state.exits[0].signal is not None  # it was killed, it did not exit by itself
     assert any("liveness probe failed (1/2)" in line.content for line in manager.logs("app"))
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import psutil
 
 from processman import ProcessManager, Status
+from processman.api.wire import state_to_json
 from processman.engine.events import EventBus
 from processman.engine.posix import TagScanner
 from processman.engine.process import ManagedProcess, ProcessContext
@@ -60,7 +61,7 @@ async def test_a_child_above_max_memory_is_restarted_with_the_reason(manager_fac
     state = manager.state("hog")
     assert state.pid != first_pid
     assert re.fullmatch(r"memory \d+(\.\d)?MB above maxMemory 40MB", state.last_error), state.last_error
-    exit = state.to_dict()["recentExits"][0]
+    exit = state_to_json(state)["recentExits"][0]
     assert exit["reason"] == state.last_error
     assert exit["signal"] == "SIGTERM" and exit["exitCode"] is None
     # Under load the limit may be caught before the allocation ends.
@@ -125,7 +126,7 @@ async def test_cpu_and_memory_cover_the_whole_tree(manager_factory: Factory) -> 
     await manager.resources.sample()
     trees = manager.resources.usage()
     assert trees["family"].processes == 2
-    family = manager.state("family").to_dict()
+    family = state_to_json(manager.state("family"))
     assert family["memory"] >= 50 * MB and family["memory"] == trees["family"].memory
     assert family["cpu"] is not None and family["cpu"] < 50
     spinner = manager.state("spinner")
@@ -137,8 +138,8 @@ async def test_cpu_and_memory_cover_the_whole_tree(manager_factory: Factory) -> 
     assert spinner.cpu is not None and spinner.cpu > max(5.0, family["cpu"]), (spinner.cpu, family["cpu"])
 
     await manager.stop_process("spinner")
-    assert manager.state("spinner").to_dict()["cpu"] is None
-    assert manager.state("spinner").to_dict()["memory"] is None
+    assert state_to_json(manager.state("spinner"))["cpu"] is None
+    assert state_to_json(manager.state("spinner"))["memory"] is None
     counted = manager.resources.cpu_seconds()["spinner"]
     await manager.resources.sample()
     assert manager.resources.cpu_seconds()["spinner"] == counted  # a counter keeps its value
@@ -204,7 +205,7 @@ async def test_cpu_seconds_ends_a_spinning_child_with_sigxcpu(manager_factory: F
     manager = manager_factory(config("spin", SPINNER, limits={"cpuSeconds": 1}, backoff=60))
     await manager.start()
     await wait_until(manager, lambda: bool(manager.state("spin").exits), what="the CPU limit")
-    exit = manager.state("spin").to_dict()["recentExits"][0]
+    exit = state_to_json(manager.state("spin"))["recentExits"][0]
     assert exit["signal"] == "SIGXCPU", exit
 
 
@@ -231,7 +232,7 @@ async def test_each_exit_keeps_its_own_last_lines(manager_factory: Factory) -> N
     manager = manager_factory(config("flaky", code, min_uptime=0.0))  # every run healthy: no backoff
     await manager.start()
     await wait_until(manager, lambda: manager.state("flaky").restart_count >= 25, what="25 restarts")
-    exits = manager.state("flaky").to_dict()["recentExits"]
+    exits = state_to_json(manager.state("flaky"))["recentExits"]
     assert len(exits) == 20
     pids = set()
     for exit in exits:
@@ -247,6 +248,6 @@ async def test_an_exit_by_signal_is_recorded(manager_factory: Factory) -> None:
     manager = manager_factory(config("killed", code, backoff=60))
     await manager.start()
     await wait_until(manager, lambda: bool(manager.state("killed").exits), what="the exit")
-    exit = manager.state("killed").to_dict()["recentExits"][0]
+    exit = state_to_json(manager.state("killed"))["recentExits"][0]
     assert (exit["exitCode"], exit["signal"]) == (None, "SIGKILL")
     assert exit["reason"] == "killed by signal 9 (SIGKILL)" and exit["lastLines"] == ["going"]

@@ -117,3 +117,13 @@ def test_history_lines_keep_their_own_time_and_stream() -> None:
         ("info", "first", "2023-11-14T22:13:20.000Z"),
         ("error", "x", "2023-11-14T22:13:21.500Z"),
     ]
+
+
+def test_processmans_notes_about_a_sidecar_are_info_not_errors() -> None:
+    mirror = LogMirror()
+    mirror.add_output(output("web", "system", "restarting: restart requested"))
+    mirror.add_output(output("web", "stderr", "Traceback"))
+    notes, errors = mirror.take_batch()
+    assert (notes["level"], notes["attrs"]["stream"]) == ("info", "system")
+    assert notes["message"] == "restarting: restart requested"
+    assert errors["level"] == "error"

@@ -12,6 +12,7 @@ Embedded in a Starlette or FastAPI app that runs the manager in its lifespan::
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -24,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 
 from processman.api.auth import Authenticator
 from processman.api.errors import EXCEPTION_HANDLERS
-from processman.api.middleware import MAX_BODY, BodyLimit, RequireAuth
+from processman.api.middleware import MAX_BODY, BodyLimit, FrameGuard, HostCheck, RequireAuth
 from processman.api.routes import Endpoints
 from processman.api.streams import KEEPALIVE, StreamHub
 from processman.engine.manager import ProcessManager
@@ -91,17 +92,25 @@ def create_app(
     dashboard: bool = True,
     max_body: int = MAX_BODY,
     keepalive: float = KEEPALIVE,
+    allowed_hosts: Iterable[str] = (),
 ) -> Starlette:
     """The whole HTTP surface of ``processman serve``: ``/api/pm/*`` (the control API),
     ``/api/health``, and the dashboard at ``/`` (static files, open without a credential: they hold no
-    secret; the API they call does). ``app.state.control_api`` is the mounted :class:`ControlAPI`."""
+    secret; the API they call does). ``app.state.control_api`` is the mounted :class:`ControlAPI`.
+
+    No response may be framed by another site, and a request must name an IP address, ``localhost`` or
+    one of ``allowed_hosts`` (``"*"``: any) as its ``Host`` (see ``middleware.HostCheck``)."""
     api = ControlAPI(manager, authenticator, max_body=max_body, keepalive=keepalive)
     routes: list[BaseRoute] = [Route("/api/health", health, methods=["GET"]), api.mount("/api/pm")]
     if dashboard and DASHBOARD_DIR.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard"))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(BodyLimit, max_bytes=max_body)],
+        middleware=[
+            Middleware(FrameGuard),
+            Middleware(HostCheck, allowed=allowed_hosts),
+            Middleware(BodyLimit, max_bytes=max_body),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
     )
     app.state.control_api = api

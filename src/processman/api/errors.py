@@ -12,6 +12,8 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from processman.errors import ProcessAlreadyRunning, ProcessNotFound
+
 # The messages PocketBase itself uses for the same situations, so a client sees one vocabulary.
 MESSAGES = {
     400: "Something went wrong while processing your request.",
@@ -20,6 +22,7 @@ MESSAGES = {
     404: "The requested resource wasn't found.",
     405: "Method not allowed.",
     413: "Request entity too large.",
+    421: "Misdirected request.",
     500: "Something went wrong while processing your request.",
     503: "Service unavailable.",
 }
@@ -56,6 +59,16 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def handle_not_found(request: Request, exc: Exception) -> Response:
+    """Ids are never echoed back: the message is the same whatever was asked for."""
+    return error_response(404, "Process not found.")
+
+
+async def handle_already_running(request: Request, exc: Exception) -> Response:
+    # 400, as SPEC 8 and the clients that parse it say.
+    return error_response(400, "Process is already running.")
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500)
 
@@ -63,5 +76,7 @@ async def handle_unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ApiError: handle_api_error,
     HTTPException: handle_http_exception,
+    ProcessNotFound: handle_not_found,
+    ProcessAlreadyRunning: handle_already_running,
     Exception: handle_unexpected,
 }

@@ -81,6 +81,14 @@ _SCHEMAS: dict[str, Any] = {
                 "type": ["integer", "null"],
                 "description": "Resident memory of the whole process tree in bytes; null when not running.",
             },
+            "logError": {
+                "type": "string",
+                "description": "Why the log files cannot be written (a full disk, say); empty when fine.",
+            },
+            "logDroppedBytes": {
+                "type": "integer",
+                "description": "Bytes of output that could not be written to the log files.",
+            },
             "config": {
                 "type": "object",
                 "description": "The process's config; env values of secrets are shown as ****.",
@@ -89,11 +97,13 @@ _SCHEMAS: dict[str, Any] = {
     },
     "ExitRecord": {
         "type": "object",
+        "required": ["time", "exitCode", "signal", "uptime", "uptimeSeconds", "reason", "lastLines"],
         "properties": {
             "time": {"type": "string", "format": "date-time"},
             "exitCode": {"type": ["integer", "null"], "description": "null when killed by a signal."},
-            "signal": {"type": ["string", "null"], "example": "SIGKILL"},
-            "uptime": {"type": "string", "example": "2h30m15s"},
+            "signal": {"type": ["string", "null"], "example": "SIGKILL", "description": "By name."},
+            "uptime": {"type": "string", "example": "14s", "description": "How long the run lasted."},
+            "uptimeSeconds": {"type": "number", "example": 14.52},
             "reason": {"type": "string", "example": "memory 612MB above maxMemory 512MB"},
             "lastLines": {"type": "array", "items": {"type": "string"}, "description": "Last output."},
         },
@@ -104,7 +114,11 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "timestamp": {"type": "string", "format": "date-time"},
             "processId": {"type": "string"},
-            "stream": {"type": "string", "enum": ["stdout", "stderr"]},
+            "stream": {
+                "type": "string",
+                "enum": ["stdout", "stderr", "system"],
+                "description": "system: processman's own notes about the process (a restart, readiness).",
+            },
             "content": {"type": "string"},
         },
     },
@@ -222,7 +236,9 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
             "get": _operation(
                 "Follow state changes",
                 "Server-Sent Events: `snapshot` (every state) first and after any gap, then `status` "
-                "(one ProcessState) at each change; a comment every 15 s keeps the connection open.",
+                "(one ProcessState) at each change, and after an exit's `status` an `exit` (type, id, pid, "
+                "expected, and the fields of an ExitRecord but reason and lastLines); a comment every 15 s "
+                "keeps the connection open.",
                 {"200": _SSE, **_AUTH_ERRORS},
             )
         },

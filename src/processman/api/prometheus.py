@@ -147,6 +147,18 @@ def render_metrics(
         _per_process(states, _exit_code),
     )
     out.family(
+        "processman_process_log_dropped_bytes_total",
+        "counter",
+        "Output bytes that could not be written to the process's log files (a full disk, say).",
+        _per_process(states, lambda s: s.log_dropped_bytes),
+    )
+    out.family(
+        "processman_process_log_error",
+        "gauge",
+        "1 while the process's log files cannot be written (label error says why), else 0.",
+        [({"id": state.id, "error": state.log_error}, 1 if state.log_error else 0) for state in states],
+    )
+    out.family(
         "processman_manager_memory_bytes",
         "gauge",
         "Resident memory of the manager process.",

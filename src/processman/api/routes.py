@@ -18,17 +18,14 @@ from processman.api.errors import ApiError
 from processman.api.openapi import openapi_document
 from processman.api.prometheus import CONTENT_TYPE, render_metrics
 from processman.api.streams import KEEPALIVE, StreamHub, log_stream, status_stream
+from processman.api.wire import line_to_json, state_to_json
 from processman.engine.manager import ProcessManager
-from processman.errors import ConfigError, ProcessAlreadyRunning, ProcessNotFound
+from processman.errors import ConfigError, ProcessNotFound
 
 DEFAULT_LINES = 100
 MAX_LINES = 1000
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,30}")
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def not_found() -> ApiError:
-    return ApiError(404, "Process not found.")
 
 
 def _invalid(name: str, raw: str, expected: str) -> ApiError:
@@ -86,13 +83,14 @@ class Endpoints:
         ]
 
     def _id(self, request: Request) -> str:
+        """The id asked for; an unknown one is a 404 (see ``errors``) before anything is done."""
         process_id: str = request.path_params["id"]
         if process_id not in self.manager.ids:
-            raise not_found()
+            raise ProcessNotFound(process_id)
         return process_id
 
     async def list_processes(self, request: Request) -> Response:
-        return JSONResponse([state.to_dict() for state in self.manager.states()])
+        return JSONResponse([state_to_json(state) for state in self.manager.states()])
 
     async def metrics(self, request: Request) -> Response:
         manager = self.manager
@@ -104,28 +102,17 @@ class Endpoints:
 
     async def start(self, request: Request) -> Response:
         process_id = self._id(request)
-        try:
-            await self.manager.start_process(process_id)
-        except ProcessAlreadyRunning:
-            raise ApiError(400, "Process is already running.") from None
-        except ProcessNotFound:
-            raise not_found() from None
+        await self.manager.start_process(process_id)
         return _message("Process start initiated", process_id)
 
     async def stop(self, request: Request) -> Response:
         process_id = self._id(request)
-        try:
-            await self.manager.stop_process(process_id)
-        except ProcessNotFound:
-            raise not_found() from None
+        await self.manager.stop_process(process_id)
         return _message("Process stopped", process_id)
 
     async def restart(self, request: Request) -> Response:
         process_id = self._id(request)
-        try:
-            await self.manager.restart_process(process_id)
-        except ProcessNotFound:
-            raise not_found() from None
+        await self.manager.restart_process(process_id)
         return _message("Process restart initiated", process_id)
 
     async def logs(self, request: Request) -> Response:
@@ -133,7 +120,7 @@ class Endpoints:
         query = request.query_params
         lines = parse_lines(query.get("lines"))
         if not parse_flag("follow", query.get("follow")):
-            return JSONResponse([line.to_dict() for line in self.manager.logs(process_id, lines)])
+            return JSONResponse([line_to_json(line) for line in self.manager.logs(process_id, lines)])
         # EventSource resends its original URL on reconnect, so the header (the newest cursor) wins.
         after = parse_cursor("Last-Event-ID", request.headers.get("last-event-id"))
         if after is None:

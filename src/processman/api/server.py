@@ -13,7 +13,7 @@ import contextlib
 import logging
 import socket
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from email.utils import formatdate
 
@@ -148,6 +148,8 @@ class ApiService:
 
     ``bind()`` may be called early (to fail before any process starts, or to learn the port chosen for
     port 0); ``run`` binds otherwise. ``token_hint`` says where the token is, for the startup line.
+    Requests must name this address, ``localhost``, an IP address or one of ``allowed_hosts`` as their
+    host (see ``middleware.HostCheck``).
     """
 
     name = "http-api"
@@ -163,8 +165,10 @@ class ApiService:
         keepalive: float = KEEPALIVE,
         request_timeout: float = REQUEST_TIMEOUT,
         max_connections: int = MAX_CONNECTIONS,
+        allowed_hosts: Iterable[str] = (),
     ) -> None:
         self.address = address
+        self.allowed_hosts = tuple(allowed_hosts)
         self.authenticator = authenticator
         self.dashboard = dashboard
         self.token_hint = token_hint
@@ -187,6 +191,10 @@ class ApiService:
     def url(self) -> str:
         return Address(self.address.host, self.port).url
 
+    def host_names(self) -> tuple[str, ...]:
+        """The names requests may give as their host, besides localhost and IP addresses."""
+        return (self.address.host, *self.allowed_hosts)
+
     def bind(self) -> socket.socket:
         """Open the listening socket now (once). Raises OSError (address in use, not permitted)."""
         if self._socket is None:
@@ -198,7 +206,11 @@ class ApiService:
     ) -> None:
         sock = self.bind()
         self.app = app = create_app(
-            manager, self.authenticator, dashboard=self.dashboard, keepalive=self.keepalive
+            manager,
+            self.authenticator,
+            dashboard=self.dashboard,
+            keepalive=self.keepalive,
+            allowed_hosts=self.host_names(),
         )
         config = uvicorn.Config(
             per_request(app, manager.resources, lambda: server.renew_date()),

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterable
 from typing import Any, Final
 
 from processman.api.sse import format_comment, format_event
+from processman.api.wire import exit_event_to_json, line_to_json, lines_event_to_json, state_to_json
 from processman.engine.events import Event, LogLines, ProcessExited, StatusChanged, Subscription
 from processman.engine.manager import ProcessManager
 from processman.errors import ProcessNotFound
-from processman.logs import LogLine, lines_of
+from processman.logs import LogLine
 
 KEEPALIVE = 15.0
 # Tells EventSource clients how soon to reconnect after a dropped connection (milliseconds).
@@ -29,13 +30,11 @@ _TIMEOUT: Final = object()
 
 
 def line_dict(line: LogLine) -> dict[str, Any]:
-    return {**line.to_dict(), "seq": line.seq}
+    return {**line_to_json(line), "seq": line.seq}
 
 
-def _log_events(lines: list[LogLine]) -> str:
-    return "".join(
-        format_event(json.dumps(line_dict(line)), event="log", event_id=line.seq) for line in lines
-    )
+def _log_events(lines: Iterable[dict[str, Any]]) -> str:
+    return "".join(format_event(json.dumps(line), event="log", event_id=line["seq"]) for line in lines)
 
 
 class StreamHub:
@@ -83,7 +82,8 @@ async def _next(subscription: Subscription, keepalive: float) -> Event | object 
 async def status_stream(
     manager: ProcessManager, hub: StreamHub, keepalive: float = KEEPALIVE
 ) -> AsyncGenerator[str, None]:
-    """``snapshot`` (the whole list) first, then ``status`` (one process's state) at every change.
+    """``snapshot`` (the whole list) first, then ``status`` (one process's state) at every change, and
+    after an exit's ``status``, ``exit`` (the exit itself, in the shape of ``recentExits``).
 
     If events were dropped because this client reads slowly, or the set of processes changed (a config
     reload added or removed some), the next event is a fresh ``snapshot``."""
@@ -102,14 +102,17 @@ async def status_stream(
                 hub.catch_ups += 1
                 yield _snapshot(manager)
             elif isinstance(item, StatusChanged | ProcessExited) and item.process_id in ids:
-                state = manager.state(item.process_id).to_dict()
-                yield format_event(json.dumps(state), event="status")
+                state = state_to_json(manager.state(item.process_id))
+                text = format_event(json.dumps(state), event="status")
+                if isinstance(item, ProcessExited):
+                    text += format_event(json.dumps(exit_event_to_json(item)), event="exit")
+                yield text
     finally:
         hub.release(subscription)
 
 
 def _snapshot(manager: ProcessManager) -> str:
-    return format_event(json.dumps([state.to_dict() for state in manager.states()]), event="snapshot")
+    return format_event(json.dumps([state_to_json(state) for state in manager.states()]), event="snapshot")
 
 
 async def log_stream(
@@ -132,7 +135,7 @@ async def log_stream(
         if after is None:
             backlog = manager.logs(process_id, lines)
             cursor = backlog[-1].seq if backlog else manager.last_log_seq(process_id)
-            yield _log_events(backlog)
+            yield _log_events(map(line_dict, backlog))
         else:
             cursor = after
             catch_up, cursor = _catch_up(manager, process_id, cursor)
@@ -156,9 +159,9 @@ async def log_stream(
                 if process_id not in manager.ids:
                     return
                 continue
-            fresh = [line for line in lines_of(item) if line.seq > cursor]
+            fresh = [line for line in lines_event_to_json(item) if line["seq"] > cursor]
             if fresh:
-                cursor = fresh[-1].seq
+                cursor = fresh[-1]["seq"]
                 yield _log_events(fresh)
     except ProcessNotFound:
         return  # removed by a config reload while catching up
@@ -174,4 +177,4 @@ def _catch_up(manager: ProcessManager, process_id: str, cursor: int) -> tuple[st
     text = ""
     if first_kept > cursor + 1:
         text = format_event(json.dumps({"count": first_kept - cursor - 1}), event="dropped")
-    return text + _log_events(missing), (missing[-1].seq if missing else max(cursor, last))
+    return text + _log_events(map(line_dict, missing)), (missing[-1].seq if missing else max(cursor, last))

@@ -37,7 +37,9 @@ def resolve_config_path(config_path: Path | None, data_dir: Path) -> Path:
     return config_path if config_path is not None else data_dir / CONFIG_FILENAME
 
 
-def build_services(http: str, data_dir: Path, pocketbase_url: str | None = None) -> list[Service]:
+def build_services(
+    http: str, data_dir: Path, pocketbase_url: str | None = None, allowed_hosts: tuple[str, ...] = ()
+) -> list[Service]:
     """The services that run beside the manager for ``serve --http``: the HTTP API, bound now so that a
     busy port fails before any process starts. Its credential is ``PROCESSMAN_TOKEN``, or a token kept
     in DATA_DIR/processman/token (written when missing), plus PocketBase superusers with
@@ -71,7 +73,7 @@ def build_services(http: str, data_dir: Path, pocketbase_url: str | None = None)
     authenticator: Authenticator = AdminToken(token)
     if pocketbase_url:
         authenticator = AnyOf(authenticator, PocketBaseSuperuser(pocketbase_url))
-    service = ApiService(address, authenticator, token_hint=hint)
+    service = ApiService(address, authenticator, token_hint=hint, allowed_hosts=allowed_hosts)
     try:
         service.bind()
     except OSError as exc:
@@ -92,6 +94,13 @@ def build_services(http: str, data_dir: Path, pocketbase_url: str | None = None)
     help="Also accept superuser tokens of this PocketBase (verified with it), e.g. http://127.0.0.1:8090.",
 )
 @click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    metavar="NAME",
+    help="Also answer requests for this host name (the API refuses other names: DNS rebinding). Repeatable.",
+)
+@click.option(
     "--watch-config/--no-watch-config",
     default=True,
     show_default=True,
@@ -109,6 +118,7 @@ def serve(
     data_dir: Path,
     http: str,
     pocketbase_url: str | None,
+    allowed_hosts: tuple[str, ...],
     watch_config: bool,
     echo: bool,
     verbose: bool,
@@ -127,7 +137,7 @@ def serve(
         watch_config=watch_config,
         output_echo=console_echo if echo else None,
     )
-    settings.services.extend(build_services(http, data_dir, pocketbase_url))
+    settings.services.extend(build_services(http, data_dir, pocketbase_url, allowed_hosts))
     runner = Runner(settings)
     try:
         code = asyncio.run(runner.run())

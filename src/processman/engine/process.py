@@ -82,33 +82,6 @@ class ProcessState:
     log_error: str = ""  # why its log files cannot be written ("" while they can)
     log_dropped_bytes: int = 0  # output that could not be written to its log files
 
-    def to_dict(self) -> dict[str, Any]:  # TEMPORARY until the API's serialisers land
-        from processman.logs import format_timestamp
-
-        return {
-            "id": self.id,
-            "pid": self.pid,
-            "status": str(self.status),
-            "ready": self.ready,
-            "startTime": format_timestamp(self.start_time) if self.start_time is not None else None,
-            "uptime": format_duration(int(self.uptime)),
-            "restartCount": self.restart_count,
-            "lastError": self.last_error,
-            "desired": str(self.desired),
-            "recentExits": [
-                {
-                    "exitCode": r.returncode,
-                    "signal": r.signal,
-                    "reason": r.reason,
-                    "lastLines": list(r.last_lines),
-                }
-                for r in self.exits
-            ],
-            "cpu": self.cpu,
-            "memory": self.memory,
-            "config": self.config.to_dict(interpreter=self.interpreter),
-        }
-
 
 @dataclass(frozen=True)
 class ProcessContext:

@@ -19,7 +19,8 @@ from typing import Any
 
 import httpx
 
-from processman.engine.events import Event, LogLines, ProcessExited, StatusChanged
+from processman.api.wire import exit_event_to_json, state_to_json, status_event_to_json
+from processman.engine.events import Event, LogLines, ProcessExited, ProcessRemoved, StatusChanged
 from processman.engine.manager import ProcessManager
 from processman.environment import PocketBaseInfo
 from processman.errors import ProcessNotFound
@@ -37,31 +38,14 @@ EVENTS_PER_REQUEST = 100
 
 
 def event_message(event: StatusChanged | ProcessExited, manager: ProcessManager) -> dict[str, Any]:
-    """The data of a ``pm/events`` realtime message."""
-    if isinstance(event, StatusChanged):
-        data: dict[str, Any] = {
-            "type": "status",
-            "id": event.process_id,
-            "status": str(event.status),
-            "previous": str(event.previous),
-            "pid": event.pid,
-            "restartCount": event.restart_count,
-            "lastError": event.last_error,
-            "time": format_timestamp(event.timestamp),
-        }
-        with contextlib.suppress(ProcessNotFound):  # removed meanwhile: the event still goes out
-            data["state"] = manager.state(event.process_id).to_dict()
-        return data
-    return {
-        "type": "exit",
-        "id": event.process_id,
-        "pid": event.pid,
-        "exitCode": event.returncode,
-        "signal": event.signal,
-        "uptime": round(event.uptime, 3),
-        "expected": event.expected,
-        "time": format_timestamp(event.timestamp),
-    }
+    """The data of a ``pm/events`` realtime message: the event as ``/api/pm/events`` sends it, and with a
+    status change the process's whole state."""
+    if isinstance(event, ProcessExited):
+        return exit_event_to_json(event)
+    data = status_event_to_json(event)
+    with contextlib.suppress(ProcessNotFound):  # removed meanwhile: the event still goes out
+        data["state"] = state_to_json(manager.state(event.process_id))
+    return data
 
 
 class PocketBaseBridge:
@@ -141,7 +125,7 @@ class PocketBaseBridge:
             if isinstance(event, LogLines):
                 self.mirror.add_output(event)
                 return
-            if self._manager is None:
+            if self._manager is None or isinstance(event, ProcessRemoved):
                 return
             if len(self._events) >= MAX_EVENTS:
                 self._events.popleft()

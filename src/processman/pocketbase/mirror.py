@@ -80,6 +80,7 @@ class LogMirror:
             self._add_output(line.process_id, line.stream, line.timestamp, (line.content,))
 
     def _add_output(self, process_id: str, stream: str, timestamp: float, texts: Iterable[str]) -> None:
+        # Only the child's stderr is an error; "system" lines are processman's notes (a restart asked for).
         level = "error" if stream == "stderr" else "info"
         attrs = {"process": process_id, "stream": stream, "time": format_timestamp(timestamp)}
         with self._lock:

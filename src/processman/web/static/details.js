@@ -2,7 +2,15 @@
 // current run and the recent exits. Built with DOM nodes and textContent only: nothing from the server
 // is ever parsed as HTML.
 
-import { commandLine, formatAgo, formatDateTime, formatMemory, formatPercent, formatUptime } from "./format.js";
+import {
+  commandLine,
+  formatAgo,
+  formatBytes,
+  formatDateTime,
+  formatMemory,
+  formatPercent,
+  formatUptime,
+} from "./format.js";
 import { liveUptime } from "./store.js";
 
 function el(tag, props = {}, ...children) {
@@ -98,6 +106,17 @@ function interpreterText(config) {
   return config.interpreter || "–";
 }
 
+// Whether the process's output reaches its log files (a full disk stops that); the server keeps running it.
+function logFiles(entry) {
+  if (!entry.logError) return "written";
+  return el("span", { class: "log-error", role: "alert" }, entry.logError);
+}
+
+function droppedOutput(entry) {
+  const bytes = entry.logDroppedBytes ?? 0;
+  return bytes > 0 ? `${formatBytes(bytes)} not written to the log files` : "none";
+}
+
 export function renderDetails(container, entry) {
   const config = entry.config ?? {};
   const uptime = liveUptime(entry);
@@ -111,6 +130,8 @@ export function renderDetails(container, entry) {
     ["CPU", formatPercent(entry.cpu)],
     ["Memory", formatMemory(entry.memory)],
     ["Last error", entry.lastError || "–"],
+    ["Log files", logFiles(entry)],
+    ["Dropped output", droppedOutput(entry)],
   ]);
   const kind = config.script !== undefined ? "Script" : "Command";
   const maxRetries = config.maxRetries === -1 ? "-1 (never give up)" : config.maxRetries;

@@ -5,6 +5,15 @@
 
 import { formatClock, plural } from "./format.js";
 
+// How each stream is drawn. "system" lines are processman's own notes about the process (a restart, a
+// readiness change): information, never the child's errors.
+const STREAMS = {
+  stdout: { className: "out", label: "out" },
+  stderr: { className: "err", label: "err" },
+  system: { className: "system", label: "pm", title: "A note from processman, not the process's output" },
+  note: { className: "note", label: "•" },
+};
+
 export class LogView {
   constructor(root, { maxLines = 2000 } = {}) {
     this.root = root;
@@ -125,14 +134,16 @@ export class LogView {
 
   _element(line) {
     const element = document.createElement("div");
-    element.className = line.marker ? "line note" : `line ${line.stream === "stderr" ? "err" : "out"}`;
+    const kind = line.marker ? STREAMS.note : STREAMS[line.stream] ?? STREAMS.stdout;
+    element.className = `line ${kind.className}`;
     const time = document.createElement("time");
     const date = new Date(line.timestamp);
     time.textContent = formatClock(date);
     if (!Number.isNaN(date.getTime())) time.dateTime = date.toISOString();
     const stream = document.createElement("span");
     stream.className = "stream";
-    stream.textContent = line.marker ? "•" : line.stream === "stderr" ? "err" : "out";
+    stream.textContent = kind.label;
+    if (kind.title) stream.title = kind.title;
     const text = document.createElement("span");
     text.className = "text";
     element.append(time, stream, text);

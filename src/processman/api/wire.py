@@ -1,0 +1,133 @@
+"""The JSON the API, its live streams, PocketBase's realtime topic and ``/metrics`` speak.
+
+The engine's records (states, exits, events, log lines) are plain dataclasses; this module is the one
+place that turns them into wire dicts. An exit has one shape wherever it goes (``recentExits``, the
+``exit`` event of ``/api/pm/events``, the ``pm/events`` topic)::
+
+    {"time": "2026-01-30T10:00:00.123Z", "exitCode": null, "signal": "SIGKILL",
+     "uptime": "14s", "uptimeSeconds": 14.52}
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from processman.config import config_to_json
+from processman.durations import format_duration
+from processman.engine.events import LogLines, ProcessExited, StatusChanged
+from processman.engine.process import ExitRecord, ProcessState
+from processman.logs import LogLine, format_timestamp
+
+__all__ = [
+    "exit_event_to_json",
+    "exit_to_json",
+    "line_to_json",
+    "lines_event_to_json",
+    "state_to_json",
+    "status_event_to_json",
+]
+
+
+def _signal_name(number: int | None) -> str | None:
+    if not number:
+        return None
+    try:
+        return signal.Signals(number).name
+    except ValueError:  # a real-time signal has no name of its own
+        return f"SIG{number}"
+
+
+def _exit_fields(
+    timestamp: float, returncode: int | None, signal_number: int | None, uptime: float
+) -> dict[str, Any]:
+    return {
+        "time": format_timestamp(timestamp),
+        "exitCode": returncode,
+        "signal": _signal_name(signal_number),
+        "uptime": format_duration(uptime),
+        "uptimeSeconds": round(uptime, 3),
+    }
+
+
+def exit_to_json(record: ExitRecord) -> dict[str, Any]:
+    """One entry of ``recentExits``: the common exit fields, why, and the child's last lines."""
+    return {
+        **_exit_fields(record.timestamp, record.returncode, record.signal, record.uptime),
+        "reason": record.reason,
+        "lastLines": list(record.last_lines),
+    }
+
+
+def state_to_json(state: ProcessState) -> dict[str, Any]:
+    """A process state (SPEC 3). The config is masked: secrets in env and probes never leave."""
+    config = config_to_json(state.config, mask=True)
+    config["interpreter"] = state.interpreter if state.interpreter is not None else config.get("interpreter")
+    return {
+        "id": state.id,
+        "pid": state.pid,
+        "status": str(state.status),
+        "ready": state.ready,
+        "startTime": format_timestamp(state.start_time) if state.start_time is not None else None,
+        "uptime": format_duration(int(state.uptime)),
+        "restartCount": state.restart_count,
+        "lastError": state.last_error,
+        "desired": str(state.desired),
+        "recentExits": [exit_to_json(record) for record in state.exits],
+        "cpu": state.cpu,
+        "memory": state.memory,
+        "logError": state.log_error,
+        "logDroppedBytes": state.log_dropped_bytes,
+        "config": config,
+    }
+
+
+def status_event_to_json(event: StatusChanged) -> dict[str, Any]:
+    """A status change (the status may equal ``previous``: then the error or readiness changed)."""
+    return {
+        "type": "status",
+        "id": event.process_id,
+        "status": str(event.status),
+        "previous": str(event.previous),
+        "pid": event.pid,
+        "ready": event.ready,
+        "restartCount": event.restart_count,
+        "lastError": event.last_error,
+        "time": format_timestamp(event.timestamp),
+    }
+
+
+def exit_event_to_json(event: ProcessExited) -> dict[str, Any]:
+    """An exit as it happens: the common exit fields, and whether it was asked for (stop, restart)."""
+    return {
+        "type": "exit",
+        "id": event.process_id,
+        "pid": event.pid,
+        **_exit_fields(event.timestamp, event.returncode, event.signal, event.uptime),
+        "expected": event.expected,
+    }
+
+
+def line_to_json(line: LogLine) -> dict[str, Any]:
+    """A log line; ``stream`` is ``stdout``, ``stderr`` or ``system`` (processman's own notes)."""
+    return {
+        "timestamp": format_timestamp(line.timestamp),
+        "processId": line.process_id,
+        "stream": line.stream,
+        "content": line.content,
+    }
+
+
+def lines_event_to_json(event: LogLines) -> list[dict[str, Any]]:
+    """The lines of one output event, each with its sequence number."""
+    stamp = format_timestamp(event.timestamp)
+    return [
+        {
+            "timestamp": stamp,
+            "processId": event.process_id,
+            "stream": event.stream,
+            "content": content,
+            "seq": event.first_seq + index,
+        }
+        for index, content in enumerate(event.lines)
+    ]
