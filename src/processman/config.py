@@ -13,6 +13,8 @@ import difflib
 import json
 import os
 import re
+import stat
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -299,18 +301,47 @@ class LoadedConfig:
         return tuple(p for p in self.problems if p.severity == "warning")
 
 
+# A config file is a few kilobytes: anything this large is a mistake, refused before it fills memory.
+MAX_CONFIG_BYTES = 16 * 1024 * 1024
+
+
+class _Unreadable(Exception):
+    """The file exists but is not something a config can be read from (a folder, a FIFO, too large)."""
+
+
+def _read_text(path: Path) -> str:
+    # O_NONBLOCK: opening a FIFO nobody writes to must not block; fstat then refuses it.
+    descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with open(descriptor, "rb") as file:
+        info = os.fstat(descriptor)
+        if stat.S_ISDIR(info.st_mode):
+            raise _Unreadable("it is a folder, not a file")
+        if not stat.S_ISREG(info.st_mode):
+            raise _Unreadable("it is not a regular file")
+        data = file.read(MAX_CONFIG_BYTES + 1)
+    if len(data) > MAX_CONFIG_BYTES:
+        raise _Unreadable(f"it is larger than {format_size(MAX_CONFIG_BYTES)}")
+    return data.decode("utf-8")
+
+
 def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
-    """Read and validate a config file. Never raises for bad content: see :class:`LoadedConfig`."""
+    """Read and validate a config file. Never raises for bad content, however hostile (nested 100,000
+    levels deep, numbers of 5000 digits, a FIFO): see :class:`LoadedConfig`."""
     file_path = Path(path).absolute()
     name = str(file_path)
+
+    def unusable(message: str) -> LoadedConfig:
+        return LoadedConfig(file_path, True, (), (ConfigProblem(name, "file", message),))
+
     try:
-        text = file_path.read_text(encoding="utf-8")
+        text = _read_text(file_path)
     except FileNotFoundError:
         return LoadedConfig(file_path, False, (), ())
+    except _Unreadable as exc:
+        return unusable(f"cannot be read: {exc}")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        problem = ConfigProblem(name, "file", f"cannot be read: {reason}")
-        return LoadedConfig(file_path, True, (), (problem,))
+        return unusable(f"cannot be read: {reason}")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -322,7 +353,16 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
             column=exc.colno,
         )
         return LoadedConfig(file_path, True, (), (problem,))
-    processes, problems = parse_processes(data, file=name, base_dir=file_path.parent)
+    except RecursionError:
+        return unusable("invalid JSON: nested too deeply")
+    except ValueError:  # the only other one: Python's limit on the digits of an integer
+        return unusable(f"invalid JSON: a number has more than {sys.get_int_max_str_digits()} digits")
+    except MemoryError:
+        return unusable("invalid JSON: too large to decode")
+    try:
+        processes, problems = parse_processes(data, file=name, base_dir=file_path.parent)
+    except (RecursionError, MemoryError) as exc:
+        return unusable(f"cannot be read: {type(exc).__name__}")
     return LoadedConfig(file_path, True, processes, problems)
 
 
