@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from processman.config import ProcessConfig
+from processman.config import ProcessConfig, config_to_json
 from processman.durations import format_duration
 from processman.engine.dependencies import DependencyGate
 from processman.engine.events import EventBus, ProcessExited, StatusChanged
@@ -116,7 +116,7 @@ class ProcessState:
             "recentExits": [record.to_dict() for record in self.exits],
             "cpu": self.cpu,
             "memory": self.memory,
-            "config": self.config.to_dict(interpreter=self.interpreter),
+            "config": {**config_to_json(self.config), "interpreter": self.interpreter},
         }
 
 
