@@ -129,8 +129,9 @@ def test_the_dataclass_defaults_are_the_tables() -> None:
 def test_a_config_built_in_code_follows_the_files_rules() -> None:
     with pytest.raises(ConfigError, match="instances: expected a whole number from 1 to 1000, got 1001"):
         ProcessConfig(id="x", command="y", instances=1001)
+    bad: dict[str, Any] = {"max_retries": "3", "backoff": -1, "env": {"PORT": 8000}, "restart": "later"}
     with pytest.raises(ConfigError) as caught:
-        ProcessConfig(id="x", command="y", max_retries="3", backoff=-1, env={"PORT": 8000}, restart="later")  # type: ignore[arg-type]
+        ProcessConfig(id="x", command="y", **bad)
     message = str(caught.value)
     for problem in (
         'maxRetries: expected a whole number, -1 (never give up) or more, got "3"',
