@@ -20,8 +20,9 @@ def is_secret_name(name: str) -> bool:
     return any(marker in upper for marker in _SECRET_MARKERS)
 
 
-# The password of a URL: "scheme://user:password@host".
-_URL_PASSWORD = re.compile(r"(://[^/@:\s]*):[^/@\s]*@")
+# The password of a URL: "scheme://user:password@host", up to the authority's last "@" (a password
+# may hold one).
+_URL_PASSWORD = re.compile(r"(://[^/@:\s]*):[^/\s]*@")
 # NAME=value, in an argument, a query string or a sentence; quoted values whole.
 _PAIR = re.compile(r"""(?P<name>[A-Za-z_][A-Za-z0-9_.-]*)=(?P<value>"[^"]*"|'[^']*'|[^\s&;,"']+)""")
 # An option and its value as separate words in a sentence: "--token abc".
