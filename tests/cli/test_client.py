@@ -258,6 +258,10 @@ def test_logs_follow_shows_a_line_the_child_prints(server: Server) -> None:
     assert_follow_shows_a_new_tick(cli_env(server), "--dir", str(server.data_dir))
 
 
+def test_logs_follow_stops_on_sigterm(server: Server) -> None:
+    assert_follow_shows_a_new_tick(cli_env(server), "--dir", str(server.data_dir), stop=signal.SIGTERM)
+
+
 def test_table_colours_statuses_and_fits_the_error() -> None:
     states = [
         {"id": "web", "status": "running", "pid": 42, "uptime": "5s", "restartCount": 1, "lastError": ""},
