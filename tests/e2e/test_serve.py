@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -94,3 +96,73 @@ def test_no_echo_keeps_output_in_the_log_files_only(tmp_path: Path) -> None:
         serve.kill()
     assert "quiet line" not in output
     assert re.search(r"^\d\d:\d\d:\d\d processman +\| stopped$", output, re.M), output
+
+
+# Takes a second to stop on SIGTERM, and says so in a file only when it stopped cleanly.
+SLOW_TO_STOP = """
+import signal, sys, time
+def stop(signum, frame):
+    time.sleep(1)
+    open(sys.argv[1], "w").write("clean")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+print("trapping SIGTERM", flush=True)
+while True:
+    time.sleep(60)
+"""
+
+
+def _serve_slow_child(tmp_path: Path, marker: Path) -> subprocess.Popen[str]:
+    entry = {"id": "slow", "command": sys.executable, "args": ["-u", "-c", SLOW_TO_STOP, str(marker)]}
+    (tmp_path / "pb_processes.json").write_text(json.dumps([{**entry, "stopTimeout": "20s"}]))
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "processman", "serve", "--dir", str(tmp_path), "--http", "off"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _read_until(serve, "| trapping SIGTERM")
+    return serve
+
+
+def _read_until(serve: subprocess.Popen[str], text: str) -> str:
+    assert serve.stdout is not None
+    seen = ""
+    for line in serve.stdout:
+        seen += line
+        if text in line:
+            return seen
+    raise AssertionError(f"serve ended before printing {text!r}:\n{seen}")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_a_repeated_sigterm_still_stops_gracefully(tmp_path: Path, sig: signal.Signals) -> None:
+    """A parent that dies sends its death signal again (PocketBase's threads each deliver it): one
+    orderly stop, never a forced one."""
+    marker = tmp_path / "stopped-cleanly"
+    serve = _serve_slow_child(tmp_path, marker)
+    try:
+        serve.send_signal(sig)
+        _read_until(serve, "stopping:")  # the first signal is being handled
+        serve.send_signal(sig)
+        output, _ = serve.communicate(timeout=30)
+    finally:
+        serve.kill()
+    assert marker.exists(), output
+    assert "killing every process now" not in output
+    assert serve.returncode == 128 + sig
+
+
+def test_a_second_ctrl_c_forces(tmp_path: Path) -> None:
+    marker = tmp_path / "stopped-cleanly"
+    serve = _serve_slow_child(tmp_path, marker)
+    try:
+        serve.send_signal(signal.SIGINT)
+        _read_until(serve, "stopping:")
+        serve.send_signal(signal.SIGINT)
+        output, _ = serve.communicate(timeout=30)
+    finally:
+        serve.kill()
+    assert "killing every process now" in output
+    assert not marker.exists(), output
+    assert serve.returncode == 128 + signal.SIGINT
