@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -44,6 +44,7 @@ class ServeSettings:
     services: list[Service] = field(default_factory=list)
     watch_config: bool = True  # apply changes to the config file while running
     output_echo: Callable[[LogLines], None] | None = None  # prints child output (None: not shown)
+    log_drops: Callable[[], Mapping[str, int]] | None = None  # lines a console dropped, by consumer
 
     @property
     def state_dir(self) -> Path:
@@ -120,6 +121,7 @@ class Runner:
                 watch_config=self.settings.watch_config,
                 log_output=self.settings.output_echo is not None,
                 output_echo=self.settings.output_echo,
+                log_drops=self.settings.log_drops,
             )
             self.manager = manager = ProcessManager(loaded.processes, options)
             # Only the HTTP API reads the figures here, and it says when: sample slowly otherwise.

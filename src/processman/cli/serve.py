@@ -119,20 +119,24 @@ def serve(
     from processman.cli.console import configure_logging
     from processman.runner import Runner, ServeSettings
 
-    console_echo = configure_logging(verbose)
+    console = configure_logging(verbose)
     data_dir = data_dir.absolute()
     settings = ServeSettings(
         resolve_config_path(config_path, data_dir).absolute(),
         data_dir,
         watch_config=watch_config,
-        output_echo=console_echo if echo else None,
+        output_echo=console.echo if echo else None,
+        log_drops=lambda: {"console": console.dropped},
     )
-    settings.services.extend(build_services(http, data_dir, pocketbase_url))
-    runner = Runner(settings)
     try:
-        code = asyncio.run(runner.run())
-    except AlreadyRunningElsewhere as exc:
-        raise click.ClickException(str(exc)) from exc
+        settings.services.extend(build_services(http, data_dir, pocketbase_url))
+        runner = Runner(settings)
+        try:
+            code = asyncio.run(runner.run())
+        except AlreadyRunningElsewhere as exc:
+            raise click.ClickException(str(exc)) from exc
+    finally:
+        console.close()
     sys.exit(code)
 
 
