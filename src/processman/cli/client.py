@@ -28,7 +28,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import click
 
-from processman.cli.console import terminal_safe
+from processman.cli.console import SYSTEM_BAR, as_system_note, terminal_safe
 from processman.sse import EventParser, ServerSentEvent
 from processman.tokenfile import TOKEN_ENV, read_token, token_path
 
@@ -356,10 +356,15 @@ def local_time(timestamp: str) -> str:
 
 
 def format_line(line: dict[str, Any]) -> str:
+    """``12:00:01 web | text``: ``!`` marks stderr, ``~`` (dimmed) processman's own notes."""
     stamp = local_time(str(line.get("timestamp", "")))
-    stream = line.get("stream")
-    bar = click.style("!", fg="red", bold=True) if stream == "stderr" else "|"
+    stream = str(line.get("stream"))
     content = terminal_safe(str(line.get("content", "")))
+    note = as_system_note(stream, (content,))
+    if note is not None:
+        bar, content = click.style(SYSTEM_BAR, dim=True), click.style(note[0], dim=True)
+    else:
+        bar = click.style("!", fg="red", bold=True) if stream == "stderr" else "|"
     return f"{stamp} {terminal_safe(str(line.get('processId', '')))} {bar} {content}"
 
 
