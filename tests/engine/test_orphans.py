@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from processman import ProcessManager
-from tests.conftest import alive, config, tagged_processes, wait_for_path, wait_gone, wait_until
+from tests.conftest import alive, config, tagged_processes, wait_for, wait_for_path, wait_gone, wait_until
 
 Factory = Callable[..., ProcessManager]
 
@@ -151,6 +151,50 @@ async def test_manager_killed_with_sigkill_leaves_nothing_within_two_seconds(tmp
         serve.stdout.close()
 
 
+def _guardians(serve_pid: int) -> list[int]:
+    """The live guardians of a serve (its children that run ``python -I -S``)."""
+    import psutil
+
+    found = []
+    for process in psutil.Process(serve_pid).children():
+        try:
+            if "-S" in process.cmdline() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process.pid)
+        except psutil.Error:  # gone, or a zombie
+            continue
+    return found
+
+
+async def test_a_dead_guardian_is_replaced_at_once(tmp_path: Path) -> None:
+    """Without its guardian a manager killed with SIGKILL would leave every child running: one that
+    dies is noticed, said, and replaced by one that watches the same process groups."""
+    out = tmp_path / "grandchild"
+    processes = '[{"id": "tree", "command": "%s", "args": ["-c", %s]}]' % (
+        sys.executable,
+        _json(GRANDCHILD.format(out=str(out))),
+    )
+    serve = _serve(tmp_path, processes)
+    try:
+        _wait_started(serve, 1)
+        grandchild = int(await wait_for_path(out))
+        children = [pid for pid in _run_id_children(serve.pid) if pid not in _guardians(serve.pid)]
+        [first] = _guardians(serve.pid)
+        os.kill(first, signal.SIGKILL)
+        [second] = wait_for(
+            lambda: [pid for pid in _guardians(serve.pid) if pid != first], 5, "a new guardian"
+        )
+        lines = _wait_started(serve, 1, marker="started a new one")
+        assert f"guardian (pid {first}) died" in lines[-1], lines[-1]
+        serve.send_signal(signal.SIGKILL)
+        serve.wait()
+        assert await wait_gone([grandchild, *children], timeout=2.0) == []
+    finally:
+        serve.kill()
+        serve.wait()
+        assert serve.stdout is not None
+        serve.stdout.close()
+
+
 async def test_next_start_cleans_up_what_a_previous_run_left(tmp_path: Path) -> None:
     # Kill the manager *and* its guardian so the children survive, then start again on the same folder.
     out = tmp_path / "grandchild"
@@ -167,6 +211,7 @@ async def test_next_start_cleans_up_what_a_previous_run_left(tmp_path: Path) -> 
         everything = psutil.Process(serve.pid).children(recursive=True)
         guardian = [p for p in everything if p.pid != grandchild and "-S" in p.cmdline()]
         assert len(guardian) == 1
+        serve.send_signal(signal.SIGSTOP)  # so that it cannot start a new guardian
         guardian[0].send_signal(signal.SIGKILL)
         serve.send_signal(signal.SIGKILL)
         serve.wait()
