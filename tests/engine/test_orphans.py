@@ -185,6 +185,7 @@ async def test_a_dead_guardian_is_replaced_at_once(tmp_path: Path) -> None:
         )
         lines = _wait_started(serve, 1, marker="started a new one")
         assert f"guardian (pid {first}) died" in lines[-1], lines[-1]
+        assert f"started a new one (pid {second})" in lines[-1], lines[-1]
         serve.send_signal(signal.SIGKILL)
         serve.wait()
         assert await wait_gone([grandchild, *children], timeout=2.0) == []

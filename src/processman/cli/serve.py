@@ -37,11 +37,13 @@ def resolve_config_path(config_path: Path | None, data_dir: Path) -> Path:
     return config_path if config_path is not None else data_dir / CONFIG_FILENAME
 
 
-def build_services(http: str, data_dir: Path, pocketbase_url: str | None = None) -> list[Service]:
+def build_services(
+    http: str, data_dir: Path, pocketbase_url: str | None = None, token: str | None = None
+) -> list[Service]:
     """The services that run beside the manager for ``serve --http``: the HTTP API, bound now so that a
-    busy port fails before any process starts. Its credential is ``PROCESSMAN_TOKEN``, or a token kept
-    in DATA_DIR/processman/token (written when missing), plus PocketBase superusers with
-    ``--pocketbase-url``."""
+    busy port fails before any process starts. Its credential is ``token`` (``PROCESSMAN_TOKEN``; read
+    from the environment when not given), or a token kept in DATA_DIR/processman/token (written when
+    missing), plus PocketBase superusers with ``--pocketbase-url``."""
     if http.strip().lower() == "off":
         return []
     from processman.api import (
@@ -58,7 +60,7 @@ def build_services(http: str, data_dir: Path, pocketbase_url: str | None = None)
         address = parse_address(http)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--http") from None
-    token = os.environ.get(TOKEN_ENV, "").strip()
+    token = (token if token is not None else os.environ.get(TOKEN_ENV, "")).strip()
     if token:
         hint = f"${TOKEN_ENV}"
     else:
@@ -116,6 +118,16 @@ def serve(
     """Run every configured process in the foreground until Ctrl+C or SIGTERM."""
     import asyncio
 
+    from processman.handover import HandoverError, take_secrets
+    from processman.tokenfile import TOKEN_ENV
+
+    # First of all: a token in the environment is moved out of it (this may re-execute serve), so that
+    # no process started later can read it in /proc/<serve's pid>/environ.
+    try:
+        token = take_secrets([TOKEN_ENV]).get(TOKEN_ENV)
+    except HandoverError as exc:
+        raise click.ClickException(str(exc)) from exc
+
     from processman.cli.console import configure_logging
     from processman.runner import Runner, ServeSettings
 
@@ -129,7 +141,7 @@ def serve(
         log_drops=lambda: {"console": console.dropped},
     )
     try:
-        settings.services.extend(build_services(http, data_dir, pocketbase_url))
+        settings.services.extend(build_services(http, data_dir, pocketbase_url, token))
         runner = Runner(settings)
         try:
             code = asyncio.run(runner.run())
