@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -194,6 +195,15 @@ async def test_a_dead_guardian_is_replaced_at_once(tmp_path: Path) -> None:
         serve.wait()
         assert serve.stdout is not None
         serve.stdout.close()
+        _kill_what_the_run_left(tmp_path)
+
+
+def _kill_what_the_run_left(tmp_path: Path) -> None:
+    """After a failure: nothing of the run stays behind the test."""
+    run_file = tmp_path / "data" / "processman" / "run.json"
+    if run_file.exists():
+        for pid in tagged_processes(f"{json.loads(run_file.read_text())['runId']}:"):
+            os.kill(pid, signal.SIGKILL)
 
 
 async def test_next_start_cleans_up_what_a_previous_run_left(tmp_path: Path) -> None:
@@ -237,8 +247,6 @@ async def test_next_start_cleans_up_what_a_previous_run_left(tmp_path: Path) -> 
 
 
 def _json(text: str) -> str:
-    import json
-
     return json.dumps(textwrap.dedent(text))
 
 
