@@ -84,7 +84,9 @@ async def test_stop_fork_storm(manager_factory: Factory) -> None:
     manager = manager_factory(config("storm", textwrap.dedent(code)))
     await manager.start()
     await wait_until(manager, lambda: any(x.content == "ready" for x in manager.logs("storm")), what="ready")
-    assert len(tagged_processes(f"{manager.run_id}:storm")) == 31
+    # Re-checked: now and then one child's environment cannot be read at the first look (1 run in 20).
+    storm = f"{manager.run_id}:storm"
+    await asyncio.to_thread(wait_for, lambda: len(tagged_processes(storm)) == 31, 5, "31 tagged processes")
     await manager.stop_process("storm")
     assert tagged_processes(f"{manager.run_id}:storm") == []
 
