@@ -310,7 +310,9 @@ class ConsoleHandler(logging.Handler):
 def configure_logging(verbose: bool = False, width: int = 10) -> Console:
     """Console logging for ``processman serve``; the console also echoes child output
     (:meth:`Console.echo`). Close it at the end, to write what waits."""
-    console = Console(sys.stdout, ConsoleFormatter(colour=sys.stdout.isatty(), width=width))
+    # No stdout at all (started with it closed): nothing is shown, nothing fails.
+    stream = sys.stdout if sys.stdout is not None else open(os.devnull, "w")  # noqa: SIM115
+    console = Console(stream, ConsoleFormatter(colour=stream.isatty(), width=width))
     root = logging.getLogger()
     root.handlers[:] = [console.handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
