@@ -316,6 +316,7 @@ def configure_logging(verbose: bool = False, width: int = 10) -> Console:
     root = logging.getLogger()
     root.handlers[:] = [console.handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.captureWarnings(True)  # through the console too: stderr may be a pipe nobody reads
     for noisy in ("uvicorn.access", "httpx", "httpcore", "watchfiles"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return console

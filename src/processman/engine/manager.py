@@ -272,7 +272,7 @@ class ProcessManager:
             # so the "wakeup fd is full" warnings are noise.
             signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
         if options.guardian:
-            self._guardian = Guardian(self.run_id)
+            self._guardian = Guardian(self.run_id, on_reaped=self._context.on_reaped)
         if options.log_output:
             self._logging_sink = LoggingSink(self.events, emit=options.output_echo)
         self.resources.start()

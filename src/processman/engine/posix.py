@@ -271,9 +271,12 @@ class Guardian:
     QUICK_DEATH = 1.0  # seconds: a guardian that dies sooner than this after its start died at start
     MAX_QUICK_DEATHS = 3
 
-    def __init__(self, run_id: str, grace: float = 0.5) -> None:
+    def __init__(self, run_id: str, grace: float = 0.5, on_reaped: Callable[[], None] | None = None) -> None:
         self._run_id = run_id
         self._grace = grace
+        # Called once a dead guardian is reaped, as the owners of children do: an OrphanReaper leaves
+        # the other zombies alone while the guardian's, which is not its to reap, comes first.
+        self._on_reaped = on_reaped
         self._groups: set[int] = set()
         self._closing = False
         self._quick_deaths = 0
@@ -313,6 +316,8 @@ class Guardian:
         if self._closing:
             return
         status = self._process.wait()  # it has exited: this reaps it at once
+        if self._on_reaped is not None:
+            self._on_reaped()
         how = f"killed by {_signal_name(-status)}" if status < 0 else f"exit code {status}"
         lived = time.monotonic() - self._started
         self._quick_deaths = self._quick_deaths + 1 if lived < self.QUICK_DEATH else 0

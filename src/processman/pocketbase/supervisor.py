@@ -1,7 +1,8 @@
 """``processman pocketbase supervise``: the process manager as PocketBase's child.
 
 The hook starts it for ``pocketbase serve`` with three variables: ``PB_HTTP`` (PocketBase's ``--http``
-address), ``PB_DATA_DIR`` (its data folder, absolute) and ``PM_SECRET`` (the shared secret). It runs the
+address), ``PB_DATA_DIR`` (its data folder, absolute) and ``PM_SECRET`` (the shared secret, which the
+supervisor first moves out of its environment, see ``processman.handover``). It runs the
 normal runner with two services: the HTTP API on 127.0.0.1 at a free port, which only accepts the
 secret, and the :class:`PocketBaseBridge`. Its stdout goes nowhere, so it logs to
 ``DATA_DIR/processman/supervisor.log`` and, through the bridge, into PocketBase's own logs.
