@@ -89,7 +89,8 @@ class Runner:
             self._stop_signal = signum
             if not self._stop.is_set():
                 self.exit_code = 128 + signum
-            self.request_stop(f"{name} received; stopping every process (press Ctrl+C again to force)")
+            again = " again" if signum == signal.SIGINT else ""
+            self.request_stop(f"{name} received; stopping every process (press Ctrl+C{again} to force)")
         elif signum == signal.SIGINT:
             logger.warning("%s received again: killing every process now", name)
             self._force_kill()
@@ -156,7 +157,7 @@ class Runner:
             await service.run(manager, lambda: None, self.request_stop)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # SystemExit: a server that gives up the way a CLI does
             logger.error("%s failed: %s", service.name, exc, exc_info=exc)
             self._fail(f"{service.name} failed")
         else:
