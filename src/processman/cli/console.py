@@ -14,6 +14,7 @@ import collections
 import logging
 import os
 import re
+import select
 import sys
 import threading
 import time
@@ -284,7 +285,11 @@ def _write_all(fd: int, pieces: tuple[bytes, ...]) -> None:
     """One system call for a batch's pieces, more if the output takes them in parts."""
     views = [memoryview(piece) for piece in pieces if piece]
     while views:
-        written = os.writev(fd, views)
+        try:
+            written = os.writev(fd, views)
+        except BlockingIOError:  # a terminal another program made non-blocking: wait for room
+            select.select([], [fd], [])
+            continue
         while written:
             if written >= len(views[0]):
                 written -= len(views.pop(0))
