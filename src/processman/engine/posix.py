@@ -7,7 +7,8 @@ called ``setsid`` is still found. Waiting uses pidfds, so nothing polls.
 
 How nothing outlives a manager killed with SIGKILL: a tiny guardian process, started in its own session,
 holds a pipe from the manager. When the pipe reaches end of file (the manager is gone, however it
-died) the guardian terminates every process that carries the run's tag, then kills what is left.
+died) the guardian terminates every process that carries the run's tag, then kills what is left. The
+manager watches its guardian in turn: one that dies is replaced at once.
 """
 
 from __future__ import annotations
@@ -332,7 +333,17 @@ class Guardian:
             return
         old = self.pid
         self._close_stdin()
-        self._start()
+        try:
+            self._start()
+        except OSError as exc:
+            logger.error(
+                "the guardian (pid %d) died (%s) and a new one cannot start (%s); if processman is "
+                "killed with SIGKILL now, its processes keep running until its next start",
+                old,
+                how,
+                exc,
+            )
+            return
         logger.error(
             "the guardian (pid %d) died (%s); started a new one (pid %d) watching %d process group(s)",
             old,
