@@ -13,7 +13,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from processman import ProcessManager
+from processman.engine import posix
 from tests.conftest import alive, config, tagged_processes, wait_for, wait_for_path, wait_gone, wait_until
 
 Factory = Callable[..., ProcessManager]
@@ -274,3 +277,19 @@ async def test_serve_stops_children_on_sigterm_and_twice_forces(tmp_path: Path) 
         serve.wait()
         assert serve.stdout is not None
         serve.stdout.close()
+
+
+async def test_a_guardian_that_dies_at_every_start_is_given_up(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(posix, "GUARDIAN_SOURCE", "raise SystemExit(7)")
+    guardian = posix.Guardian("no-run")
+    try:
+        deadline = time.monotonic() + 10
+        while "giving up" not in caplog.text:
+            assert time.monotonic() < deadline, caplog.text
+            await asyncio.sleep(0.02)  # the deaths arrive through the loop: let it run
+        assert caplog.text.count("started a new one") == posix.Guardian.MAX_QUICK_DEATHS - 1
+        assert "died (exit code 7), 3 times in a row at start: giving up" in caplog.text
+    finally:
+        guardian.close()
