@@ -41,13 +41,14 @@ def take_secrets(names: Iterable[str]) -> dict[str, str]:
     names = tuple(names)
     fd_text = os.environ.pop(FD_VARIABLE, None)
     if fd_text is not None:
-        return _read(fd_text)
-    found = {name: os.environ[name] for name in names if os.environ.get(name)}
-    if found and _started_as_command():
-        _hand_over(found)
+        secrets = _read(fd_text)
+    else:
+        secrets = {name: os.environ[name] for name in names if os.environ.get(name)}
+        if secrets and _started_as_command():
+            _hand_over(secrets)
     for name in names:
         os.environ.pop(name, None)
-    return found
+    return secrets
 
 
 def _started_as_command() -> bool:
