@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
 from processman.engine.states import Status
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +147,10 @@ class EventBus:
         for subscription in tuple(self._subscriptions):
             subscription._offer(event)
         for listener in tuple(self._listeners):
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # a listener's bug is its own: the publisher and the others go on
+                logger.exception("an event listener failed on %r", event)
 
     def close(self) -> None:
         for subscription in tuple(self._subscriptions):

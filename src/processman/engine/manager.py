@@ -29,7 +29,7 @@ from processman.engine.reload import ReloadPlan, plan_reload
 from processman.engine.resources import ManagerUsage, ResourceSampler
 from processman.engine.states import Desired
 from processman.environment import PocketBaseInfo
-from processman.errors import ConfigError, DuplicateProcess, ProcessNotFound
+from processman.errors import ConfigError, DuplicateProcess, ManagerNotRunning, ProcessNotFound
 from processman.logs import LoggingSink, LogLine
 
 logger = logging.getLogger(__name__)
@@ -195,7 +195,8 @@ class ProcessManager:
     def _own(self, process: ManagedProcess) -> None:
         assert self._tasks is not None, "the manager runs"
         process_id = process.config.id
-        self._owners[process_id] = self._tasks.create_task(process.run(), name=f"process {process_id}")
+        process.has_owner = True
+        self._owners[process_id] = self._tasks.create_task(_owner(process), name=f"process {process_id}")
 
     @property
     def ids(self) -> list[str]:
@@ -251,6 +252,7 @@ class ProcessManager:
 
     async def start_process(self, process_id: str) -> None:
         process = self._get(process_id)
+        self._check_not_closing(process_id)
         await process.start()
         self._ensure_watcher(process)
 
@@ -259,8 +261,13 @@ class ProcessManager:
 
     async def restart_process(self, process_id: str) -> None:
         process = self._get(process_id)
+        self._check_not_closing(process_id)
         await process.restart("restart requested")
         self._ensure_watcher(process)
+
+    def _check_not_closing(self, process_id: str) -> None:
+        if self._shutdown is not None:  # a start now would be killed without grace by the shutdown
+            raise ManagerNotRunning(process_id)
 
     # ---- the whole set ---------------------------------------------------------------------------
 
@@ -275,11 +282,11 @@ class ProcessManager:
 
     async def start(self) -> None:
         """Prepare the machinery and start every registered process, in parallel."""
-        if self._running:
-            return
         if self._shutdown is not None:
             await self.close()  # a close() that was cancelled part-way finishes first
             self._shutdown = None
+        if self._running:
+            return
         self._running = True
         options = self.options
         raise_open_file_limit()
@@ -443,6 +450,20 @@ class ProcessManager:
             f"watch {config.id}",
         )
         self._watchers[config.id] = (task, stop)
+
+
+async def _owner(process: ManagedProcess) -> None:
+    """Runs a process's owner; if the owner itself ever fails, the tree is killed, the process shown
+    failed with the error, and a new owner takes over: one process's fault never ends the others."""
+    while True:
+        try:
+            await process.run()
+            return
+        except Exception as exc:
+            logger.exception("%s: the process's owner failed; a new one takes over", process.config.id)
+            process.has_owner = True
+            process._kill_now()
+            process.fail(f"internal error in processman, process stopped: {exc!r}")
 
 
 async def _logged(coroutine: Awaitable[None], name: str) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import os
 import shlex
@@ -133,6 +132,8 @@ class ManagedProcess:
         self._log_error = ""
         self.restart_count = 0
         self._child: Child | None = None
+        self._cleared: Child | None = None  # the last run whose leftovers were stopped
+        self.has_owner = False  # set by the manager once it runs run() for this process
         # Intents: what was asked of the owner and not yet done.
         self.desired = Desired.STOPPED
         self._start_wanted = False
@@ -208,12 +209,16 @@ class ManagedProcess:
         its dependencies). Raises ProcessAlreadyRunning when it is starting or running; during a backoff
         wait it starts at once instead of waiting."""
         async with self._lock:
-            if self.desired is Desired.RUNNING and self._active:
-                if self._status is not Status.CRASHED:
+            self._check_owner()
+            if self._active and self._status in (Status.STARTING, Status.RUNNING):
+                if self.desired is Desired.RUNNING:
                     raise ProcessAlreadyRunning(self.config.id)
+                self.desired = Desired.RUNNING  # a stop the owner has not begun yet is undone
+                return
+            self.desired = Desired.RUNNING
+            if self._active and self._status is Status.CRASHED:
                 self._skip_backoff = True
             else:
-                self.desired = Desired.RUNNING
                 self._start_wanted = True
                 self._update(last_error="")
             await self._next_attempt()
@@ -227,12 +232,15 @@ class ManagedProcess:
             self._wake()
             await self._until(lambda: not self._active and not self._start_wanted)
             if self._status is not Status.STOPPED and not self._active:
+                # Gave up, or failed inside processman: what its runs left behind goes too.
                 self._update(status=Status.STOPPING)
+                await self._sweep()
                 self._update(status=Status.STOPPED)
 
     async def restart(self, reason: str = "restart requested") -> None:
         """Stop the tree and start again; returns once the new attempt is made. Never a failure."""
         async with self._lock:
+            self._check_owner()
             self._update(last_error="")
             self._post_restart(reason)
             await self._next_attempt()
@@ -258,9 +266,11 @@ class ManagedProcess:
             self._start_wanted = True
         self._wake()
 
-    async def _next_attempt(self) -> None:
-        if self._tasks is None:
+    def _check_owner(self) -> None:
+        if not self.has_owner:
             raise ManagerNotRunning(self.config.id)
+
+    async def _next_attempt(self) -> None:
         target = self._attempts + 1
         self._wake()
         await self._until(
@@ -294,23 +304,47 @@ class ManagedProcess:
                         await self._fault(exc)
                     finally:
                         self._active = False
+                        self._carry_over()
                         self._settle()
         except asyncio.CancelledError:
             self._kill_now()
             raise
         finally:
             self._tasks = None
+            self.has_owner = False
+
+    def _carry_over(self) -> None:
+        """The keep-alive loop ended (stopped, finished, gave up): intents posted while it was ending
+        are not lost. A restart or a start asked for meanwhile begins a new start."""
+        restart, self._restart_reason = self._restart_reason, None
+        skip, self._skip_backoff = self._skip_backoff, False
+        self._unhealthy = None
+        if self.desired is Desired.RUNNING and (restart is not None or skip):
+            if restart is not None:
+                self._begin_restart(restart)
+            self._start_wanted = True
 
     async def _fault(self, exc: Exception) -> None:
-        logger.error("%s: internal error, process stopped: %r", self.config.id, exc, exc_info=exc)
+        """A fault of the loop itself: stop the tree, show the error, stay startable."""
         reason = f"internal error in processman, process stopped: {exc!r}"
-        self.output.note(reason)
+        logger.error("%s: %s", self.config.id, reason, exc_info=exc)
         try:
-            await self._clear_leftovers()
+            self.output.note(reason)
+            if self._child is not None and self._child.alive:
+                await self._terminate(self._child)
+            await self._sweep()
         except Exception:
             logger.exception("%s: cannot stop the tree after an internal error", self.config.id)
             self._kill_now()
-        self._update(status=Status.FAILED, last_error=reason, ready=False, force=True)
+        self.fail(reason)
+
+    def fail(self, reason: str) -> None:
+        """Mark the process failed whatever its status (an internal fault); never raises."""
+        try:
+            self._update(status=Status.FAILED, last_error=reason, ready=False, force=True)
+        except Exception:
+            logger.exception("%s: cannot publish the failure", self.config.id)
+            self._status, self._last_error, self._ready = Status.FAILED, reason, False
 
     async def _keep_alive(self) -> None:
         failures = 0
@@ -318,12 +352,15 @@ class ManagedProcess:
         while True:
             self._update(status=Status.STARTING, ready=False)
             if wait_for_dependencies and self.config.depends_on:
-                self._attempts += 1  # start() returns while it waits for its dependencies
-                self._settle()
-                if not await self._dependencies_met():
+                self._attempt()  # start() returns while it waits for its dependencies
+                interrupted = await self._dependencies_met()
+                if interrupted is _RunEnd.STOP:
                     self._update(status=Status.STOPPING)
                     self._update(status=Status.STOPPED)
                     return
+                if interrupted is _RunEnd.RESTART:
+                    self._begin_restart(self._take_restart())
+                    continue
             wait_for_dependencies = False
             outcome, ended = await self._run_once()
             if ended is _RunEnd.STOP:
@@ -340,7 +377,8 @@ class ManagedProcess:
                 return
             hint = self._last_stderr_hint() if outcome.spawned else ""
             self._update(status=Status.CRASHED, last_error=outcome.reason + hint)
-            await self._clear_leftovers()
+            if outcome.spawned:
+                await self._clear_leftovers()
             if decision.action is Action.GIVE_UP:
                 reason = (
                     f"gave up after {failures} consecutive failed starts (maxRetries is "
@@ -367,11 +405,11 @@ class ManagedProcess:
         try:
             child = self._spawn()
         except SpawnError as exc:
-            self._attempts += 1
+            self._attempt()
             self.output.note(str(exc))
             logger.error("%s: %s", self.config.id, exc)
             return Outcome(spawned=False, reason=str(exc)), _RunEnd.EXITED
-        self._attempts += 1
+        self._attempt()
         self._update(published=True)  # the pid changed
         ended = await self._watch(child)
         status = await child.exited
@@ -414,15 +452,28 @@ class ManagedProcess:
         finally:
             if monitor is not None:
                 monitor.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await monitor
+                await asyncio.wait([monitor])
             self._update(ready=False)
 
     async def _clear_leftovers(self) -> None:
         """Whatever an exited child left behind (a grandchild holding a port) goes before what comes
-        next."""
-        if self._child is not None:
+        next. Once per run: its process group id may belong to someone else later."""
+        if self._child is not None and self._child is not self._cleared:
             await self._terminate(self._child)
+
+    async def _sweep(self) -> None:
+        """Stop every process still carrying this process's tag (no group: the run is over)."""
+        try:
+            await terminate_tree(None, self._tag, self._context.scanner, self.config.stop_timeout)
+        except asyncio.CancelledError:
+            self._kill_now()
+            raise
+
+    def _attempt(self) -> None:
+        """A start was made: start() and restart() waiting for it may return."""
+        self._attempts += 1
+        self._start_wanted = False  # a start asked for while this one was on its way is this one
+        self._settle()
 
     def _intent_for_run(self) -> _RunEnd | None:
         if self.desired is not Desired.RUNNING:
@@ -448,22 +499,26 @@ class ManagedProcess:
                 return _RunEnd.TIMER
             await self._wait_for(timeout=left)
 
-    async def _dependencies_met(self) -> bool:
-        """Wait for the dependencies; False when a stop came first."""
-        wait = self._spawn_task(
-            self._context.dependencies.wait(self.config, self._waiting_for), f"dependencies {self.config.id}"
+    async def _dependencies_met(self) -> _RunEnd | None:
+        """Wait for the dependencies: None once met; STOP or RESTART when that came first."""
+        assert self._tasks is not None, "the owner runs"
+        wait = self._tasks.create_task(
+            _captured(self._context.dependencies.wait(self.config, self._waiting_for)),
+            name=f"dependencies {self.config.id}",
         )
         try:
             while not wait.done():
-                if self.desired is not Desired.RUNNING:
-                    return False
+                interrupted = self._intent_for_run()
+                if interrupted in (_RunEnd.STOP, _RunEnd.RESTART):
+                    return interrupted
                 await self._wait_for(wait)
-            wait.result()
-            return self.desired is Desired.RUNNING
+            fault = wait.result()
+            if fault is not None:
+                raise fault
+            return _RunEnd.STOP if self.desired is not Desired.RUNNING else None
         finally:
             wait.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await wait
+            await asyncio.wait([wait])
             if self._last_error.startswith("waiting for "):  # it no longer waits
                 self._update(last_error="")
 
@@ -547,12 +602,17 @@ class ManagedProcess:
         except asyncio.CancelledError:
             self._kill_now()
             raise
+        self._cleared = child
         self._context.registry.group_gone(child.pid)
 
     def _kill_now(self) -> None:
+        """SIGKILL the tree without waiting (a stop cut short); never raises."""
         child = self._child
         if child is not None and (child.alive or self._status is not Status.STOPPED):
-            kill_tree_now(child.pid if child.alive else None, self._tag, self._context.scanner)
+            try:
+                kill_tree_now(child.pid if child.alive else None, self._tag, self._context.scanner)
+            except Exception:
+                logger.exception("%s: cannot kill the tree", self.config.id)
 
     def _probe_site(self) -> ProbeSite:
         registry = self._context.registry
@@ -721,6 +781,16 @@ class _Report:
 
     def unhealthy(self, reason: str) -> None:
         self._process._mark_unhealthy(reason)
+
+
+async def _captured(coroutine: Awaitable[None]) -> Exception | None:
+    """Run ``coroutine``; its fault is returned to the one who awaits the task (a task of the
+    process's group must not raise: the group would cancel the owner)."""
+    try:
+        await coroutine
+    except Exception as exc:
+        return exc
+    return None
 
 
 async def _reported(coroutine: Awaitable[None], process: ManagedProcess, name: str) -> None:
