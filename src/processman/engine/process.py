@@ -240,15 +240,20 @@ class ManagedProcess:
     async def restart(self, reason: str = "restart requested") -> None:
         """Stop the tree and start again; returns once the new attempt is made. Never a failure."""
         async with self._lock:
-            self._check_owner()
-            self._update(last_error="")
-            self._post_restart(reason)
-            await self._next_attempt()
+            await self._restart(reason)
 
     async def restart_if_running(self, reason: str) -> None:
-        """For automatic triggers (file changes): only while the user wants it running."""
-        if self.desired is Desired.RUNNING:
-            await self.restart(reason)
+        """For automatic triggers (file changes): only while the user wants it running (decided under
+        the lock, so a stop that came first wins)."""
+        async with self._lock:
+            if self.desired is Desired.RUNNING:
+                await self._restart(reason)
+
+    async def _restart(self, reason: str) -> None:
+        self._check_owner()
+        self._update(last_error="")
+        self._post_restart(reason)
+        await self._next_attempt()
 
     def restart_for(self, reason: str) -> None:
         """An automatic restart of a running process whose reason is kept in lastError and in the exit
