@@ -29,6 +29,7 @@ EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
     "args": ([[], ["-c", "x"]], ["x", [1], None, ["a\0"]]),
     "cwd": ([".", "sub/dir"], ["", 5, "a\0"]),
     "env": ([{}, {"A": "1", "PORT": 8000, "F": 1.5}], [[], "A=1", {"A": [1]}, {"A": None}, {"A=B": "1"}]),
+    "envFile": ([".env", ["a.env", "/etc/b.env"], []], ["", [""], 5, [1], None, "a\0", {"a": 1}]),
     "interpreter": (["auto", "python3"], ["", 3]),
     "maxRetries": ([-1, 0, 10], [-2, "3", 1.5, True]),
     "backoff": (["500ms", "2s", "1m30s", "0s"], ["fast", 5, "10", "1d", "-1s", "", "5 s"]),

@@ -1,4 +1,5 @@
-"""The environment a child starts with (SPEC 5): the manager's, then PocketBase's, then the config's."""
+"""The environment a child starts with (SPEC 5): the manager's, then PocketBase's, then the config's
+``envFile`` files, then its ``env`` (each wins over the ones before)."""
 
 from __future__ import annotations
 
@@ -58,13 +59,18 @@ def child_environment(
     *,
     pocketbase: PocketBaseInfo | None,
     tag: str,
+    file_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     # processman's own credentials are not the sidecars' business.
     env = {name: value for name, value in base.items() if name not in PRIVATE_VARIABLES}
     if pocketbase is not None:
         env.update(pocketbase.variables())
+    # ``env`` may quote what an envFile holds: "postgres://app:${DB_PASSWORD}@db/app".
+    source = {**base, **file_env} if file_env else base
+    if file_env:
+        env.update(file_env)
     for name, value in config_env.items():
-        env[name] = expand(value, base)
+        env[name] = expand(value, source)
     # Unbuffered Python output reaches the logs as it is written; other programs ignore it.
     env.setdefault("PYTHONUNBUFFERED", "1")
     env[TAG_VARIABLE] = tag

@@ -89,6 +89,11 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "integer",
                 "description": "Bytes of output that could not be written to the log files.",
             },
+            "envFromFiles": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "What its envFile files held at the last start; secrets shown as ****.",
+            },
             "config": {
                 "type": "object",
                 "description": "The process's config; env values of secrets are shown as ****.",

@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from processman.config import config_to_json
+from processman.config import config_to_json, mask_env
 from processman.durations import format_duration
 from processman.engine.events import LogLines, ProcessExited, StatusChanged
 from processman.engine.process import ExitRecord, ProcessState
@@ -79,6 +79,8 @@ def state_to_json(state: ProcessState) -> dict[str, Any]:
         "memory": state.memory,
         "logError": state.log_error,
         "logDroppedBytes": state.log_dropped_bytes,
+        # What its envFile files held at the last start, masked as env values are.
+        "envFromFiles": mask_env(state.env_from_files),
         "config": config,
     }
 

@@ -156,11 +156,18 @@ def check(config_path: Path | None, data_dir: Path) -> None:
     if not loaded.exists:
         click.echo(f"{path}: file not found", err=True)
         sys.exit(1)
+    from processman.preflight import check_environment
+
     for problem in loaded.problems:
         label = click.style(problem.severity, fg="red" if problem.severity == "error" else "yellow")
         click.echo(f"{label}: {problem}", err=True)
-    if loaded.errors:
-        click.echo(f"{len(loaded.errors)} error(s), {len(loaded.warnings)} warning(s) in {path}", err=True)
+    # What the config names must exist too: a script, a command, a folder, an envFile.
+    missing = check_environment(loaded, os.environ)
+    for found in missing:
+        click.echo(f"{click.style('error', fg='red')}: {loaded.path}: {found}", err=True)
+    errors = len(loaded.errors) + len(missing)
+    if errors:
+        click.echo(f"{errors} error(s), {len(loaded.warnings)} warning(s) in {path}", err=True)
         sys.exit(1)
     click.echo(f"{len(loaded.processes)} processes OK")
 

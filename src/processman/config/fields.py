@@ -130,6 +130,39 @@ class Folder(Kind):
         return Text().schema()
 
 
+class Files(Kind):
+    """One path or an array of paths: relative to the config file's folder in a file, to the current
+    directory in code (where ``ProcessConfig`` makes them absolute). Always a tuple in Python."""
+
+    EXPECTED = "a path or an array of paths"
+
+    def read(self, raw: Any, at: str, problems: Problems, base_dir: Path) -> tuple[Path, ...] | None:
+        items = [raw] if isinstance(raw, str) else raw
+        if not isinstance(items, list | tuple) or not all(isinstance(item, str) and item for item in items):
+            problems.expect(at, self.EXPECTED, raw)
+            return None
+        if any("\0" in item for item in items):
+            problems.expect(at, "paths without NUL characters", raw)
+            return None
+        return tuple(base_dir / item for item in items)
+
+    def check(self, value: Any, at: str, problems: Problems) -> None:
+        items = [value] if isinstance(value, str | os.PathLike) else value
+        if not isinstance(items, list | tuple) or not all(
+            isinstance(item, str | os.PathLike) and str(item) for item in items
+        ):
+            problems.expect(at, self.EXPECTED, value)
+        elif any("\0" in str(item) for item in items):
+            problems.expect(at, "paths without NUL characters", [str(item) for item in items])
+
+    def show(self, value: Any, *, mask: bool) -> Any:
+        return [str(item) for item in value]
+
+    def schema(self) -> dict[str, Any]:
+        text = Text().schema()
+        return {"oneOf": [text, {"type": "array", "items": text}]}
+
+
 class Strings(Kind):
     def read(self, raw: Any, at: str, problems: Problems, base_dir: Path) -> tuple[str, ...] | None:
         if not isinstance(raw, list | tuple) or not all(isinstance(item, str) for item in raw):

@@ -19,6 +19,7 @@ from processman.config.fields import (
     Duration,
     Environment,
     Field,
+    Files,
     Folder,
     Identifier,
     Kind,
@@ -201,6 +202,14 @@ PROCESS_FIELDS: tuple[Field, ...] = (
     Field("args", "args", Strings(), (), "arguments"),
     Field("cwd", "cwd", Folder(), Path("."), "working directory, relative to this file's folder"),
     Field("env", "env", Environment(), {}, "environment variables added"),
+    Field(
+        "envFile",
+        "env_file",
+        Files(),
+        (),
+        "dotenv files read at every start, relative to this file's folder (env wins over them)",
+        omit_empty=True,
+    ),
     Field("interpreter", "interpreter", Text(), "auto", "what runs a script"),
     Field(
         "maxRetries",
@@ -272,6 +281,8 @@ class ProcessConfig:
     args: tuple[str, ...] = ()
     cwd: Path = _PROCESS_DEFAULT["cwd"]
     env: Mapping[str, str] = field(default_factory=dict)
+    # Dotenv files read at every start (later files win; ``env`` wins over them).
+    env_file: tuple[Path, ...] = ()
     interpreter: str = _PROCESS_DEFAULT["interpreter"]
     max_retries: int = _PROCESS_DEFAULT["max_retries"]
     backoff: float = _PROCESS_DEFAULT["backoff"]
@@ -316,6 +327,8 @@ class ProcessConfig:
         if not self.entry:
             object.__setattr__(self, "entry", self.id.partition(":")[0])
         object.__setattr__(self, "cwd", Path(os.path.abspath(self.cwd)))
+        files = [self.env_file] if isinstance(self.env_file, str | os.PathLike) else self.env_file
+        object.__setattr__(self, "env_file", tuple(Path(os.path.abspath(item)) for item in files))
         if self.dev_mode and not self.watch_paths:
             object.__setattr__(self, "watch_paths", (".",))
 

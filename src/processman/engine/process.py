@@ -40,6 +40,7 @@ from processman.engine.probes import Prober, ProbeSite
 from processman.engine.resources import TreeUsage, apply_limits
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
 from processman.engine.states import Desired, Status, check_transition
+from processman.envfile import read_env_files
 from processman.environment import PocketBaseInfo, child_environment
 from processman.errors import ManagerNotRunning, ProcessAlreadyRunning, SpawnError
 from processman.interpreter import command_line, resolve_interpreter
@@ -82,6 +83,7 @@ class ProcessState:
     ready: bool = False  # its readiness probe passed (at once without one)
     log_error: str = ""  # why its log files cannot be written ("" while they can)
     log_dropped_bytes: int = 0  # output that could not be written to its log files
+    env_from_files: Mapping[str, str] = field(default_factory=dict)  # its envFile values at the last start
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,7 @@ class ManagedProcess:
         self.interpreter = resolve_interpreter(config)
         self.exits: collections.deque[ExitRecord] = collections.deque(maxlen=EXIT_HISTORY)
         self.usage: TreeUsage | None = None  # written by the manager's resource sampler
+        self.env_from_files: dict[str, str] = {}  # what the envFile files held at the last start
         self._tag = f"{context.run_id}:{config.id}"
         # Owned by the owner task (and by stop() while the owner is idle); changed through _update().
         self._status = Status.STOPPED
@@ -147,6 +150,7 @@ class ManagedProcess:
         self._lock = asyncio.Lock()  # one user operation at a time
         self._tasks: asyncio.TaskGroup | None = None
         self._run_first_seq = 0  # the last log sequence number before the current run began
+        self._run_env: dict[str, str] = {}  # the current run's environment (its probes run with it)
 
     def __repr__(self) -> str:
         return (
@@ -190,13 +194,18 @@ class ManagedProcess:
             ready=self._ready,
             log_error=self._log_error,
             log_dropped_bytes=self.output.dropped_file_bytes,
+            env_from_files=dict(self.env_from_files),
         )
 
     def environment(self) -> dict[str, str]:
         """The environment of a spawn (probe commands run with it too)."""
         config = self.config
         base = self._context.environ if self._context.environ is not None else os.environ
-        env = child_environment(base, config.env, pocketbase=self._context.pocketbase, tag=self._tag)
+        # Read at every start, so an edited file applies on the next restart (SpawnError if unreadable).
+        self.env_from_files = read_env_files(config.env_file) if config.env_file else {}
+        env = child_environment(
+            base, config.env, pocketbase=self._context.pocketbase, tag=self._tag, file_env=self.env_from_files
+        )
         if config.instance is not None:
             env["PROCESSMAN_INSTANCE"] = str(config.instance)
         return env
@@ -493,11 +502,12 @@ class ManagedProcess:
         if not config.cwd.is_dir():
             raise SpawnError(f"cannot start: working directory {config.cwd} does not exist")
         argv = command_line(config, self.interpreter)
+        env = self._run_env = self.environment()
         try:
             child = spawn(
                 argv,
                 cwd=config.cwd,
-                env=self.environment(),
+                env=env,
                 output=self.output,
                 registry=self._context.registry,
                 clock=self._clock,
@@ -557,7 +567,7 @@ class ManagedProcess:
     def _probe_site(self) -> ProbeSite:
         registry = self._context.registry
         return ProbeSite(
-            cwd=self.config.cwd, env=self.environment(), owned_pids=registry.owned, on_reaped=registry.reaped
+            cwd=self.config.cwd, env=self._run_env, owned_pids=registry.owned, on_reaped=registry.reaped
         )
 
     # ---- what the run wrote ----------------------------------------------------------------------
