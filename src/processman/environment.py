@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 
 _TEMPLATE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -75,3 +77,13 @@ def child_environment(
     env.setdefault("PYTHONUNBUFFERED", "1")
     env[TAG_VARIABLE] = tag
     return env
+
+
+def activate_venv(env: MutableMapping[str, str], venv: Path, bin_folder: str = "bin") -> None:
+    """What ``source <venv>/bin/activate`` does: ``VIRTUAL_ENV`` set, the virtualenv's ``bin`` first on
+    ``PATH`` (once), ``PYTHONHOME`` unset. It overrides a virtualenv processman itself runs in."""
+    bin_path = str(venv / bin_folder)
+    rest = [entry for entry in env.get("PATH", os.defpath).split(os.pathsep) if entry and entry != bin_path]
+    env["PATH"] = os.pathsep.join([bin_path, *rest])
+    env["VIRTUAL_ENV"] = str(venv)
+    env.pop("PYTHONHOME", None)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from processman.config import LoadedConfig, ProcessConfig
 from processman.envfile import read_env_files
 from processman.errors import SpawnError
+from processman.interpreter import find_venv, resolve_interpreter, uses_system_python
 
 
 @dataclass(frozen=True)
@@ -37,15 +38,34 @@ def start_problem(config: ProcessConfig, environ: Mapping[str, str]) -> str | No
     return None
 
 
-def check_environment(loaded: LoadedConfig, environ: Mapping[str, str]) -> list[StartProblem]:
-    """Every entry that cannot start, once per entry (its instances share a config)."""
-    problems: list[StartProblem] = []
+def _entries(loaded: LoadedConfig) -> list[ProcessConfig]:
+    """One config per entry: its instances share it."""
     seen: set[str] = set()
+    configs = []
     for config in loaded.processes:
-        if config.entry in seen:
-            continue
-        seen.add(config.entry)
+        if config.entry not in seen:
+            seen.add(config.entry)
+            configs.append(config)
+    return configs
+
+
+def check_environment(loaded: LoadedConfig, environ: Mapping[str, str]) -> list[StartProblem]:
+    """Every entry that cannot start."""
+    problems: list[StartProblem] = []
+    for config in _entries(loaded):
         message = start_problem(config, environ)
         if message is not None:
             problems.append(StartProblem(config.entry, message))
     return problems
+
+
+def venv_notes(loaded: LoadedConfig) -> list[str]:
+    """The Python programs that will run outside any virtualenv, and where one was looked for (the
+    start of each such process says it too)."""
+    notes = []
+    for config in _entries(loaded):
+        venv = find_venv(config)
+        if uses_system_python(config, venv):
+            program = resolve_interpreter(config, venv) or config.command
+            notes.append(f"{config.entry}: {program} runs outside any virtualenv: {venv.describe()}")
+    return notes

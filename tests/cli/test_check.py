@@ -41,3 +41,24 @@ def test_a_missing_or_unreadable_env_file_is_an_error(tmp_path: Path) -> None:
     )
     assert "good" not in result.stderr
     assert "2 error(s), 0 warning(s)" in result.stderr
+
+
+def test_a_python_program_without_a_virtualenv_gets_a_note(tmp_path: Path) -> None:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "main.py").write_text("")
+    (tmp_path / "tool").mkdir()
+    (tmp_path / "tool" / "venv" / "bin").mkdir(parents=True)
+    (tmp_path / "tool" / "venv" / "bin" / "python").write_text("")
+    (tmp_path / "tool" / "run.py").write_text("")
+    result = check(
+        [
+            {"id": "bare", "script": "main.py", "cwd": "app"},
+            {"id": "inside", "script": "run.py", "cwd": "tool"},
+        ],
+        tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    note = f"no virtualenv (.venv and venv looked for in {tmp_path / 'app'}, {tmp_path})"
+    assert "note: bare: " in result.stderr and note in result.stderr
+    assert "inside" not in result.stderr
+    assert result.stdout.strip() == "2 processes OK"

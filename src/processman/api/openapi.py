@@ -89,6 +89,15 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "integer",
                 "description": "Bytes of output that could not be written to the log files.",
             },
+            "virtualenv": {
+                "type": ["string", "null"],
+                "description": "The virtualenv it runs in (VIRTUAL_ENV, its bin first on PATH).",
+            },
+            "virtualenvLookedIn": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "Without a virtualenv: the folders where .venv and venv were looked for.",
+            },
             "envFromFiles": {
                 "type": "object",
                 "additionalProperties": {"type": "string"},

@@ -79,6 +79,9 @@ def state_to_json(state: ProcessState) -> dict[str, Any]:
         "memory": state.memory,
         "logError": state.log_error,
         "logDroppedBytes": state.log_dropped_bytes,
+        # The virtualenv it runs in; without one, the folders where .venv and venv were looked for.
+        "virtualenv": str(state.venv.venv) if state.venv.venv is not None else None,
+        "virtualenvLookedIn": [] if state.venv.venv is not None else [str(f) for f in state.venv.looked_in],
         # What its envFile files held at the last start, masked as env values are.
         "envFromFiles": mask_env(state.env_from_files),
         "config": config,

@@ -156,7 +156,7 @@ def check(config_path: Path | None, data_dir: Path) -> None:
     if not loaded.exists:
         click.echo(f"{path}: file not found", err=True)
         sys.exit(1)
-    from processman.preflight import check_environment
+    from processman.preflight import check_environment, venv_notes
 
     for problem in loaded.problems:
         label = click.style(problem.severity, fg="red" if problem.severity == "error" else "yellow")
@@ -165,6 +165,8 @@ def check(config_path: Path | None, data_dir: Path) -> None:
     missing = check_environment(loaded, os.environ)
     for found in missing:
         click.echo(f"{click.style('error', fg='red')}: {loaded.path}: {found}", err=True)
+    for note in venv_notes(loaded):
+        click.echo(f"{click.style('note', fg='cyan')}: {note}", err=True)
     errors = len(loaded.errors) + len(missing)
     if errors:
         click.echo(f"{errors} error(s), {len(loaded.warnings)} warning(s) in {path}", err=True)

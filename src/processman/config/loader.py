@@ -266,7 +266,7 @@ def _read_entry(entry: Any, base_dir: Path, problems: Problems) -> ProcessConfig
     if problems:
         return None
     try:
-        return ProcessConfig(**values)
+        return ProcessConfig(**values, root=base_dir)
     except ConfigError as exc:  # a rule the reading missed: still a problem, never a crash
         problems.error("entry", str(exc))
         return None

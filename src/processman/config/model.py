@@ -312,6 +312,8 @@ class ProcessConfig:
     log_max_size: int = _PROCESS_DEFAULT["log_max_size"]
     log_backups: int = _PROCESS_DEFAULT["log_backups"]
     entry: str = ""  # the config entry this process comes from (its id without ":<n>")
+    # The config file's folder: the search for a virtualenv goes from cwd up to it (None: cwd only).
+    root: Path | None = None
 
     def __post_init__(self) -> None:
         problems = Problems()
@@ -327,6 +329,8 @@ class ProcessConfig:
         if not self.entry:
             object.__setattr__(self, "entry", self.id.partition(":")[0])
         object.__setattr__(self, "cwd", Path(os.path.abspath(self.cwd)))
+        if self.root is not None:
+            object.__setattr__(self, "root", Path(os.path.abspath(self.root)))
         files = [self.env_file] if isinstance(self.env_file, str | os.PathLike) else self.env_file
         object.__setattr__(self, "env_file", tuple(Path(os.path.abspath(item)) for item in files))
         if self.dev_mode and not self.watch_paths:

@@ -41,9 +41,16 @@ from processman.engine.resources import TreeUsage, apply_limits
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
 from processman.engine.states import Desired, Status, check_transition
 from processman.envfile import read_env_files
-from processman.environment import PocketBaseInfo, child_environment
+from processman.environment import PocketBaseInfo, activate_venv, child_environment
 from processman.errors import ManagerNotRunning, ProcessAlreadyRunning, SpawnError
-from processman.interpreter import command_line, resolve_interpreter
+from processman.interpreter import (
+    VENV_BIN,
+    VenvLookup,
+    command_line,
+    find_venv,
+    resolve_interpreter,
+    uses_system_python,
+)
 from processman.logs import STDERR, SYSTEM, LogFileOptions, ProcessOutput
 
 logger = logging.getLogger(__name__)
@@ -84,6 +91,7 @@ class ProcessState:
     log_error: str = ""  # why its log files cannot be written ("" while they can)
     log_dropped_bytes: int = 0  # output that could not be written to its log files
     env_from_files: Mapping[str, str] = field(default_factory=dict)  # its envFile values at the last start
+    venv: VenvLookup = field(default_factory=lambda: VenvLookup(None))  # its virtualenv, or where looked
 
 
 @dataclass(frozen=True)
@@ -124,7 +132,8 @@ class ManagedProcess:
         if context.log_folder is not None:
             files = LogFileOptions(context.log_folder, config.log_max_size, config.log_backups)
         self.output = ProcessOutput(config.id, context.bus, files, on_file_problem=self._log_file_problem)
-        self.interpreter = resolve_interpreter(config)
+        self.venv = find_venv(config)
+        self.interpreter = resolve_interpreter(config, self.venv)
         self.exits: collections.deque[ExitRecord] = collections.deque(maxlen=EXIT_HISTORY)
         self.usage: TreeUsage | None = None  # written by the manager's resource sampler
         self.env_from_files: dict[str, str] = {}  # what the envFile files held at the last start
@@ -188,6 +197,7 @@ class ManagedProcess:
             last_error=self._last_error,
             config=self.config,
             interpreter=self.interpreter,
+            venv=self.venv,
             exits=tuple(self.exits),
             cpu=self.usage.cpu_percent if child and self.usage else None,
             memory=self.usage.memory if child and self.usage else None,
@@ -208,6 +218,8 @@ class ManagedProcess:
         )
         if config.instance is not None:
             env["PROCESSMAN_INSTANCE"] = str(config.instance)
+        if self.venv.venv is not None:
+            activate_venv(env, self.venv.venv, VENV_BIN)
         return env
 
     # ---- user operations: post an intent, wake the owner, wait for the effect ---------------------
@@ -501,6 +513,9 @@ class ManagedProcess:
         config = self.config
         if not config.cwd.is_dir():
             raise SpawnError(f"cannot start: working directory {config.cwd} does not exist")
+        # Looked for at every start: a virtualenv made after processman started is used on the next.
+        self.venv = find_venv(config)
+        self.interpreter = resolve_interpreter(config, self.venv)
         argv = command_line(config, self.interpreter)
         env = self._run_env = self.environment()
         try:
@@ -522,7 +537,11 @@ class ManagedProcess:
             self.output.note(problem)
             logger.warning("%s: %s", config.id, problem)
             self._update(last_error=problem)
-        logger.info("%s: started pid %d: %s", config.id, child.pid, shlex.join(argv)[:200])
+        logger.info(
+            "%s: started pid %d: %s (%s)", config.id, child.pid, shlex.join(argv)[:200], self.venv.describe()
+        )
+        if uses_system_python(config, self.venv):
+            self.output.note(f"{argv[0]} runs outside any virtualenv: {self.venv.describe()}")
         return child
 
     def _not_found_message(self, argv: list[str]) -> str:
@@ -704,7 +723,8 @@ class ManagedProcess:
     def reconfigure(self, config: ProcessConfig) -> None:
         """Take a changed config; it applies from the next start (the caller restarts if needed)."""
         self.config = config
-        self.interpreter = resolve_interpreter(config)
+        self.venv = find_venv(config)
+        self.interpreter = resolve_interpreter(config, self.venv)
         self.output.set_rotation(config.log_max_size, config.log_backups)
 
     def close(self) -> None:

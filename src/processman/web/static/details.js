@@ -106,6 +106,13 @@ function interpreterText(config) {
   return config.interpreter || "–";
 }
 
+// The virtualenv the process runs in; without one, where processman looked for .venv and venv.
+function virtualenvText(entry) {
+  if (entry.virtualenv) return entry.virtualenv;
+  const looked = entry.virtualenvLookedIn ?? [];
+  return looked.length ? `none (looked for .venv and venv in ${looked.join(", ")})` : "none";
+}
+
 // Whether the process's output reaches its log files (a full disk stops that); the server keeps running it.
 function logFiles(entry) {
   if (!entry.logError) return "written";
@@ -139,6 +146,7 @@ export function renderDetails(container, entry) {
     [kind, config.script ?? config.command, { mono: true }],
     ["Command line", commandLine(config, { withInterpreter: true }), { mono: true }],
     ["Interpreter", interpreterText(config), { mono: true }],
+    ["Virtualenv", virtualenvText(entry), { mono: true }],
     ["Working dir", config.cwd, { mono: true }],
     ["Arguments", chips(config.args)],
     ["Backoff", config.backoff, { mono: true }],
