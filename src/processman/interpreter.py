@@ -52,20 +52,25 @@ def _search_folders(config: ProcessConfig) -> list[Path]:
     return folders
 
 
-def venv_of(interpreter: Path) -> Path | None:
-    """The virtualenv an interpreter path lives in (``<venv>/bin/python``, with its pyvenv.cfg)."""
+def venv_of(program: Path) -> Path | None:
+    """The virtualenv a program path lives in (``<venv>/bin/<program>``, beside its pyvenv.cfg)."""
     # Not resolved: a virtualenv's python is a symlink to the base interpreter.
-    if interpreter.parent.name == VENV_BIN and (interpreter.parent.parent / "pyvenv.cfg").is_file():
-        return interpreter.parent.parent
+    if program.parent.name == VENV_BIN and (program.parent.parent / "pyvenv.cfg").is_file():
+        return program.parent.parent
     return None
 
 
 def find_venv(config: ProcessConfig) -> VenvLookup:
-    """The virtualenv ``config`` runs in: the explicit interpreter's, or one found from ``cwd`` up."""
+    """The virtualenv ``config`` runs in: the one its explicit interpreter (or command path) lives in,
+    or one found from ``cwd`` up."""
     if config.interpreter != "auto":
         if "/" not in config.interpreter:
             return VenvLookup(None)
         return VenvLookup(venv_of(config.cwd / config.interpreter))  # cwd / an absolute path: the path
+    if config.command is not None and "/" in config.command:
+        found = venv_of(config.cwd / config.command)
+        if found is not None:
+            return VenvLookup(found)
     looked: list[Path] = []
     for folder in _search_folders(config):
         looked.append(folder)

@@ -1,20 +1,34 @@
 """What keeps a well-formed config from starting: the things it names that do not exist.
 
-:func:`load_config` checks the format and touches nothing but the file; :func:`check_environment` looks
-at the machine. ``processman check`` reports what it finds as errors, and ``serve`` says at start-up why
-each of these processes cannot start (and starts the rest). The words are the engine's own
-:class:`~processman.errors.SpawnError` messages, so the same problem reads the same everywhere.
+:func:`processman.config.load_config` checks the format and touches nothing but the file;
+:func:`check_environment` looks at the machine: the working directory, the script, the command on the
+``PATH`` the child would get, the interpreter, the ``envFile`` files. ``processman check`` reports what
+it finds as errors, and ``serve`` names these processes at start-up (and starts the rest). The words
+are the ones the engine's :class:`~processman.errors.SpawnError` uses when such a start fails, because
+the engine builds its messages with the functions below.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from processman.config import LoadedConfig, ProcessConfig
 from processman.envfile import read_env_files
+from processman.environment import activate_venv, child_environment
 from processman.errors import SpawnError
-from processman.interpreter import find_venv, resolve_interpreter, uses_system_python
+from processman.interpreter import (
+    VENV_BIN,
+    VenvLookup,
+    command_line,
+    find_venv,
+    resolve_interpreter,
+    uses_system_python,
+)
+
+_SHOWN_PATH = 300  # characters of a PATH quoted in a message
 
 
 @dataclass(frozen=True)
@@ -28,14 +42,75 @@ class StartProblem:
         return f"{self.entry}: {self.message}"
 
 
+def missing_cwd(config: ProcessConfig) -> str | None:
+    if config.cwd.is_dir():
+        return None
+    return f"cannot start: working directory {config.cwd} does not exist"
+
+
+def find_program(name: str, cwd: Path, path: str | None) -> Path | None:
+    """Where exec would find ``name``: a name with a '/' is relative to ``cwd``, others are looked up on
+    ``path``."""
+    if "/" in name:
+        candidate = cwd / name  # an absolute name stays itself
+        return candidate if candidate.is_file() else None
+    for folder in (path if path is not None else os.defpath).split(os.pathsep):
+        candidate = (cwd / folder if folder else cwd) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def missing_script(config: ProcessConfig, interpreter: str | None) -> str | None:
+    if config.script is None:
+        return None
+    argv = command_line(config, interpreter)
+    script = Path(argv[1] if interpreter is not None else argv[0])
+    return None if script.exists() else f"cannot start: script {script} does not exist"
+
+
+def missing_program(config: ProcessConfig, interpreter: str | None, env: Mapping[str, str]) -> str | None:
+    """Why the program of ``config`` cannot be executed with ``env``'s PATH (the command, the script,
+    its interpreter); None when everything it names exists."""
+    path = env.get("PATH")
+    if config.command is not None:
+        if find_program(config.command, config.cwd, path) is not None:
+            return None
+        if "/" in config.command:
+            where = config.cwd / config.command
+            return f"cannot start: command {config.command!r} not found: {where} does not exist"
+        shown = (path or "")[:_SHOWN_PATH]
+        return f"cannot start: command {config.command!r} not found on the PATH ({shown})"
+    problem = missing_script(config, interpreter)
+    if problem is not None:
+        return problem
+    if interpreter is not None and find_program(interpreter, config.cwd, path) is None:
+        return f'cannot start: interpreter {interpreter!r} not found (set "interpreter" to its path)'
+    return None
+
+
+def spawn_environment(
+    config: ProcessConfig, venv: VenvLookup, environ: Mapping[str, str], file_env: Mapping[str, str]
+) -> dict[str, str]:
+    """The environment a child of ``config`` would get (without processman's own variables)."""
+    env = child_environment(environ, config.env, pocketbase=None, tag="", file_env=file_env)
+    if venv.venv is not None:
+        activate_venv(env, venv.venv, VENV_BIN)
+    return env
+
+
 def start_problem(config: ProcessConfig, environ: Mapping[str, str]) -> str | None:
     """Why this process cannot start now, in the engine's words; None when nothing is missing."""
+    problem = missing_cwd(config)
+    if problem is not None:
+        return problem
     try:
-        if config.env_file:
-            read_env_files(config.env_file)
+        file_env = read_env_files(config.env_file) if config.env_file else {}
     except SpawnError as exc:
         return str(exc)
-    return None
+    venv = find_venv(config)
+    env = spawn_environment(config, venv, environ, file_env)
+    return missing_program(config, resolve_interpreter(config, venv), env)
 
 
 def _entries(loaded: LoadedConfig) -> list[ProcessConfig]:

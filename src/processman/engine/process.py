@@ -52,6 +52,7 @@ from processman.interpreter import (
     uses_system_python,
 )
 from processman.logs import STDERR, SYSTEM, LogFileOptions, ProcessOutput
+from processman.preflight import missing_cwd, missing_program, missing_script
 
 logger = logging.getLogger(__name__)
 
@@ -511,12 +512,17 @@ class ManagedProcess:
 
     def _spawn(self) -> Child:
         config = self.config
-        if not config.cwd.is_dir():
-            raise SpawnError(f"cannot start: working directory {config.cwd} does not exist")
+        problem = missing_cwd(config)
+        if problem is not None:
+            raise SpawnError(problem)
         # Looked for at every start: a virtualenv made after processman started is used on the next.
         self.venv = find_venv(config)
         self.interpreter = resolve_interpreter(config, self.venv)
         argv = command_line(config, self.interpreter)
+        # An interpreter would start and then fail on a missing script: say so instead.
+        problem = missing_script(config, self.interpreter)
+        if problem is not None:
+            raise SpawnError(problem)
         env = self._run_env = self.environment()
         try:
             child = spawn(
@@ -529,7 +535,9 @@ class ManagedProcess:
             )
         except SpawnError as exc:
             if isinstance(exc.__cause__, FileNotFoundError) and exc.__cause__.filename in (None, argv[0]):
-                raise SpawnError(self._not_found_message(argv)) from exc.__cause__
+                # In the words `processman check` uses for the same problem.
+                missing = missing_program(config, self.interpreter, env)
+                raise SpawnError(missing or str(exc)) from exc.__cause__
             raise
         self._child = child
         self._run_first_seq = self.output.last_seq  # the child's output is read later, in the loop
@@ -543,18 +551,6 @@ class ManagedProcess:
         if uses_system_python(config, self.venv):
             self.output.note(f"{argv[0]} runs outside any virtualenv: {self.venv.describe()}")
         return child
-
-    def _not_found_message(self, argv: list[str]) -> str:
-        config = self.config
-        if config.command is not None:
-            return (
-                f"cannot start: command {config.command!r} not found (looked in the PATH and in {config.cwd})"
-            )
-        if self.interpreter is not None and not os.path.exists(argv[1]):
-            return f"cannot start: script {argv[1]} does not exist"
-        if self.interpreter is not None:
-            return f'cannot start: interpreter {self.interpreter!r} not found (set "interpreter" to its path)'
-        return f"cannot start: script {argv[0]} does not exist"
 
     async def _terminate(self, child: Child) -> None:
         """The stop ladder for the run's tree. Cancelled part-way, it kills the tree at once."""
