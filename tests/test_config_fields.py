@@ -24,6 +24,7 @@ from processman.config import (
 # For each field: values the loader and the schema both accept, and values both refuse.
 EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
     "id": (["a", "web.1", "A-b_c", "x" * 64], ["", "-a", "a b", "a/b", "x" * 65, 5, None]),
+    "group": (["ai", "Workers.2", "a-b_c"], ["", "1ai", "-a", "a:b", "a b", "x" * 65, 5, None]),
     "script": (["app.py"], ["", 5, None, ["a"], "a\0b"]),
     "command": (["true"], ["", 5, None, "a\0b"]),
     "args": ([[], ["-c", "x"]], ["x", [1], None, ["a\0"]]),

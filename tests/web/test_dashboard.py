@@ -31,6 +31,7 @@ TALKER = """
         signal.pause()
 """
 SERVICES = [f"svc-{n:02d}" for n in range(47)]
+WORKERS = SERVICES[:5]  # the group "workers"
 NO_VALUE = "\N{EN DASH}"
 
 
@@ -45,7 +46,11 @@ def fleet() -> list[dict[str, Any]]:
         python("talker", TALKER, env={"API_KEY": "s3cret-value", "REGION": "eu-west"}, backoff="50ms"),
         shell("crasher", "echo 'database unreachable' >&2; exit 3", backoff="1m"),
         shell("failer", "echo 'missing config' >&2; exit 1", maxRetries=0),
-        *({"id": name, "command": "sleep", "args": ["3600"], "stopTimeout": "2s"} for name in SERVICES),
+        *(
+            {"id": name, "command": "sleep", "args": ["3600"], "stopTimeout": "2s"}
+            | ({"group": "workers"} if name in WORKERS else {})
+            for name in SERVICES
+        ),
     ]
 
 
@@ -205,6 +210,7 @@ def test_details_show_the_resolved_config_with_secrets_masked(pages: Pages, serv
     assert "code 3" in text
     assert "database unreachable" in details.locator("table.exits").inner_text()  # the exit's last lines
     assert "none (the command runs directly)" in text
+    assert "looked for .venv" not in text, "a shell command is not a Python program"
 
     page.goto(server.url + "#/process/talker")
     page.click("#tab-details")
@@ -241,6 +247,17 @@ def test_filter_and_search_narrow_the_list(pages: Pages, server: Server) -> None
     page.click("#clear-filters")
     expect(visible).to_have_count(50)
     assert page.locator("#empty").is_hidden()
+
+    # The group filter lists the config's groups.
+    page.select_option("#group-filter", "workers")
+    expect(visible).to_have_count(5)
+    assert sorted(visible.evaluate_all("rows => rows.map(r => r.dataset.id)")) == WORKERS
+    page.click("#overview [data-filter=failed]")
+    page.locator("#empty").wait_for()
+    assert "group workers" in page.inner_text("#empty")
+    page.click("#clear-filters")
+    expect(visible).to_have_count(50)
+    assert page.input_value("#group-filter") == "all"
 
 
 def test_batch_restart_and_a_confirmation_before_stopping_everything(pages: Pages, server: Server) -> None:

@@ -19,6 +19,10 @@ from processman.sizes import SIZE_PATTERN, format_size, parse_size
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ID_MAX_LENGTH = 64
 ID_EXPECTED = f"letters, digits, '.', '_' or '-', starting with a letter or digit, at most {ID_MAX_LENGTH}"
+# A group starts with a letter: "group:<name>" then never reads as an instance id "<entry>:<n>".
+GROUP_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
+GROUP_EXPECTED = f"letters, digits, '.', '_' or '-', starting with a letter, at most {ID_MAX_LENGTH}"
+GROUP_PREFIX = "group:"
 DURATION_EXPECTED = 'a duration like "500ms", "2s" or "1m"'
 SIZE_EXPECTED = 'a size like "512MB" or "1GB"'
 RESTART_POLICIES = ("always", "on-failure", "never")
@@ -435,6 +439,21 @@ class Identifier(Kind):
 
     def schema(self) -> dict[str, Any]:
         return {"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": ID_MAX_LENGTH}
+
+
+def valid_group(value: str) -> bool:
+    return len(value) <= ID_MAX_LENGTH and GROUP_PATTERN.fullmatch(value) is not None
+
+
+class GroupName(Kind):
+    def read(self, raw: Any, at: str, problems: Problems, base_dir: Path) -> str | None:
+        if not isinstance(raw, str) or not valid_group(raw):
+            problems.expect(at, GROUP_EXPECTED, raw)
+            return None
+        return raw
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": GROUP_PATTERN.pattern, "maxLength": ID_MAX_LENGTH}
 
 
 @dataclass(frozen=True)

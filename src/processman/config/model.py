@@ -21,6 +21,7 @@ from processman.config.fields import (
     Field,
     Files,
     Folder,
+    GroupName,
     Identifier,
     Kind,
     Limits,
@@ -197,6 +198,7 @@ def probe_to_json(probe: Probe, *, mask: bool = True) -> dict[str, Any]:
 # The fields of a process, in the order the reported config lists them.
 PROCESS_FIELDS: tuple[Field, ...] = (
     Field("id", "id", Identifier(), None, "unique name of the process", required=True),
+    Field("group", "group", GroupName(), None, 'a group: "group:<name>" acts on all its processes'),
     Field("script", "script", Text(), None, "script run through an interpreter"),
     Field("command", "command", Text(), None, "executable looked up on PATH"),
     Field("args", "args", Strings(), (), "arguments"),
@@ -314,6 +316,7 @@ class ProcessConfig:
     entry: str = ""  # the config entry this process comes from (its id without ":<n>")
     # The config file's folder: the search for a virtualenv goes from cwd up to it (None: cwd only).
     root: Path | None = None
+    group: str | None = None  # processes of a group are acted on together: "group:<name>"
 
     def __post_init__(self) -> None:
         problems = Problems()

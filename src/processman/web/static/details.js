@@ -110,7 +110,7 @@ function interpreterText(config) {
 function virtualenvText(entry) {
   if (entry.virtualenv) return entry.virtualenv;
   const looked = entry.virtualenvLookedIn ?? [];
-  return looked.length ? `none (looked for .venv and venv in ${looked.join(", ")})` : "none";
+  return looked.length ? `none (looked for .venv and venv in ${looked.join(", ")})` : "–";
 }
 
 // Whether the process's output reaches its log files (a full disk stops that); the server keeps running it.
@@ -144,6 +144,7 @@ export function renderDetails(container, entry) {
   const maxRetries = config.maxRetries === -1 ? "-1 (never give up)" : config.maxRetries;
   const configList = pairs([
     [kind, config.script ?? config.command, { mono: true }],
+    ["Group", config.group ?? "–"],
     ["Command line", commandLine(config, { withInterpreter: true }), { mono: true }],
     ["Interpreter", interpreterText(config), { mono: true }],
     ["Virtualenv", virtualenvText(entry), { mono: true }],
