@@ -1,8 +1,10 @@
 """Client commands that talk to a running ``processman serve`` over HTTP, in the style of pm2 and
 supervisorctl: ``list``, ``start``/``stop``/``restart`` (an id, or ``all``), ``logs [-f]``.
 
-The server is ``--url`` or ``$PROCESSMAN_URL`` (default http://127.0.0.1:8091); the token is
-``--token`` or ``$PROCESSMAN_TOKEN``, else the file ``serve`` wrote (``--dir``/processman/token).
+The server is ``--url`` or ``$PROCESSMAN_URL``, else the one ``serve`` recorded in its data folder
+(``DATA_DIR/processman/server.json``): ``--dir``'s, or without ``--dir`` ``./pb_data``, ``.`` or a
+folder here (``serve --dir examples`` is found from the app's folder), else http://127.0.0.1:8091. The
+token is ``--token`` or ``$PROCESSMAN_TOKEN``, else the file ``serve`` wrote in the same data folder.
 Every failure is one line on stderr and an exit code: 1 the request failed (unknown id, already
 running), 3 the server cannot be reached, 4 not authorised.
 
@@ -28,6 +30,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import click
 
 from processman.cli.console import terminal_safe
+from processman.serverfile import SERVER_FILE, ServerRecord, read_server_file, server_path
 from processman.sse import EventParser, ServerSentEvent
 from processman.tokenfile import TOKEN_ENV, read_token, token_path
 
@@ -92,11 +95,13 @@ def tls_context() -> ssl.SSLContext:
 
 @dataclass
 class Connection:
-    """Where the server is and how to prove who we are; ``token_source`` is said in auth errors."""
+    """Where the server is and how to prove who we are; ``token_source`` is said in auth errors, and
+    ``found`` (how the server was looked for) when it cannot be reached."""
 
     url: str
     token: str | None
     token_source: str
+    found: str = ""
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -158,9 +163,10 @@ class Connection:
             ) from None
 
     def unreachable(self, exc: Exception) -> ClientError:
+        where = f"; {self.found}" if self.found else ""
         return Unreachable(
-            f"cannot reach the processman server at {self.url} ({exc}); is `processman serve` running? "
-            f"(set --url or ${URL_ENV} for another address)"
+            f"cannot reach the processman server at {self.url} ({exc}); is `processman serve` running?"
+            f"{where} (pass --dir DATA_DIR, the folder given to `serve --dir`, or --url)"
         )
 
     def check_reply(self, reply: httpx.Response) -> None:
@@ -189,7 +195,10 @@ class Connection:
 
     def _token_advice(self) -> str:
         if self.token is None:
-            return f"no token ({self.token_source}); pass --token or set ${TOKEN_ENV}"
+            return (
+                f"no token ({self.token_source}); pass --dir DATA_DIR (the folder given to `serve --dir`), "
+                f"--token or set ${TOKEN_ENV}"
+            )
         return f"the server refused the token from {self.token_source}"
 
 
@@ -198,18 +207,18 @@ def connection_options(command: F) -> F:
         click.option(
             "--url",
             envvar=URL_ENV,
-            default=DEFAULT_URL,
-            show_default=True,
-            help=f"Server address [${URL_ENV}].",
+            default=None,
+            help=f"Server address [${URL_ENV}; default: the one recorded in the data folder, "
+            f"else {DEFAULT_URL}].",
         ),
         click.option("--token", envvar=TOKEN_ENV, default=None, help=f"API token [${TOKEN_ENV}]."),
         click.option(
             "--dir",
             "data_dir",
             type=click.Path(path_type=Path, file_okay=False),
-            default=Path("pb_data"),
-            show_default=True,
-            help="Data folder of the server, to read its token file when no token is given.",
+            default=None,
+            help="Data folder of the server (as given to `serve --dir`): its address and token are read "
+            "there. Default: ./pb_data, the current folder, or a folder here holding a running server's.",
         ),
     ]
     for option in reversed(options):
@@ -217,7 +226,47 @@ def connection_options(command: F) -> F:
     return command
 
 
-def connect(url: str, token: str | None, data_dir: Path) -> Connection:
+DEFAULT_DIR = Path("pb_data")
+
+
+def _data_dirs(data_dir: Path | None) -> list[Path]:
+    """Where a server's data folder may be: ``--dir``, else ./pb_data, the current folder and the
+    folders here that hold a server file (an app started with ``serve --dir examples``)."""
+    if data_dir is not None:
+        return [data_dir]
+    found = [DEFAULT_DIR, Path(".")]
+    found.extend(sorted(path.parent.parent for path in Path(".").glob(f"*/processman/{SERVER_FILE}")))
+    unique: dict[Path, Path] = {}
+    for folder in found:
+        unique.setdefault(folder.absolute(), folder)
+    return list(unique.values())
+
+
+def find_server(data_dir: Path | None) -> tuple[Path | None, ServerRecord | None, str]:
+    """The data folder of a running server and its record, or (None, None); and how it was looked for,
+    for the messages."""
+    folders = _data_dirs(data_dir)
+    running = []
+    for folder in folders:
+        record = read_server_file(server_path(folder))
+        if record is not None and record.alive:
+            running.append((folder, record))
+    if len(running) > 1:
+        shown = ", ".join(f"{folder} ({record.url})" for folder, record in running)
+        raise ClientError(f"several servers run here: {shown}; pass --dir DATA_DIR to choose")
+    if running:
+        folder, record = running[0]
+        return folder, record, f"the server recorded in {server_path(folder)}"
+    shown = ", ".join(str(server_path(folder)) for folder in folders)
+    return None, None, f"no running server is recorded in {shown}"
+
+
+def connect(url: str | None, token: str | None, data_dir: Path | None) -> Connection:
+    folder: Path | None = None
+    found = ""
+    if url is None:
+        folder, record, found = find_server(data_dir)
+        url = record.url if record is not None else DEFAULT_URL
     url = url.rstrip("/")
     parts = urlsplit(url)
     try:
@@ -227,11 +276,11 @@ def connect(url: str, token: str | None, data_dir: Path) -> Connection:
     if not valid:
         raise click.BadParameter(f"expected an http:// or https:// URL, got {url!r}", param_hint="--url")
     if token:
-        return Connection(url, token, f"--token or ${TOKEN_ENV}")
-    path = token_path(data_dir)
-    found = read_token(path)
-    source = f"the file {path}" if found else f"none given, and no token file at {path}"
-    return Connection(url, found, source)
+        return Connection(url, token, f"--token or ${TOKEN_ENV}", found)
+    path = token_path(folder or data_dir or DEFAULT_DIR)
+    token_found = read_token(path)
+    source = f"the file {path}" if token_found else f"none given, and no token file at {path}"
+    return Connection(url, token_found, source, found)
 
 
 def process_path(process_id: str, action: str) -> str:
@@ -276,7 +325,7 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
 @click.command("list")
 @connection_options
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON as is.")
-def list_command(url: str, token: str | None, data_dir: Path, as_json: bool) -> None:
+def list_command(url: str | None, token: str | None, data_dir: Path | None, as_json: bool) -> None:
     """Show every process: id, status, pid, uptime, restarts and last error."""
     states = connect(url, token, data_dir).request("GET", "/api/pm/list")
     if as_json:
@@ -332,7 +381,7 @@ def _action_command(action: str, summary: str) -> click.Command:
     @click.command(action, help=f"{summary} a process by id; `all` means every process.")
     @click.argument("process_id", metavar="ID|all")
     @connection_options
-    def command(process_id: str, url: str, token: str | None, data_dir: Path) -> None:
+    def command(process_id: str, url: str | None, token: str | None, data_dir: Path | None) -> None:
         run_action(connect(url, token, data_dir), action, process_id)
 
     return command
@@ -454,7 +503,7 @@ def print_follow(connection: Connection, process_id: str, lines: int) -> None:
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl+C.")
 @connection_options
 def logs_command(
-    process_id: str, lines: int, follow: bool, url: str, token: str | None, data_dir: Path
+    process_id: str, lines: int, follow: bool, url: str | None, token: str | None, data_dir: Path | None
 ) -> None:
     """Print the last lines of a process's output, oldest first; -f follows it live."""
     connection = connect(url, token, data_dir)
@@ -476,7 +525,7 @@ def logs_command(
 @click.command("reload")
 @connection_options
 @click.option("--dry-run", is_flag=True, help="Only show what would change.")
-def reload_command(url: str, token: str | None, data_dir: Path, dry_run: bool) -> None:
+def reload_command(url: str | None, token: str | None, data_dir: Path | None, dry_run: bool) -> None:
     """Apply the changed config file: add, remove and restart only what changed."""
     query = "?dryRun=1" if dry_run else ""
     plan = connect(url, token, data_dir).request("POST", f"/api/pm/reload{query}", timeout=ACTION_TIMEOUT)

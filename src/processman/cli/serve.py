@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -140,10 +142,37 @@ def serve(
     settings.services.extend(build_services(http, data_dir, pocketbase_url, allowed_hosts))
     runner = Runner(settings)
     try:
-        code = asyncio.run(runner.run())
+        code = asyncio.run(runner.run(_announce(settings.services, data_dir)))
     except AlreadyRunningElsewhere as exc:
         raise click.ClickException(str(exc)) from exc
+    finally:
+        from processman.serverfile import remove_server_file
+
+        remove_server_file(data_dir)
     sys.exit(code)
+
+
+def _announce(services: list[Service], data_dir: Path) -> Callable[[], Awaitable[None]] | None:
+    """Once the API is up, record its address in DATA_DIR/processman/server.json for the client
+    commands (removed when serve stops)."""
+    if not services:
+        return None
+    from processman.api import ApiService
+    from processman.serverfile import local_url, write_server_file
+
+    api = next((service for service in services if isinstance(service, ApiService)), None)
+    if api is None:
+        return None
+
+    async def write() -> None:
+        try:
+            write_server_file(data_dir, local_url(api.address.host, api.port))
+        except OSError as exc:  # the API works without it; clients then need --url
+            logging.getLogger("processman").warning(
+                "cannot record the API's address in %s: %s", data_dir / "processman", exc
+            )
+
+    return write
 
 
 @click.command()
