@@ -6,7 +6,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +16,8 @@ from processman.config import CONFIG_FILENAME, json_schema, load_config
 from processman.errors import AlreadyRunningElsewhere
 
 if TYPE_CHECKING:  # ``processman --help`` imports this module: the engine only comes with ``serve``
+    from processman.api import ApiService
+    from processman.engine.manager import ProcessManager
     from processman.runner import Service
 
 config_option = click.option(
@@ -40,12 +42,16 @@ def resolve_config_path(config_path: Path | None, data_dir: Path) -> Path:
 
 
 def build_services(
-    http: str, data_dir: Path, pocketbase_url: str | None = None, allowed_hosts: tuple[str, ...] = ()
+    http: str,
+    data_dir: Path,
+    pocketbase_url: str | None = None,
+    token: str | None = None,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> list[Service]:
     """The services that run beside the manager for ``serve --http``: the HTTP API, bound now so that a
-    busy port fails before any process starts. Its credential is ``PROCESSMAN_TOKEN``, or a token kept
-    in DATA_DIR/processman/token (written when missing), plus PocketBase superusers with
-    ``--pocketbase-url``."""
+    busy port fails before any process starts. Its credential is ``token`` (``PROCESSMAN_TOKEN``; read
+    from the environment when not given), or a token kept in DATA_DIR/processman/token (written when
+    missing), plus PocketBase superusers with ``--pocketbase-url``."""
     if http.strip().lower() == "off":
         return []
     from processman.api import (
@@ -62,7 +68,7 @@ def build_services(
         address = parse_address(http)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--http") from None
-    token = os.environ.get(TOKEN_ENV, "").strip()
+    token = (token if token is not None else os.environ.get(TOKEN_ENV, "")).strip()
     if token:
         hint = f"${TOKEN_ENV}"
     else:
@@ -80,7 +86,7 @@ def build_services(
         service.bind()
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {address}: {exc.strerror or exc}") from exc
-    return [service]
+    return [_Announced(service, data_dir)]
 
 
 @click.command()
@@ -128,51 +134,67 @@ def serve(
     """Run every configured process in the foreground until Ctrl+C or SIGTERM."""
     import asyncio
 
+    from processman.handover import HandoverError, take_secrets
+    from processman.tokenfile import TOKEN_ENV
+
+    # First of all: a token in the environment is moved out of it (this may re-execute serve), so that
+    # no process started later can read it in /proc/<serve's pid>/environ.
+    try:
+        token = take_secrets([TOKEN_ENV]).get(TOKEN_ENV)
+    except HandoverError as exc:
+        raise click.ClickException(str(exc)) from exc
+
     from processman.cli.console import configure_logging
     from processman.runner import Runner, ServeSettings
 
-    console_echo = configure_logging(verbose)
+    console = configure_logging(verbose)
     data_dir = data_dir.absolute()
     settings = ServeSettings(
         resolve_config_path(config_path, data_dir).absolute(),
         data_dir,
         watch_config=watch_config,
-        output_echo=console_echo if echo else None,
+        output_echo=console.echo if echo else None,
+        log_drops=lambda: {"console": console.dropped},
     )
-    settings.services.extend(build_services(http, data_dir, pocketbase_url, allowed_hosts))
-    runner = Runner(settings)
     try:
-        code = asyncio.run(runner.run(_announce(settings.services, data_dir)))
-    except AlreadyRunningElsewhere as exc:
-        raise click.ClickException(str(exc)) from exc
+        settings.services.extend(build_services(http, data_dir, pocketbase_url, token, allowed_hosts))
+        runner = Runner(settings)
+        try:
+            code = asyncio.run(runner.run())
+        except AlreadyRunningElsewhere as exc:
+            raise click.ClickException(str(exc)) from exc
     finally:
-        from processman.serverfile import remove_server_file
-
-        remove_server_file(data_dir)
+        console.close()
     sys.exit(code)
 
 
-def _announce(services: list[Service], data_dir: Path) -> Callable[[], Awaitable[None]] | None:
-    """Once the API is up, record its address in DATA_DIR/processman/server.json for the client
-    commands (removed when serve stops)."""
-    if not services:
-        return None
-    from processman.api import ApiService
-    from processman.serverfile import local_url, write_server_file
+class _Announced:
+    """The API service, whose address is recorded in DATA_DIR/processman/server.json for the client
+    commands once it is up, and removed when it stops."""
 
-    api = next((service for service in services if isinstance(service, ApiService)), None)
-    if api is None:
-        return None
+    def __init__(self, api: ApiService, data_dir: Path) -> None:
+        self.api = api
+        self.data_dir = data_dir
+        self.name = api.name
 
-    async def write() -> None:
+    async def run(
+        self, manager: ProcessManager, ready: Callable[[], None], request_stop: Callable[[str], None]
+    ) -> None:
+        from processman.serverfile import local_url, remove_server_file, write_server_file
+
+        def up() -> None:
+            try:
+                write_server_file(self.data_dir, local_url(self.api.address.host, self.api.port))
+            except OSError as exc:  # the API works without it; clients then need --url
+                logging.getLogger("processman").warning(
+                    "cannot record the API's address in %s: %s", self.data_dir / "processman", exc
+                )
+            ready()
+
         try:
-            write_server_file(data_dir, local_url(api.address.host, api.port))
-        except OSError as exc:  # the API works without it; clients then need --url
-            logging.getLogger("processman").warning(
-                "cannot record the API's address in %s: %s", data_dir / "processman", exc
-            )
-
-    return write
+            await self.api.run(manager, up, request_stop)
+        finally:
+            remove_server_file(self.data_dir)
 
 
 @click.command()
