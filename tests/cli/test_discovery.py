@@ -98,8 +98,8 @@ def test_nothing_found_says_where_it_looked_and_what_to_pass(app: App) -> None:
     result = processman("list", cwd=elsewhere)
     assert result.returncode == 3, result.stderr
     message = result.stderr
-    assert "no running server is recorded in pb_data/processman/server.json" in message
-    assert "processman/server.json" in message and "pass --dir DATA_DIR" in message
+    assert "no running server is recorded in ./pb_data/processman/server.json" in message
+    assert "processman/server.json" in message and "Pass --dir DATA_DIR" in message
 
 
 def test_the_server_file_goes_when_serve_stops(app: App) -> None:
