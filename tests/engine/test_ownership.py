@@ -38,19 +38,24 @@ ENGINE = Path(__file__).resolve().parents[2] / "src" / "processman" / "engine"
 async def test_a_spawn_that_fails_after_the_fork_leaves_nothing_running(
     manager_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_pidfd_open = os.pidfd_open
     calls: list[int] = []
-    manager = manager_factory(config("web", SLEEPER, backoff=60))
 
-    def pidfd_open_out_of_descriptors(pid: int, flags: int = 0) -> int:
-        guardian = manager._guardian
-        if guardian is None or pid != guardian.pid:
+    class OutOfDescriptors:
+        """The os module as spawn sees it, but the first child's pidfd fails as if the descriptor
+        table were full (the guardian's own pidfd, opened elsewhere, is not affected)."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+        @staticmethod
+        def pidfd_open(pid: int, flags: int = 0) -> int:
             calls.append(pid)
-            if len(calls) == 1:  # the first child's pidfd: as if the descriptor table were full
+            if len(calls) == 1:
                 raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-        return real_pidfd_open(pid, flags)
+            return os.pidfd_open(pid, flags)
 
-    monkeypatch.setattr(os, "pidfd_open", pidfd_open_out_of_descriptors)
+    monkeypatch.setattr("processman.engine.spawn.os", OutOfDescriptors())
+    manager = manager_factory(config("web", SLEEPER, backoff=60))
     await manager.start()
     first = calls[0]
     await wait_until(manager, lambda: manager.state("web").status is Status.CRASHED, what="the failure")
