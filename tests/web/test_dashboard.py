@@ -43,7 +43,13 @@ def fleet() -> list[dict[str, Any]]:
     """50 processes: a talker that prints on SIGUSR1, one that keeps crashing (a long backoff holds it in
     "crashed"), one that gives up at once, and 47 quiet services."""
     return [
-        python("talker", TALKER, env={"API_KEY": "s3cret-value", "REGION": "eu-west"}, backoff="50ms"),
+        python(
+            "talker",
+            TALKER,
+            env={"API_KEY": "s3cret-value", "REGION": "eu-west"},
+            envFile=".env",
+            backoff="50ms",
+        ),
         shell("crasher", "echo 'database unreachable' >&2; exit 3", backoff="1m"),
         shell("failer", "echo 'missing config' >&2; exit 1", maxRetries=0),
         *(
@@ -65,7 +71,9 @@ def settled(states: dict[str, dict[str, Any]]) -> bool:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("fleet"), fleet()).start()
+    folder = tmp_path_factory.mktemp("fleet")
+    (folder / ".env").write_text("DB_PASSWORD=dotenv-s3cret\nZONE=north\n")
+    running = Server(folder, fleet()).start()
     try:
         running.wait_for_states(settled, "every process to settle")
         yield running
@@ -215,9 +223,12 @@ def test_details_show_the_resolved_config_with_secrets_masked(pages: Pages, serv
     page.goto(server.url + "#/process/talker")
     page.click("#tab-details")
     details.locator("text=API_KEY").wait_for()
-    env_text = details.locator("table.env").inner_text()
+    env_text = details.locator("table.env").first.inner_text()
     assert "s3cret-value" not in page.content()
     assert "hidden" in env_text and "eu-west" in env_text
+    from_file = details.locator("section", has_text="(at the last start)").inner_text()
+    assert "ZONE" in from_file and "north" in from_file and "DB_PASSWORD" in from_file
+    assert "dotenv-s3cret" not in page.content()
     screenshot(page, "dashboard-details")
 
 

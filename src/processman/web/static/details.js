@@ -161,6 +161,7 @@ export function renderDetails(container, entry) {
     section("Current run", run),
     section("Configuration", configList),
     section("Environment", envTable(config.env)),
+    ...(config.envFile?.length ? [section(`From ${config.envFile.join(", ")} (at the last start)`, envTable(entry.envFromFiles))] : []),
     section("Recent exits", exitsTable(entry.recentExits)),
   );
 }
