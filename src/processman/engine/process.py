@@ -209,7 +209,8 @@ class ManagedProcess:
         )
 
     def environment(self) -> dict[str, str]:
-        """The environment of a spawn (probe commands run with it too)."""
+        """The environment of a spawn, its envFile files read now (SpawnError when one cannot be), in its
+        virtualenv when it has one. The run's probe commands get the same."""
         config = self.config
         base = self._context.environ if self._context.environ is not None else os.environ
         # Read at every start, so an edited file applies on the next restart (SpawnError if unreadable).
