@@ -66,3 +66,20 @@ def read_env_files(paths: Iterable[Path]) -> dict[str, str]:
                 raise _unreadable(path, f"cannot be used: variable {name!r} holds a NUL or '='")
             env[name] = value
     return env
+
+
+def skipped_lines(paths: Iterable[Path]) -> list[str]:
+    """The lines python-dotenv cannot parse, which it skips: one note each, naming file and line. A
+    file that cannot be read at all is left to :func:`read_env_files`."""
+    from dotenv.parser import parse_stream
+
+    notes = []
+    for path in paths:
+        try:
+            text = _read_text(path)
+        except SpawnError:
+            continue
+        for binding in parse_stream(io.StringIO(text)):
+            if binding.error:
+                notes.append(f"envFile {path}: line {binding.original.line} cannot be parsed; it is skipped")
+    return notes

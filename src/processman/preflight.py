@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from processman.config import LoadedConfig, ProcessConfig
-from processman.envfile import read_env_files
+from processman.envfile import read_env_files, skipped_lines
 from processman.environment import activate_venv, child_environment
 from processman.errors import SpawnError
 from processman.interpreter import (
@@ -144,3 +144,9 @@ def venv_notes(loaded: LoadedConfig) -> list[str]:
             program = resolve_interpreter(config, venv) or config.command
             notes.append(f"{config.entry}: {program} runs outside any virtualenv: {venv.describe()}")
     return notes
+
+
+def env_file_warnings(loaded: LoadedConfig) -> list[str]:
+    """Lines of the envFile files that python-dotenv skips (the process still starts without them)."""
+    configs = _entries(loaded)
+    return [f"{config.entry}: {note}" for config in configs for note in skipped_lines(config.env_file)]

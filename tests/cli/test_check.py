@@ -125,3 +125,13 @@ def test_serve_starts_the_rest_and_says_why_the_others_cannot_start(tmp_path: Pa
     # The engine says why each could not start, in the words check uses.
     for problem in expected_problems(tmp_path):
         assert problem in output, (problem, output)
+
+
+def test_a_line_of_an_env_file_that_cannot_be_parsed_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("GOOD=1\nthis is not = a variable\nALSO_GOOD=2\n")
+    result = check([{"id": "web", "command": "true", "envFile": ".env"}], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert f"warning: {tmp_path / 'pb_processes.json'}: web: envFile {tmp_path / '.env'}: line 2 " in (
+        result.stderr
+    )
+    assert "cannot be parsed; it is skipped" in result.stderr

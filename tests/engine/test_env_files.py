@@ -99,3 +99,18 @@ def test_env_file_paths_are_relative_to_the_config_files_folder(tmp_path: Path) 
     assert b.env_file == (tmp_path / "x.env", Path("/etc/y.env"))
     assert config_to_json(a)["envFile"] == [str(tmp_path / ".env")]
     assert "envFile" not in config_to_json(ProcessConfig(id="c", command="true"))
+
+
+async def test_a_line_that_cannot_be_parsed_is_skipped_and_said(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("ONLY_FILE=kept\nthis is not = a variable\n")
+    out = tmp_path / "env.json"
+    process = config("web", SHOW_ENV, env_file=env_file)
+    process = ProcessConfig(**{**process.__dict__, "args": (*process.args, str(out))})
+    manager = manager_factory(process)
+    await manager.start()
+    assert json.loads(await wait_for_path(out))["ONLY_FILE"] == "kept"
+    notes = [line.content for line in manager.logs("web") if line.stream == "system"]
+    assert f"envFile {env_file}: line 2 cannot be parsed; it is skipped" in notes

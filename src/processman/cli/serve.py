@@ -207,7 +207,7 @@ def check(config_path: Path | None, data_dir: Path) -> None:
     if not loaded.exists:
         click.echo(f"{path}: file not found", err=True)
         sys.exit(1)
-    from processman.preflight import check_environment, venv_notes
+    from processman.preflight import check_environment, env_file_warnings, venv_notes
 
     for problem in loaded.problems:
         label = click.style(problem.severity, fg="red" if problem.severity == "error" else "yellow")
@@ -216,11 +216,15 @@ def check(config_path: Path | None, data_dir: Path) -> None:
     missing = check_environment(loaded, os.environ)
     for found in missing:
         click.echo(f"{click.style('error', fg='red')}: {loaded.path}: {found}", err=True)
+    skipped = env_file_warnings(loaded)
+    for warning in skipped:
+        click.echo(f"{click.style('warning', fg='yellow')}: {loaded.path}: {warning}", err=True)
     for note in venv_notes(loaded):
         click.echo(f"{click.style('note', fg='cyan')}: {note}", err=True)
     errors = len(loaded.errors) + len(missing)
     if errors:
-        click.echo(f"{errors} error(s), {len(loaded.warnings)} warning(s) in {path}", err=True)
+        warnings = len(loaded.warnings) + len(skipped)
+        click.echo(f"{errors} error(s), {warnings} warning(s) in {path}", err=True)
         sys.exit(1)
     click.echo(f"{len(loaded.processes)} processes OK")
 

@@ -40,7 +40,7 @@ from processman.engine.probes import Prober, ProbeSite
 from processman.engine.resources import TreeUsage, apply_limits
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
 from processman.engine.states import Desired, Status, check_transition
-from processman.envfile import read_env_files
+from processman.envfile import read_env_files, skipped_lines
 from processman.environment import PocketBaseInfo, activate_venv, child_environment
 from processman.errors import ManagerNotRunning, ProcessAlreadyRunning, SpawnError
 from processman.interpreter import (
@@ -215,6 +215,9 @@ class ManagedProcess:
         base = self._context.environ if self._context.environ is not None else os.environ
         # Read at every start, so an edited file applies on the next restart (SpawnError if unreadable).
         self.env_from_files = read_env_files(config.env_file) if config.env_file else {}
+        for note in skipped_lines(config.env_file):
+            self.output.note(note)
+            logger.warning("%s: %s", config.id, note)
         env = child_environment(
             base, config.env, pocketbase=self._context.pocketbase, tag=self._tag, file_env=self.env_from_files
         )
