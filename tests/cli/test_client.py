@@ -403,6 +403,10 @@ def test_a_group_is_acted_on_as_one(server: Server) -> None:
     wait_status(server, "ticker", "running")
     shown = cli(server, "logs", "group:bg", "-n", "20").stdout
     assert " ticker | " in shown and " broken " not in shown
+    listed = cli(server, "list", "group:bg")
+    assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == ["ticker", "idle"]
+    assert cli(server, "list", "group:nobody").stdout == "no process is in group:nobody\n"
+    assert cli(server, "list", "bg").returncode == 2
     missing = cli(server, "stop", "group:nobody")
     assert missing.returncode == 1
     assert one_error_line(missing) == "Error: no process is in group 'nobody' (see `processman list`)"

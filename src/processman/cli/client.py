@@ -338,16 +338,24 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
 
 
 @click.command("list")
+@click.argument("group", metavar="[group:NAME]", required=False)
 @connection_options
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON as is.")
-def list_command(url: str | None, token: str | None, data_dir: Path | None, as_json: bool) -> None:
-    """Show every process: id, status, pid, uptime, restarts and last error."""
-    states = connect(url, token, data_dir).request("GET", "/api/pm/list")
+def list_command(
+    group: str | None, url: str | None, token: str | None, data_dir: Path | None, as_json: bool
+) -> None:
+    """Show every process (or a group's): id, status, pid, uptime, restarts and last error."""
+    params: dict[str, str | int] | None = None
+    if group is not None:
+        if not group.startswith(GROUP_PREFIX) or group == GROUP_PREFIX:
+            raise click.BadParameter(f"expected group:NAME, got {group!r}", param_hint="group")
+        params = {"group": group.removeprefix(GROUP_PREFIX)}
+    states = connect(url, token, data_dir).request("GET", "/api/pm/list", params=params)
     if as_json:
         click.echo(json.dumps(states, indent=2))
         return
     if not states:
-        click.echo("no processes configured")
+        click.echo(f"no process is in {group}" if group else "no processes configured")
         return
     for line in format_table(states, shutil.get_terminal_size((120, 24)).columns):
         click.echo(line)
