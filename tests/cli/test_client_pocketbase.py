@@ -3,6 +3,7 @@ commands, and ``logs -f`` over PocketBase realtime (streams cannot pass through 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -73,3 +74,16 @@ def test_the_client_works_through_pocketbase(pocketbase: PocketBase) -> None:
     described = cli("describe", "ticker")
     assert described.returncode == 0, described.stderr
     assert "Recent exits" in described.stdout and "restart requested" in described.stdout
+
+    # The supervisor records PocketBase's address (not its own private API's) in the data folder.
+    record = json.loads((pocketbase.data_dir / "processman" / "server.json").read_text())
+    assert (record["url"], record["pocketbase"]) == (pocketbase.url, True)
+    found = {key: value for key, value in env.items() if key != "PROCESSMAN_URL"}
+    command = [sys.executable, "-m", "processman", "list", "--dir", str(pocketbase.data_dir)]
+    listed = subprocess.run(command, capture_output=True, text=True, timeout=60, env=found)
+    assert listed.returncode == 0, listed.stderr
+    del found["PROCESSMAN_TOKEN"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, env=found)
+    assert refused.returncode == 4
+    assert f"no token: {pocketbase.url} is PocketBase" in refused.stderr
+    assert "pass --token with a superuser's token" in refused.stderr

@@ -109,6 +109,7 @@ class Connection:
     token: str | None
     token_source: str
     found: str = ""
+    pocketbase: bool = False  # found as PocketBase's address: its token is a superuser's
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -205,6 +206,11 @@ class Connection:
         raise ClientError(f"{message} (HTTP {status}){details}", status=status)
 
     def _token_advice(self) -> str:
+        if self.token is None and self.pocketbase:
+            return (
+                f"no token: {self.url} is PocketBase ({self.found}); pass --token with a superuser's "
+                f"token or set ${TOKEN_ENV}"
+            )
         if self.token is None:
             return (
                 f"no token ({self.token_source}); pass --dir DATA_DIR (the folder given to `serve --dir`), "
@@ -279,9 +285,11 @@ def _shown_path(path: Path) -> str:
 def connect(url: str | None, token: str | None, data_dir: Path | None) -> Connection:
     folder: Path | None = None
     found = ""
+    pocketbase = False
     if url is None:
         folder, record, found = find_server(data_dir)
         url = record.url if record is not None else DEFAULT_URL
+        pocketbase = record is not None and record.pocketbase
     url = url.rstrip("/")
     parts = urlsplit(url)
     try:
@@ -291,11 +299,11 @@ def connect(url: str | None, token: str | None, data_dir: Path | None) -> Connec
     if not valid:
         raise click.BadParameter(f"expected an http:// or https:// URL, got {url!r}", param_hint="--url")
     if token:
-        return Connection(url, token, f"--token or ${TOKEN_ENV}", found)
+        return Connection(url, token, f"--token or ${TOKEN_ENV}", found, pocketbase)
     path = token_path(folder or data_dir or DEFAULT_DIR)
-    token_found = read_token(path)
+    token_found = None if pocketbase else read_token(path)
     source = f"the file {path}" if token_found else f"none given, and no token file at {path}"
-    return Connection(url, token_found, source, found)
+    return Connection(url, token_found, source, found, pocketbase)
 
 
 def process_path(process_id: str, action: str) -> str:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,8 +14,6 @@ from processman.config import CONFIG_FILENAME, json_schema, load_config
 from processman.errors import AlreadyRunningElsewhere
 
 if TYPE_CHECKING:  # ``processman --help`` imports this module: the engine only comes with ``serve``
-    from processman.api import ApiService
-    from processman.engine.manager import ProcessManager
     from processman.runner import Service
 
 config_option = click.option(
@@ -86,7 +82,9 @@ def build_services(
         service.bind()
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {address}: {exc.strerror or exc}") from exc
-    return [_Announced(service, data_dir)]
+    from processman.serverfile import Announced, local_url
+
+    return [Announced(service, data_dir, lambda: local_url(address.host, service.port))]
 
 
 @click.command()
@@ -166,35 +164,6 @@ def serve(
     finally:
         console.close()
     sys.exit(code)
-
-
-class _Announced:
-    """The API service, whose address is recorded in DATA_DIR/processman/server.json for the client
-    commands once it is up, and removed when it stops."""
-
-    def __init__(self, api: ApiService, data_dir: Path) -> None:
-        self.api = api
-        self.data_dir = data_dir
-        self.name = api.name
-
-    async def run(
-        self, manager: ProcessManager, ready: Callable[[], None], request_stop: Callable[[str], None]
-    ) -> None:
-        from processman.serverfile import local_url, remove_server_file, write_server_file
-
-        def up() -> None:
-            try:
-                write_server_file(self.data_dir, local_url(self.api.address.host, self.api.port))
-            except OSError as exc:  # the API works without it; clients then need --url
-                logging.getLogger("processman").warning(
-                    "cannot record the API's address in %s: %s", self.data_dir / "processman", exc
-                )
-            ready()
-
-        try:
-            await self.api.run(manager, up, request_stop)
-        finally:
-            remove_server_file(self.data_dir)
 
 
 @click.command()
