@@ -24,11 +24,13 @@ from processman.config import (
 # For each field: values the loader and the schema both accept, and values both refuse.
 EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
     "id": (["a", "web.1", "A-b_c", "x" * 64], ["", "-a", "a b", "a/b", "x" * 65, 5, None]),
+    "group": (["ai", "Workers.2", "a-b_c"], ["", "1ai", "-a", "a:b", "a b", "x" * 65, 5, None]),
     "script": (["app.py"], ["", 5, None, ["a"], "a\0b"]),
     "command": (["true"], ["", 5, None, "a\0b"]),
     "args": ([[], ["-c", "x"]], ["x", [1], None, ["a\0"]]),
     "cwd": ([".", "sub/dir"], ["", 5, "a\0"]),
     "env": ([{}, {"A": "1", "PORT": 8000, "F": 1.5}], [[], "A=1", {"A": [1]}, {"A": None}, {"A=B": "1"}]),
+    "envFile": ([".env", ["a.env", "/etc/b.env"], []], ["", [""], 5, [1], None, "a\0", {"a": 1}]),
     "interpreter": (["auto", "python3"], ["", 3]),
     "maxRetries": ([-1, 0, 10], [-2, "3", 1.5, True]),
     "backoff": (["500ms", "2s", "1m30s", "0s"], ["fast", 5, "10", "1d", "-1s", "", "5 s"]),

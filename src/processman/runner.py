@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from processman.engine.events import LogLines
 from processman.engine.manager import ManagerOptions, ProcessManager
 from processman.engine.posix import TagScanner, send_signal
 from processman.environment import PocketBaseInfo
+from processman.preflight import check_environment
 
 logger = logging.getLogger("processman")
 
@@ -59,6 +61,17 @@ def report_config(loaded: LoadedConfig) -> None:
     for problem in loaded.problems:
         log = logger.error if problem.severity == "error" else logger.warning
         log("%s", problem)
+    # What they name must exist too; the engine says why each of these fails when it tries to start it.
+    missing = check_environment(loaded, os.environ)
+    if missing:
+        logger.warning(
+            "%d process(es) configured in %s; %d cannot start: %s",
+            len(loaded.processes),
+            loaded.path,
+            len(missing),
+            ", ".join(problem.entry for problem in missing),
+        )
+        return
     logger.info("%d process(es) configured in %s", len(loaded.processes), loaded.path)
 
 

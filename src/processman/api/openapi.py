@@ -27,7 +27,7 @@ _ID = {
     "name": "id",
     "in": "path",
     "required": True,
-    "description": "The process id from the config.",
+    "description": "The process id from the config, or `group:NAME` for every process of a group.",
     "schema": {"type": "string"},
 }
 _AUTH_ERRORS = {
@@ -50,7 +50,15 @@ _SCHEMAS: dict[str, Any] = {
     "Message": {
         "type": "object",
         "required": ["message", "id"],
-        "properties": {"message": {"type": "string"}, "id": {"type": "string"}},
+        "properties": {
+            "message": {"type": "string"},
+            "id": {"type": "string"},
+            "ids": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "With group:NAME: the processes of the group acted on.",
+            },
+        },
     },
     "ProcessState": {
         "type": "object",
@@ -88,6 +96,20 @@ _SCHEMAS: dict[str, Any] = {
             "logDroppedBytes": {
                 "type": "integer",
                 "description": "Bytes of output that could not be written to the log files.",
+            },
+            "virtualenv": {
+                "type": ["string", "null"],
+                "description": "The virtualenv it runs in (VIRTUAL_ENV, its bin first on PATH).",
+            },
+            "virtualenvLookedIn": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "A Python program without a virtualenv: the folders looked in for one.",
+            },
+            "envFromFiles": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "What its envFile files held at the last start; secrets shown as ****.",
             },
             "config": {
                 "type": "object",
@@ -171,12 +193,43 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
             "schema": {"type": "integer", "minimum": 0},
         },
     ]
+    group_parameter = {
+        "name": "group",
+        "in": "query",
+        "description": "Only the processes of this group.",
+        "schema": {"type": "string", "minLength": 1},
+    }
     paths = {
         "/list": {
             "get": _operation(
                 "List processes",
                 "Every configured process, in config order.",
-                {"200": _json({"type": "array", "items": _ref("ProcessState")}, "The states."), **auth},
+                {
+                    "200": _json({"type": "array", "items": _ref("ProcessState")}, "The states."),
+                    "400": _error("An empty group."),
+                    **auth,
+                },
+                parameters=[group_parameter],
+            )
+        },
+        "/logs": {
+            "get": _operation(
+                "Read or follow every process's output, interleaved",
+                "The last lines of every process (or of a group), oldest first; with follow=1 a live stream "
+                "that first sends them. Stream events: `log` (a LogLine plus `seq`, which counts one "
+                "process's lines: no event ids, no resuming), `dropped` ({count, processId}).",
+                {
+                    "200": {
+                        "description": "The lines, or a stream of them.",
+                        "content": {
+                            "application/json": {"schema": {"type": "array", "items": _ref("LogLine")}},
+                            "text/event-stream": {"schema": {}},
+                        },
+                    },
+                    "400": _error("Bad lines, follow or group."),
+                    **_AUTH_ERRORS,
+                },
+                parameters=[group_parameter, *logs_parameters[1:3]],
             )
         },
         "/reload": {

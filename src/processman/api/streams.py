@@ -12,8 +12,9 @@ Log events carry ``id: <seq>`` (the line's sequence number): a client that recon
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any, Final
 
 from processman.api.sse import format_comment, format_event
@@ -178,3 +179,84 @@ def _catch_up(manager: ProcessManager, process_id: str, cursor: int) -> tuple[st
     if first_kept > cursor + 1:
         text = format_event(json.dumps({"count": first_kept - cursor - 1}), event="dropped")
     return text + _log_events(map(line_dict, missing)), (missing[-1].seq if missing else max(cursor, last))
+
+
+def merged_logs(manager: ProcessManager, ids: Iterable[str], lines: int) -> list[LogLine]:
+    """The last ``lines`` lines of several processes together, oldest first (by time, then id)."""
+    merged: list[LogLine] = []
+    for process_id in ids:
+        with contextlib.suppress(ProcessNotFound):  # removed by a reload meanwhile
+            merged.extend(manager.logs(process_id, lines))
+    merged.sort(key=lambda line: (line.timestamp, line.process_id, line.seq))
+    return merged[-lines:] if lines else []
+
+
+async def merged_log_stream(
+    manager: ProcessManager,
+    hub: StreamHub,
+    members: Callable[[], list[str]],
+    *,
+    lines: int,
+    keepalive: float = KEEPALIVE,
+) -> AsyncGenerator[str, None]:
+    """Several processes' logs interleaved, as ``pm2 logs`` shows them: the last ``lines`` lines of them
+    all, then each new line of any of them. ``members()`` says which processes count, asked again
+    when the set of processes changes (a reload adds one to the group, or removes one). A client that
+    falls behind gets a ``dropped`` event per process and the lines still buffered; there is no
+    resuming with ``Last-Event-ID``: sequence numbers are per process."""
+    subscription = hub.open(manager)
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        ids = manager.ids
+        wanted = set(members())
+        backlog = merged_logs(manager, wanted, lines)
+        cursors = {process_id: manager.last_log_seq(process_id) for process_id in wanted}
+        yield _merged_events(map(line_dict, backlog))
+        dropped = 0
+        while (item := await _next(subscription, keepalive)) is not None:
+            if item is _TIMEOUT:
+                yield format_comment("keep-alive")
+                continue
+            if manager.ids != ids:
+                ids = manager.ids
+                wanted = set(members())
+                cursors = {pid: cursors.get(pid, manager.last_log_seq(pid)) for pid in wanted}
+            if subscription.dropped_events != dropped:
+                dropped = subscription.dropped_events
+                hub.catch_ups += 1
+                for process_id in sorted(wanted):
+                    text, cursors[process_id] = _merged_catch_up(manager, process_id, cursors[process_id])
+                    yield text
+                continue
+            if not isinstance(item, LogLines) or item.process_id not in wanted:
+                continue
+            cursor = cursors[item.process_id]
+            if item.first_seq > cursor + 1:  # lines of this process were missed: catch up on it
+                text, cursors[item.process_id] = _merged_catch_up(manager, item.process_id, cursor)
+                yield text
+                continue
+            fresh = [line for line in lines_event_to_json(item) if line["seq"] > cursor]
+            if fresh:
+                cursors[item.process_id] = fresh[-1]["seq"]
+                yield _merged_events(fresh)
+    except ProcessNotFound:
+        return
+    finally:
+        hub.release(subscription)
+
+
+def _merged_events(lines: Iterable[dict[str, Any]]) -> str:
+    # No event ids: a sequence number is one process's, so there is no one cursor to resume from.
+    return "".join(format_event(json.dumps(line), event="log") for line in lines)
+
+
+def _merged_catch_up(manager: ProcessManager, process_id: str, cursor: int) -> tuple[str, int]:
+    """As ``_catch_up``, for one process of a merged stream: its ``dropped`` event names the process."""
+    missing = manager.logs_since(process_id, cursor)
+    last = manager.last_log_seq(process_id)
+    first_kept = missing[0].seq if missing else last + 1
+    text = ""
+    if first_kept > cursor + 1:
+        lost = {"count": first_kept - cursor - 1, "processId": process_id}
+        text = format_event(json.dumps(lost), event="dropped")
+    return text + _merged_events(map(line_dict, missing)), (missing[-1].seq if missing else max(cursor, last))

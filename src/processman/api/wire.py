@@ -13,11 +13,12 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from processman.config import config_to_json
+from processman.config import config_to_json, mask_env
 from processman.durations import format_duration
 from processman.engine.events import LogLines, ProcessExited, StatusChanged
 from processman.engine.process import ExitRecord, ProcessState
 from processman.engine.reload import ReloadPlan
+from processman.interpreter import uses_system_python
 from processman.logs import LogLine, format_timestamp
 
 __all__ = [
@@ -64,6 +65,7 @@ def state_to_json(state: ProcessState) -> dict[str, Any]:
     """A process state (SPEC 3). The config is masked: secrets in env and probes never leave."""
     config = config_to_json(state.config, mask=True)
     config["interpreter"] = state.interpreter if state.interpreter is not None else config.get("interpreter")
+    outside_venv = uses_system_python(state.config, state.venv)
     return {
         "id": state.id,
         "pid": state.pid,
@@ -79,6 +81,11 @@ def state_to_json(state: ProcessState) -> dict[str, Any]:
         "memory": state.memory,
         "logError": state.log_error,
         "logDroppedBytes": state.log_dropped_bytes,
+        # The virtualenv it runs in; a Python program without one: the folders looked in for one.
+        "virtualenv": str(state.venv.venv) if state.venv.venv is not None else None,
+        "virtualenvLookedIn": [str(folder) for folder in state.venv.looked_in] if outside_venv else [],
+        # What its envFile files held at the last start, masked as env values are.
+        "envFromFiles": mask_env(state.env_from_files),
         "config": config,
     }
 

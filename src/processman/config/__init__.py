@@ -13,6 +13,7 @@ from __future__ import annotations
 from processman.config.fields import (
     DEPENDENCY_CONDITIONS,
     DURATION_EXPECTED,
+    GROUP_PREFIX,
     ID_MAX_LENGTH,
     ID_PATTERN,
     LIMIT_NAMES,
@@ -54,6 +55,7 @@ __all__ = [
     "DEPENDENCY_CONDITIONS",
     "DURATION_EXPECTED",
     "FIELDS",
+    "GROUP_PREFIX",
     "ID_MAX_LENGTH",
     "ID_PATTERN",
     "LIMIT_NAMES",

@@ -74,12 +74,12 @@ class _Unreadable(Exception):
 def _read_text(path: Path) -> str:
     # O_NONBLOCK: opening a FIFO nobody writes to must not block; fstat then refuses it.
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    # Checked before open(): given a folder's descriptor, open() raises and leaves the descriptor open.
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise _Unreadable("it is a folder, not a file" if stat.S_ISDIR(mode) else "it is not a regular file")
     with open(descriptor, "rb") as file:
-        info = os.fstat(descriptor)
-        if stat.S_ISDIR(info.st_mode):
-            raise _Unreadable("it is a folder, not a file")
-        if not stat.S_ISREG(info.st_mode):
-            raise _Unreadable("it is not a regular file")
         data = file.read(MAX_CONFIG_BYTES + 1)
     if len(data) > MAX_CONFIG_BYTES:
         raise _Unreadable(f"it is larger than {format_size(MAX_CONFIG_BYTES)}")
@@ -266,7 +266,7 @@ def _read_entry(entry: Any, base_dir: Path, problems: Problems) -> ProcessConfig
     if problems:
         return None
     try:
-        return ProcessConfig(**values)
+        return ProcessConfig(**values, root=base_dir)
     except ConfigError as exc:  # a rule the reading missed: still a problem, never a crash
         problems.error("entry", str(exc))
         return None

@@ -19,7 +19,9 @@ from processman.config.fields import (
     Duration,
     Environment,
     Field,
+    Files,
     Folder,
+    GroupName,
     Identifier,
     Kind,
     Limits,
@@ -196,11 +198,20 @@ def probe_to_json(probe: Probe, *, mask: bool = True) -> dict[str, Any]:
 # The fields of a process, in the order the reported config lists them.
 PROCESS_FIELDS: tuple[Field, ...] = (
     Field("id", "id", Identifier(), None, "unique name of the process", required=True),
+    Field("group", "group", GroupName(), None, 'a group: "group:<name>" acts on all its processes'),
     Field("script", "script", Text(), None, "script run through an interpreter"),
     Field("command", "command", Text(), None, "executable looked up on PATH"),
     Field("args", "args", Strings(), (), "arguments"),
     Field("cwd", "cwd", Folder(), Path("."), "working directory, relative to this file's folder"),
     Field("env", "env", Environment(), {}, "environment variables added"),
+    Field(
+        "envFile",
+        "env_file",
+        Files(),
+        (),
+        "dotenv files read at every start, relative to this file's folder (env wins over them)",
+        omit_empty=True,
+    ),
     Field("interpreter", "interpreter", Text(), "auto", "what runs a script"),
     Field(
         "maxRetries",
@@ -272,6 +283,8 @@ class ProcessConfig:
     args: tuple[str, ...] = ()
     cwd: Path = _PROCESS_DEFAULT["cwd"]
     env: Mapping[str, str] = field(default_factory=dict)
+    # Dotenv files read at every start (later files win; ``env`` wins over them).
+    env_file: tuple[Path, ...] = ()
     interpreter: str = _PROCESS_DEFAULT["interpreter"]
     max_retries: int = _PROCESS_DEFAULT["max_retries"]
     backoff: float = _PROCESS_DEFAULT["backoff"]
@@ -301,6 +314,9 @@ class ProcessConfig:
     log_max_size: int = _PROCESS_DEFAULT["log_max_size"]
     log_backups: int = _PROCESS_DEFAULT["log_backups"]
     entry: str = ""  # the config entry this process comes from (its id without ":<n>")
+    # The config file's folder: the search for a virtualenv goes from cwd up to it (None: cwd only).
+    root: Path | None = None
+    group: str | None = None  # processes of a group are acted on together: "group:<name>"
 
     def __post_init__(self) -> None:
         problems = Problems()
@@ -316,6 +332,10 @@ class ProcessConfig:
         if not self.entry:
             object.__setattr__(self, "entry", self.id.partition(":")[0])
         object.__setattr__(self, "cwd", Path(os.path.abspath(self.cwd)))
+        if self.root is not None:
+            object.__setattr__(self, "root", Path(os.path.abspath(self.root)))
+        files = [self.env_file] if isinstance(self.env_file, str | os.PathLike) else self.env_file
+        object.__setattr__(self, "env_file", tuple(Path(os.path.abspath(item)) for item in files))
         if self.dev_mode and not self.watch_paths:
             object.__setattr__(self, "watch_paths", (".",))
 

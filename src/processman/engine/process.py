@@ -39,10 +39,19 @@ from processman.engine.probes import Prober, ProbeSite
 from processman.engine.resources import TreeUsage, apply_limits
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
 from processman.engine.states import Desired, Status, check_transition
-from processman.environment import PocketBaseInfo, child_environment
+from processman.envfile import read_env_files, skipped_lines
+from processman.environment import PocketBaseInfo, activate_venv, child_environment
 from processman.errors import ManagerNotRunning, ProcessAlreadyRunning, SpawnError
-from processman.interpreter import command_line, resolve_interpreter
+from processman.interpreter import (
+    VENV_BIN,
+    VenvLookup,
+    command_line,
+    find_venv,
+    resolve_interpreter,
+    uses_system_python,
+)
 from processman.logs import STDERR, SYSTEM, LogFileOptions, ProcessOutput
+from processman.preflight import missing_cwd, missing_program, missing_script
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +90,8 @@ class ProcessState:
     ready: bool = False  # its readiness probe passed (at once without one)
     log_error: str = ""  # why its log files cannot be written ("" while they can)
     log_dropped_bytes: int = 0  # output that could not be written to its log files
+    env_from_files: Mapping[str, str] = field(default_factory=dict)  # its envFile values at the last start
+    venv: VenvLookup = field(default_factory=lambda: VenvLookup(None))  # its virtualenv, or where looked
 
 
 @dataclass(frozen=True)
@@ -121,9 +132,11 @@ class ManagedProcess:
         if context.log_folder is not None:
             files = LogFileOptions(context.log_folder, config.log_max_size, config.log_backups)
         self.output = ProcessOutput(config.id, context.bus, files, on_file_problem=self._log_file_problem)
-        self.interpreter = resolve_interpreter(config)
+        self.venv = find_venv(config)
+        self.interpreter = resolve_interpreter(config, self.venv)
         self.exits: collections.deque[ExitRecord] = collections.deque(maxlen=EXIT_HISTORY)
         self.usage: TreeUsage | None = None  # written by the manager's resource sampler
+        self.env_from_files: dict[str, str] = {}  # what the envFile files held at the last start
         self._tag = f"{context.run_id}:{config.id}"
         # Owned by the owner task (and by stop() while the owner is idle); changed through _update().
         self._status = Status.STOPPED
@@ -148,6 +161,7 @@ class ManagedProcess:
         self._lock = asyncio.Lock()  # one user operation at a time
         self._tasks: asyncio.TaskGroup | None = None
         self._run_first_seq = 0  # the last log sequence number before the current run began
+        self._run_env: dict[str, str] = {}  # the current run's environment (its probes run with it)
 
     def __repr__(self) -> str:
         return (
@@ -185,21 +199,33 @@ class ManagedProcess:
             last_error=self._last_error,
             config=self.config,
             interpreter=self.interpreter,
+            venv=self.venv,
             exits=tuple(self.exits),
             cpu=self.usage.cpu_percent if child and self.usage else None,
             memory=self.usage.memory if child and self.usage else None,
             ready=self._ready,
             log_error=self._log_error,
             log_dropped_bytes=self.output.dropped_file_bytes,
+            env_from_files=dict(self.env_from_files),
         )
 
     def environment(self) -> dict[str, str]:
-        """The environment of a spawn (probe commands run with it too)."""
+        """The environment of a spawn, its envFile files read now (SpawnError when one cannot be), in its
+        virtualenv when it has one. The run's probe commands get the same."""
         config = self.config
         base = self._context.environ if self._context.environ is not None else os.environ
-        env = child_environment(base, config.env, pocketbase=self._context.pocketbase, tag=self._tag)
+        # Read at every start, so an edited file applies on the next restart (SpawnError if unreadable).
+        self.env_from_files = read_env_files(config.env_file) if config.env_file else {}
+        for note in skipped_lines(config.env_file):
+            self.output.note(note)
+            logger.warning("%s: %s", config.id, note)
+        env = child_environment(
+            base, config.env, pocketbase=self._context.pocketbase, tag=self._tag, file_env=self.env_from_files
+        )
         if config.instance is not None:
             env["PROCESSMAN_INSTANCE"] = str(config.instance)
+        if self.venv.venv is not None:
+            activate_venv(env, self.venv.venv, VENV_BIN)
         return env
 
     # ---- user operations: post an intent, wake the owner, wait for the effect ---------------------
@@ -550,21 +576,32 @@ class ManagedProcess:
 
     def _spawn(self) -> Child:
         config = self.config
-        if not config.cwd.is_dir():
-            raise SpawnError(f"cannot start: working directory {config.cwd} does not exist")
+        problem = missing_cwd(config)
+        if problem is not None:
+            raise SpawnError(problem)
+        # Looked for at every start: a virtualenv made after processman started is used on the next.
+        self.venv = find_venv(config)
+        self.interpreter = resolve_interpreter(config, self.venv)
         argv = command_line(config, self.interpreter)
+        # An interpreter would start and then fail on a missing script: say so instead.
+        problem = missing_script(config, self.interpreter)
+        if problem is not None:
+            raise SpawnError(problem)
+        env = self._run_env = self.environment()
         try:
             child = spawn(
                 argv,
                 cwd=config.cwd,
-                env=self.environment(),
+                env=env,
                 output=self.output,
                 registry=self._context.registry,
                 clock=self._clock,
             )
         except SpawnError as exc:
             if isinstance(exc.__cause__, FileNotFoundError) and exc.__cause__.filename in (None, argv[0]):
-                raise SpawnError(self._not_found_message(argv)) from exc.__cause__
+                # In the words `processman check` uses for the same problem.
+                missing = missing_program(config, self.interpreter, env)
+                raise SpawnError(missing or str(exc)) from exc.__cause__
             raise
         self._child = child
         self._run_first_seq = self.output.last_seq  # the child's output is read later, in the loop
@@ -572,20 +609,12 @@ class ManagedProcess:
             self.output.note(problem)
             logger.warning("%s: %s", config.id, problem)
             self._update(last_error=problem)
-        logger.info("%s: started pid %d: %s", config.id, child.pid, shlex.join(argv)[:200])
+        logger.info(
+            "%s: started pid %d: %s (%s)", config.id, child.pid, shlex.join(argv)[:200], self.venv.describe()
+        )
+        if uses_system_python(config, self.venv):
+            self.output.note(f"{argv[0]} runs outside any virtualenv: {self.venv.describe()}")
         return child
-
-    def _not_found_message(self, argv: list[str]) -> str:
-        config = self.config
-        if config.command is not None:
-            return (
-                f"cannot start: command {config.command!r} not found (looked in the PATH and in {config.cwd})"
-            )
-        if self.interpreter is not None and not os.path.exists(argv[1]):
-            return f"cannot start: script {argv[1]} does not exist"
-        if self.interpreter is not None:
-            return f'cannot start: interpreter {self.interpreter!r} not found (set "interpreter" to its path)'
-        return f"cannot start: script {argv[0]} does not exist"
 
     async def _terminate(self, child: Child) -> None:
         """The stop ladder for the run's tree. Cancelled part-way, it kills the tree at once."""
@@ -622,7 +651,7 @@ class ManagedProcess:
     def _probe_site(self) -> ProbeSite:
         registry = self._context.registry
         return ProbeSite(
-            cwd=self.config.cwd, env=self.environment(), owned_pids=registry.owned, on_reaped=registry.reaped
+            cwd=self.config.cwd, env=self._run_env, owned_pids=registry.owned, on_reaped=registry.reaped
         )
 
     # ---- what the run wrote ----------------------------------------------------------------------
@@ -759,7 +788,8 @@ class ManagedProcess:
     def reconfigure(self, config: ProcessConfig) -> None:
         """Take a changed config; it applies from the next start (the caller restarts if needed)."""
         self.config = config
-        self.interpreter = resolve_interpreter(config)
+        self.venv = find_venv(config)
+        self.interpreter = resolve_interpreter(config, self.venv)
         self.output.set_rotation(config.log_max_size, config.log_backups)
 
     def close(self) -> None:

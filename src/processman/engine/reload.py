@@ -9,8 +9,9 @@ from typing import Any
 
 from processman.config import ProcessConfig, shown_field
 
-# Changing only the number of instances must not restart the instances that stay.
-_IGNORED = frozenset({"instances"})
+# Changing only the number of instances must not restart the instances that stay; where the config
+# came from (its folder, None when built in code) is no change of the process.
+_IGNORED = frozenset({"instances", "root"})
 
 
 @dataclass(frozen=True)

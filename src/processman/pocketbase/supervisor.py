@@ -178,16 +178,19 @@ def configure_logging(log_file: Path, mirror: LogMirror) -> None:
 
 def build_runner(hook: HookEnvironment, mirror: LogMirror) -> SupervisorRunner:
     from processman.api import Address, ApiService, SharedSecret
+    from processman.serverfile import Announced
 
     pocketbase = hook.pocketbase
     api = ApiService(Address("127.0.0.1", 0), SharedSecret(hook.secret), dashboard=True, shutdown_timeout=1)
     api.bind()
     bridge = PocketBaseBridge(pocketbase, hook.secret, api.port, mirror)
+    # Clients are sent to PocketBase's /api/pm routes (a superuser's token), not to this private API.
+    announced = Announced(api, hook.data_dir, lambda: pocketbase.url, pocketbase=True)
     settings = ServeSettings(
         config_path=hook.data_dir / CONFIG_FILENAME,
         data_dir=hook.data_dir,
         pocketbase=pocketbase,
-        services=[api, bridge],
+        services=[announced, bridge],
     )
     return SupervisorRunner(settings)
 

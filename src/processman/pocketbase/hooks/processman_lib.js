@@ -249,11 +249,20 @@ function streamAsked(e) {
   return follow !== "" && follow !== "0" && follow !== "false" && follow !== "no"
 }
 
-// The routes of the API, each with its process id re-encoded: pathValue() returns it decoded.
+// The routes of the API, each with its process id re-encoded: pathValue() returns it decoded. The id
+// may be "group:NAME": every process of the group.
 function forwardProcess(e, action) {
   const id = e.request.pathValue("id")
-  if (action === "logs" && streamAsked(e)) return noStreams(e, "pm/logs/" + id)
+  if (action === "logs" && streamAsked(e)) {
+    return noStreams(e, id.indexOf("group:") === 0 ? "pm/logs/<id> of each of its processes" : "pm/logs/" + id)
+  }
   return forward(e, "/api/pm/" + encodeURIComponent(id) + "/" + action, true)
+}
+
+// Every process's lines (or a group's, ?group=), interleaved.
+function forwardAllLogs(e) {
+  if (streamAsked(e)) return noStreams(e, "pm/logs/<id> of each process")
+  return forward(e, "/api/pm/logs", true)
 }
 
 function events(e) {
@@ -274,5 +283,5 @@ function forwardDashboard(e) {
 
 module.exports = {
   startSupervisor, stopSupervisor, register, ingest, broadcast, bridge, events, forward, forwardProcess, forwardApi,
-  forwardDashboard,
+  forwardAllLogs, forwardDashboard,
 }

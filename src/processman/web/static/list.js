@@ -29,7 +29,7 @@ export class ProcessList {
     this.rows = new Map();
     this.selected = new Set();
     this.busy = new Map();
-    this.filter = { status: "all", query: "" };
+    this.filter = { status: "all", query: "", group: "all" };
     this.activeId = null;
     container.addEventListener("click", (event) => this._onClick(event));
     container.addEventListener("change", (event) => this._onChange(event));
@@ -192,8 +192,9 @@ export class ProcessList {
   }
 
   matches(entry) {
-    const { status, query } = this.filter;
+    const { status, query, group } = this.filter;
     if (status !== "all" && entry.status !== status) return false;
+    if (group !== "all" && entry.config?.group !== group) return false;
     return !query || entry.id.toLowerCase().includes(query.toLowerCase());
   }
 
