@@ -246,5 +246,10 @@ def supervise(environ: Mapping[str, str] | None = None) -> int:
                 if _parent_speaks(0.2):
                     logger.info("PocketBase stopped before the previous supervisor did; nothing was started")
                     return 0
+            except Exception:
+                # Said in supervisor.log: PocketBase's routes would otherwise answer "starting" with no
+                # word of why.
+                logger.exception("the supervisor stopped on an internal error")
+                return 1
     finally:
         runner.deadline.disarm()
