@@ -120,8 +120,20 @@ def line_to_json(line: LogLine) -> dict[str, Any]:
 
 
 def lines_event_to_json(event: LogLines) -> list[dict[str, Any]]:
-    """The lines of one output event, each with its sequence number."""
+    """The lines of one output event, each with its sequence number; a partial line (the latest state
+    of a line redrawn with carriage returns) is marked ``"partial": true``."""
     stamp = format_timestamp(event.timestamp)
+    if event.partial:
+        return [
+            {
+                "timestamp": stamp,
+                "processId": event.process_id,
+                "stream": event.stream,
+                "content": content,
+                "partial": True,
+            }
+            for content in event.lines
+        ]
     return [
         {
             "timestamp": stamp,

@@ -362,6 +362,31 @@ def format_line(line: dict[str, Any]) -> str:
     return f"{stamp} {terminal_safe(str(line.get('processId', '')))} {bar} {content}"
 
 
+class FollowPrinter:
+    """Prints followed lines. A partial line (the latest state of a progress bar) is redrawn in place on
+    a terminal, and erased by the next line; elsewhere (a pipe, a file) only finished lines are printed."""
+
+    ERASE = "\r\x1b[K"
+
+    def __init__(self, terminal: bool | None = None) -> None:
+        self.terminal = sys.stdout.isatty() if terminal is None else terminal
+        self.drawn = False
+
+    def __call__(self, line: dict[str, Any]) -> None:
+        if line.get("partial"):
+            if self.terminal:
+                prefix = format_line({**line, "content": ""})
+                room = shutil.get_terminal_size().columns - len(click.unstyle(prefix)) - 1
+                content = terminal_safe(str(line.get("content", "")))[: max(room, 0)]
+                click.echo(self.ERASE + prefix + content, nl=False, color=True)  # only on a terminal
+                self.drawn = True
+            return
+        if self.drawn:
+            click.echo(self.ERASE, nl=False, color=True)
+            self.drawn = False
+        click.echo(format_line(line))
+
+
 def follow_events(connection: Connection, process_id: str, lines: int) -> Iterator[ServerSentEvent]:
     """The events of the live log stream. A dropped connection is resumed from the last line received
     (``Last-Event-ID``) for a few seconds before giving up, so a server restart loses nothing kept."""
@@ -427,10 +452,11 @@ def behind_pocketbase(connection: Connection) -> bool:
 
 
 def print_follow(connection: Connection, process_id: str, lines: int) -> None:
+    show = FollowPrinter()
     try:
         for event in follow_events(connection, process_id, lines):
-            if event.event == "log":
-                click.echo(format_line(json.loads(event.data)))
+            if event.event in ("log", "partial"):
+                show(json.loads(event.data))
             elif event.event == "dropped":
                 count = json.loads(event.data).get("count", "?")
                 notice = f"... {count} lines were lost (no longer in the buffer)"
@@ -443,7 +469,7 @@ def print_follow(connection: Connection, process_id: str, lines: int) -> None:
         for line in connection.request("GET", process_path(process_id, "logs"), params={"lines": lines}):
             click.echo(format_line(line))
         for line in follow_realtime(connection, process_id):
-            click.echo(format_line(line))
+            show(line)
 
 
 @click.command("logs")

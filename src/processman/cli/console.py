@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 import sys
 import threading
 import time
 import zlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
@@ -81,17 +83,59 @@ def _clean_ascii(text: str) -> bytes | None:
     return data if len(data.translate(None, _ASCII_CONTROLS_BUT_NEWLINE)) == len(data) else None
 
 
+# Back to the start of the line and erase it: how a redrawn line is replaced on a terminal.
+_ERASE_LINE = "\r\x1b[K"
+
+
+class ConsoleHandler(logging.StreamHandler[TextIO]):
+    """The console's handler: erases a redrawn child line (a progress bar) before processman's own
+    records, so they never land on the same line."""
+
+    before_record: Callable[[], None] | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.before_record is not None:
+            self.before_record()
+        super().emit(record)
+
+
 class ConsoleEcho:
     """Prints a batch of a child's lines (a :class:`LogLines` event) with one write: the same text
     the formatter gives line by line, at a fraction of the cost, so a chatty child is not slowed by
     its own echo. Shares the handler's lock, so a batch never interleaves with processman's own lines.
+
+    A partial line (the latest state of a progress bar) is drawn on a terminal as the last line, without
+    a newline, and erased by whatever is printed next; elsewhere (a file, a pipe, a journal) only the
+    finished line is printed.
     """
 
     def __init__(self, handler: logging.StreamHandler[Any], formatter: ConsoleFormatter) -> None:
         self._handler = handler
         self._formatter = formatter
+        self._terminal = bool(getattr(handler.stream, "isatty", lambda: False)())
+        self._partial_drawn = False
+        if isinstance(handler, ConsoleHandler):
+            handler.before_record = self._erase_partial
+
+    def _erase_partial(self) -> None:
+        if self._partial_drawn:
+            self._partial_drawn = False
+            self._handler.stream.write(_ERASE_LINE)
+
+    def _draw_partial(self, event: LogLines) -> None:
+        prefix = self._formatter.prefix(event.timestamp, event.process_id, event.stream)
+        room = shutil.get_terminal_size().columns - len(_SGR.sub("", prefix)) - 1
+        text = terminal_safe(event.lines[-1])[: max(room, 0)]  # a wrapped line could not be redrawn
+        with self._handler.lock or threading.RLock():
+            self._handler.stream.write(_ERASE_LINE + prefix + text)
+            self._handler.stream.flush()
+            self._partial_drawn = True
 
     def __call__(self, event: LogLines) -> None:
+        if event.partial:
+            if self._terminal and event.lines:
+                self._draw_partial(event)
+            return
         stream = self._handler.stream
         encoding = getattr(stream, "encoding", None) or "utf-8"
         prefix = self._formatter.prefix(event.timestamp, event.process_id, event.stream)
@@ -105,6 +149,7 @@ class ConsoleEcho:
         # Written in pieces: joining them would copy the whole batch once more.
         pieces = (prefix_bytes, data.replace(b"\n", b"\n" + prefix_bytes), b"\n")
         with self._handler.lock or threading.RLock():
+            self._erase_partial()
             binary = getattr(stream, "buffer", None)
             if binary is None:  # a text-only stream
                 stream.write(b"".join(pieces).decode(encoding, "replace"))
@@ -117,7 +162,7 @@ class ConsoleEcho:
 
 def configure_logging(verbose: bool = False, width: int = 10) -> ConsoleEcho:
     """Console logging for ``processman serve``; returns the echo for child output."""
-    handler = logging.StreamHandler(sys.stdout)
+    handler = ConsoleHandler(sys.stdout)
     formatter = ConsoleFormatter(colour=sys.stdout.isatty(), width=width)
     handler.setFormatter(formatter)
     root = logging.getLogger()

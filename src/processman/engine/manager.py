@@ -220,6 +220,11 @@ class ProcessManager:
         """Lines after sequence number ``seq`` still in memory: resume a stream from a cursor."""
         return self._get(process_id).output.since(seq)
 
+    def partial_lines(self, process_id: str) -> list[LogLines]:
+        """The lines the process is redrawing (progress bars) as last shown: one partial event per stream
+        at most, for a stream that starts while a bar is on screen."""
+        return self._get(process_id).output.partial_lines()
+
     def last_log_seq(self, process_id: str) -> int:
         return self._get(process_id).output.last_seq
 

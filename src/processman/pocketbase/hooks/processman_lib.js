@@ -116,7 +116,8 @@ function register(e) {
 
 // Body: {"lines": [{"level": "info"|"warn"|"error", "message": "...", "attrs": {...}}], "stats": {...}}.
 // Sidecar output carries attrs.process and attrs.stream; it also goes to superusers following that
-// process on the realtime topic pm/logs/<id>.
+// process on the realtime topic pm/logs/<id>. A line marked "partial" (the latest state of a progress
+// bar, replaced by the next line of its stream) goes to the topic only: the log gets the finished line.
 function ingest(e) {
   checkSecret(e)
   const body = JSON.parse(toString(e.request.body))
@@ -126,14 +127,17 @@ function ingest(e) {
   const followed = {}
   for (const line of lines) {
     const attrs = line.attrs || {}
-    const args = []
-    for (const name in attrs) args.push(name, attrs[name])
     const message = String(line.message)
-    if (line.level === "error") log.error(message, ...args)
-    else if (line.level === "warn") log.warn(message, ...args)
-    else log.info(message, ...args)
+    if (!line.partial) {
+      const args = []
+      for (const name in attrs) args.push(name, attrs[name])
+      if (line.level === "error") log.error(message, ...args)
+      else if (line.level === "warn") log.warn(message, ...args)
+      else log.info(message, ...args)
+    }
     if (attrs.process && (attrs.stream === "stdout" || attrs.stream === "stderr")) {
       const entry = { timestamp: attrs.time, processId: attrs.process, stream: attrs.stream, content: message }
+      if (line.partial) entry.partial = true
       if (!followed[attrs.process]) followed[attrs.process] = []
       followed[attrs.process].push(entry)
     }

@@ -1,0 +1,54 @@
+"""A progress bar in the dashboard: redrawn in place while it moves, then one finished line."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.web.conftest import Pages, Server, python, row, sign_in
+
+pytestmark = pytest.mark.browser
+
+# Draws a bar to 30/30 with carriage returns, stays there, and finishes the line on SIGUSR1.
+BAR = """
+    import signal, sys
+    print("bar ready", flush=True)
+    for step in range(1, 31):
+        sys.stderr.write(f"\\rstep {step}/30 " + "#" * step)
+        sys.stderr.flush()
+    signal.signal(signal.SIGUSR1, lambda *_: (sys.stderr.write(" done\\n"), sys.stderr.flush()))
+    while True:
+        signal.pause()
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    running = Server(tmp_path_factory.mktemp("bar"), [python("bar", BAR)]).start()
+    try:
+        running.wait_for_states(
+            lambda states: states.get("bar", {}).get("status") == "running", "bar running"
+        )
+        yield running
+    finally:
+        running.stop()
+
+
+def test_a_redrawn_line_shows_its_latest_state_then_its_finished_form(pages: Pages, server: Server) -> None:
+    page: Any = pages.open()
+    sign_in(page, server)
+    row(page, "bar").locator(".name").click()
+    panel = page.locator("#panel")
+    panel.locator(".line.out:has-text('bar ready')").wait_for()
+    partial = panel.locator(".line.err.partial")
+    partial.filter(has_text="step 30/30").wait_for()
+    assert partial.count() == 1, "one line per stream, redrawn in place"
+    assert "\r" not in (partial.locator(".text").text_content() or "")
+
+    os.kill(server.states()["bar"]["pid"], signal.SIGUSR1)
+    panel.locator(".line.err:not(.partial)", has_text="step 30/30 " + "#" * 30 + " done").wait_for()
+    partial.wait_for(state="detached")
