@@ -52,3 +52,32 @@ def test_a_redrawn_line_shows_its_latest_state_then_its_finished_form(pages: Pag
     os.kill(server.states()["bar"]["pid"], signal.SIGUSR1)
     panel.locator(".line.err:not(.partial)", has_text="step 30/30 " + "#" * 30 + " done").wait_for()
     partial.wait_for(state="detached")
+
+
+LEVELS = """
+    import sys
+    print("INFO:     Uvicorn running on http://127.0.0.1:8000", file=sys.stderr, flush=True)
+    print("WARNING:app:disk almost full", flush=True)
+    print("Traceback (most recent call last):", file=sys.stderr, flush=True)
+    import time
+    time.sleep(3600)
+"""
+
+
+def test_lines_are_coloured_by_their_own_level(
+    pages: Pages, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    server = Server(tmp_path_factory.mktemp("levels"), [python("levels", LEVELS)]).start()
+    try:
+        server.wait_for_states(lambda states: states.get("levels", {}).get("status") == "running", "running")
+        page: Any = pages.open()
+        sign_in(page, server)
+        row(page, "levels").locator(".name").click()
+        panel = page.locator("#panel")
+        panel.locator(".line:has-text('Traceback')").wait_for()
+        level = "el => el.dataset.level"
+        assert panel.locator(".line:has-text('Uvicorn running')").evaluate(level) == "info"
+        assert panel.locator(".line:has-text('disk almost full')").evaluate(level) == "warn"
+        assert panel.locator(".line:has-text('Traceback')").evaluate(level) == "error"
+    finally:
+        server.stop()

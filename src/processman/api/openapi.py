@@ -120,6 +120,12 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "system: processman's own notes about the process (a restart, readiness).",
             },
             "content": {"type": "string"},
+            "level": {
+                "type": "string",
+                "enum": ["debug", "info", "warn", "error"],
+                "description": 'The line\'s own level (INFO:, [INFO], level=info, JSON "level"), else '
+                "stderr's error or info.",
+            },
         },
     },
 }
@@ -216,7 +222,8 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
             "get": _operation(
                 "Read or follow a process's output",
                 "The last lines, oldest first; with follow=1 a live stream that first sends them. Stream "
-                "events: `log` (a LogLine plus `seq`), `dropped` ({count}: lines no longer in the buffer).",
+                "events: `log` (a LogLine plus `seq`), `dropped` ({count}: lines no longer in the buffer), "
+                "`partial` (a LogLine plus `partial: true`: the latest state of a line being redrawn).",
                 {
                     "200": {
                         "description": "The lines, or a stream of them.",

@@ -10,10 +10,12 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 import click
+
+from processman.levels import ERROR, WARN, levels_of, line_level, stream_level
 
 if TYPE_CHECKING:  # the client commands use this module: the engine is not imported for them
     from processman.engine.events import LogLines
@@ -47,19 +49,28 @@ class ConsoleFormatter(logging.Formatter):
     def _paint(self, text: str, **styles: object) -> str:
         return click.style(text, **styles) if self.colour else text  # type: ignore[arg-type]
 
-    def prefix(self, created: float, process_id: str, stream: str) -> str:
-        """``12:00:01 web        | `` for a line of ``process_id``."""
+    def prefix(self, created: float, process_id: str, stream: str, level: str | None = None) -> str:
+        """``12:00:01 web        | `` for a line of ``process_id``: ``!`` marks an error (red) or a
+        warning (yellow), by the line's own level or else its stream's (stderr: error)."""
         stamp = time.strftime("%H:%M:%S", time.localtime(created))
         colour = _COLOURS[zlib.crc32(process_id.encode()) % len(_COLOURS)]
         name = self._paint(process_id.ljust(self.width), fg=colour)
-        bar = self._paint("!", fg="red", bold=True) if stream == "stderr" else self._paint("|", fg=colour)
+        level = level or stream_level(stream)
+        if level == ERROR:
+            bar = self._paint("!", fg="red", bold=True)
+        elif level == WARN:
+            bar = self._paint("!", fg="yellow", bold=True)
+        else:
+            bar = self._paint("|", fg=colour)
         return f"{stamp} {name} {bar} "
 
     def format(self, record: logging.LogRecord) -> str:
         process_id = getattr(record, "process_id", None)
         if process_id is not None:
-            prefix = self.prefix(record.created, process_id, getattr(record, "stream", ""))
-            return prefix + terminal_safe(record.getMessage())
+            message = record.getMessage()
+            stream = getattr(record, "stream", "")
+            prefix = self.prefix(record.created, process_id, stream, line_level(message, stream))
+            return prefix + terminal_safe(message)
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         name = self._paint("processman".ljust(self.width), bold=True)
         message = record.getMessage()
@@ -138,16 +149,18 @@ class ConsoleEcho:
             return
         stream = self._handler.stream
         encoding = getattr(stream, "encoding", None) or "utf-8"
-        prefix = self._formatter.prefix(event.timestamp, event.process_id, event.stream)
-        prefix_bytes = prefix.encode(encoding, "backslashreplace")
         text = "\n".join(event.lines)
-        data = _clean_ascii(text)
-        if data is None:
-            if _CONTROL_BUT_NEWLINE.search(text):
-                text = "\n".join(map(terminal_safe, event.lines))
-            data = text.encode(encoding, "backslashreplace")
-        # Written in pieces: joining them would copy the whole batch once more.
-        pieces = (prefix_bytes, data.replace(b"\n", b"\n" + prefix_bytes), b"\n")
+        levels = levels_of(event.lines, event.stream, text, marks_only=True)
+        if levels is None:
+            pieces = self._pieces(event, event.lines, text, None, encoding)
+        else:  # lines with levels of their own: one run of lines per level, in order
+            pieces = []
+            start = 0
+            for end in range(1, len(levels) + 1):
+                if end == len(levels) or levels[end] != levels[start]:
+                    run = event.lines[start:end]
+                    pieces += self._pieces(event, run, "\n".join(run), levels[start], encoding)
+                    start = end
         with self._handler.lock or threading.RLock():
             self._erase_partial()
             binary = getattr(stream, "buffer", None)
@@ -158,6 +171,19 @@ class ConsoleEcho:
             for piece in pieces:
                 binary.write(piece)
             binary.flush()
+
+    def _pieces(
+        self, event: LogLines, lines: Sequence[str], text: str, level: str | None, encoding: str
+    ) -> list[bytes]:
+        prefix = self._formatter.prefix(event.timestamp, event.process_id, event.stream, level)
+        prefix_bytes = prefix.encode(encoding, "backslashreplace")
+        data = _clean_ascii(text)
+        if data is None:
+            if _CONTROL_BUT_NEWLINE.search(text):
+                text = "\n".join(map(terminal_safe, lines))
+            data = text.encode(encoding, "backslashreplace")
+        # Written in pieces: joining them would copy the whole batch once more.
+        return [prefix_bytes, data.replace(b"\n", b"\n" + prefix_bytes), b"\n"]
 
 
 def configure_logging(verbose: bool = False, width: int = 10) -> ConsoleEcho:

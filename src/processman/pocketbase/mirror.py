@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from processman.engine.events import LogLines
+from processman.levels import line_level
 from processman.logs import LogLine, format_timestamp
 
 MAX_MESSAGE = 8000  # PocketBase truncates longer messages itself
@@ -84,7 +85,12 @@ class LogMirror:
                 "stream": event.stream,
                 "time": format_timestamp(event.timestamp),
             }
-            line = {"level": "info", "message": _message(event.lines[-1]), "attrs": attrs, "partial": True}
+            line = {
+                "level": line_level(event.lines[-1], event.stream),
+                "message": _message(event.lines[-1]),
+                "attrs": attrs,
+                "partial": True,
+            }
             with self._lock:
                 self._partials[event.process_id, event.stream] = line
             self._notify()
@@ -100,12 +106,12 @@ class LogMirror:
             self._add_output(line.process_id, line.stream, line.timestamp, (line.content,))
 
     def _add_output(self, process_id: str, stream: str, timestamp: float, texts: Iterable[str]) -> None:
-        # Only the child's stderr is an error; "system" lines are processman's notes (a restart asked for).
-        level = "error" if stream == "stderr" else "info"
+        # The level is read from the line when it is sent (see take_batch): most lines of a flood never
+        # are, and the reading is not free.
         attrs = {"process": process_id, "stream": stream, "time": format_timestamp(timestamp)}
         with self._lock:
             for text in texts:
-                self._output.append({"level": level, "message": _message(text), "attrs": attrs})
+                self._output.append({"level": None, "message": _message(text), "attrs": attrs})
             overflow = len(self._output) - self.limits.buffer_lines
             if overflow > 0:
                 for _ in range(overflow):
@@ -185,7 +191,11 @@ class LogMirror:
             while self._records and len(batch) < limit:
                 batch.append(self._records.popleft())
             while self._output and len(batch) < limit:
-                batch.append(self._output.popleft())
+                line = self._output.popleft()
+                # The line's own level (uvicorn's INFO on stderr is Info), else its stream's: the
+                # child's stderr is Error, stdout and processman's notes about it Info.
+                line["level"] = line_level(line["message"], line["attrs"]["stream"])
+                batch.append(line)
             self.mirrored += len(batch) - (1 if report is not None else 0)
             if self._partials and not self._output:
                 batch.extend(self._partials.values())

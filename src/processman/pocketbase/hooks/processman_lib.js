@@ -136,7 +136,9 @@ function ingest(e) {
       else log.info(message, ...args)
     }
     if (attrs.process && (attrs.stream === "stdout" || attrs.stream === "stderr")) {
-      const entry = { timestamp: attrs.time, processId: attrs.process, stream: attrs.stream, content: message }
+      const entry = {
+        timestamp: attrs.time, processId: attrs.process, stream: attrs.stream, content: message, level: line.level,
+      }
       if (line.partial) entry.partial = true
       if (!followed[attrs.process]) followed[attrs.process] = []
       followed[attrs.process].push(entry)

@@ -175,6 +175,8 @@ export class LogView {
     const element = document.createElement("div");
     const kind = line.marker ? STREAMS.note : STREAMS[line.stream] ?? STREAMS.stdout;
     element.className = `line ${kind.className}`;
+    // The line's own level (uvicorn's INFO on stderr is no error); without one, stderr is an error.
+    if (!line.marker) element.dataset.level = line.level ?? (line.stream === "stderr" ? "error" : "info");
     const time = document.createElement("time");
     const date = new Date(line.timestamp);
     time.textContent = formatClock(date);
