@@ -14,6 +14,8 @@ const KEY_CMD = "processman.cmd"
 const KEY_STDIN = "processman.stdin"
 const KEY_PORT = "processman.port"
 const KEY_STATS = "processman.stats"
+const KEY_FLUSHED = "processman.logsFlushed"
+const FLUSH_EVERY_MS = 1000
 
 // $http.send takes whole seconds. A restart waits for the process's stop ladder (stopTimeout, 10s by
 // default), so leave room for that.
@@ -144,9 +146,25 @@ function ingest(e) {
       followed[attrs.process].push(entry)
     }
   }
+  flushLogs(e)
   let sent = 0
   for (const id in followed) sent += sendToSuperusers("pm/logs/" + id, JSON.stringify(followed[id]))
   return e.json(200, { accepted: lines.length, sent: sent })
+}
+
+// PocketBase keeps log entries in memory and writes them 200 at a time, or 3 s after the last entry; every
+// new entry pushes that back, so a sidecar printing a line a second would show nothing for minutes. Write
+// what waits at most once a second (processman already bounds the rate of lines).
+function flushLogs(e) {
+  const store = $app.store()
+  const now = Date.now()
+  if (now - (store.get(KEY_FLUSHED) || 0) < FLUSH_EVERY_MS) return
+  store.set(KEY_FLUSHED, now)
+  try {
+    $app.logger().handler().writeAll(e.request.context())
+  } catch (err) {
+    // Not a batching handler (a PocketBase that writes at once): nothing to flush.
+  }
 }
 
 // Body: {"messages": [{"topic": "pm/events", "data": {...}}], "stats": {...}}.
