@@ -18,6 +18,7 @@ from processman.engine.events import LogLines
 from processman.engine.manager import ManagerOptions, ProcessManager
 from processman.engine.posix import TagScanner, send_signal
 from processman.environment import PocketBaseInfo
+from processman.notify import EmailSender
 
 logger = logging.getLogger("processman")
 
@@ -43,6 +44,7 @@ class ServeSettings:
     services: list[Service] = field(default_factory=list)
     watch_config: bool = True  # apply changes to the config file while running
     output_echo: Callable[[LogLines], None] | None = None  # prints child output (None: not shown)
+    email_sender: EmailSender | None = None  # sends "email" notifications (PocketBase mode)
 
     @property
     def state_dir(self) -> Path:
@@ -108,6 +110,8 @@ class Runner:
                 watch_config=self.settings.watch_config,
                 log_output=self.settings.output_echo is not None,
                 output_echo=self.settings.output_echo,
+                notify=loaded.notify,
+                email_sender=self.settings.email_sender,
             )
             self.manager = manager = ProcessManager(loaded.processes, options)
             # Only the HTTP API reads the figures here, and it says when: sample slowly otherwise.

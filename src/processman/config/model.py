@@ -32,6 +32,7 @@ from processman.config.fields import (
     read_fields,
 )
 from processman.config.masking import mask_command, mask_text
+from processman.config.notify import NotifyTarget, NotifyTargets
 from processman.errors import ConfigError
 
 # Log files rotate at 50 MB and keep 5 older files, as supervisord does (50 MB, 10): a burst of
@@ -236,6 +237,7 @@ PROCESS_FIELDS: tuple[Field, ...] = (
         LOG_BACKUPS,
         "older log files kept",
     ),
+    Field("notify", "notify", NotifyTargets(), (), "where this process's events are sent", omit_empty=True),
 )
 
 # JSON field name -> Python attribute name, in the order of the reported config.
@@ -300,6 +302,8 @@ class ProcessConfig:
     # log_backups older files (name.1 .. name.N).
     log_max_size: int = _PROCESS_DEFAULT["log_max_size"]
     log_backups: int = _PROCESS_DEFAULT["log_backups"]
+    # Where this process's events (crashed, failed, ...) are sent, besides the top-level targets.
+    notify: tuple[NotifyTarget, ...] = ()
     entry: str = ""  # the config entry this process comes from (its id without ":<n>")
 
     def __post_init__(self) -> None:
@@ -313,6 +317,7 @@ class ProcessConfig:
         object.__setattr__(self, "env", dict(self.env))
         object.__setattr__(self, "limits", dict(self.limits))
         object.__setattr__(self, "depends_on", dict(self.depends_on))
+        object.__setattr__(self, "notify", tuple(self.notify))
         if not self.entry:
             object.__setattr__(self, "entry", self.id.partition(":")[0])
         object.__setattr__(self, "cwd", Path(os.path.abspath(self.cwd)))

@@ -181,6 +181,29 @@ function broadcast(e) {
   return e.json(200, { sent: sent })
 }
 
+// Body: {"to": "ops@example.com", "subject": "...", "text": "..."}: an email notification, sent with
+// PocketBase's own mail settings (Settings > Mail: SMTP, sender name and address).
+function notifyEmail(e) {
+  checkSecret(e)
+  const body = e.requestInfo().body
+  const to = String(body.to || "")
+  if (!to || to.indexOf("@") < 0) throw new BadRequestError("to: expected an email address.")
+  const meta = $app.settings().meta
+  const message = new MailerMessage({
+    from: { address: meta.senderAddress, name: meta.senderName },
+    to: [{ address: to }],
+    subject: String(body.subject || "processman"),
+    text: String(body.text || ""),
+  })
+  try {
+    $app.newMailClient().send(message)
+  } catch (err) {
+    logger().error("processman: cannot send a notification email", "to", to, "error", String(err))
+    return e.json(502, { status: 502, message: "The email could not be sent: " + String(err), data: {} })
+  }
+  return e.noContent(204)
+}
+
 // The bridge's counters (lines mirrored and not mirrored, events sent) come with every delivery.
 function keepStats(body) {
   if (body.stats) $app.store().set(KEY_STATS, JSON.stringify(body.stats))
@@ -297,6 +320,6 @@ function forwardDashboard(e) {
 }
 
 module.exports = {
-  startSupervisor, stopSupervisor, register, ingest, broadcast, bridge, events, forward, forwardProcess, forwardApi,
-  forwardDashboard,
+  startSupervisor, stopSupervisor, register, ingest, broadcast, notifyEmail, bridge, events, forward, forwardProcess,
+  forwardApi, forwardDashboard,
 }
