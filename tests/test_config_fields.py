@@ -75,6 +75,8 @@ EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
     "restart": (["always", "on-failure", "never"], ["sometimes", None, 1]),
     "logMaxSize": (["50MB", "0", 0, 1], ["big", -1]),
     "logBackups": ([0, 5, 100], [-1, 101, "5"]),
+    "type": (["simple", "notify"], ["oneshot", "", 1, None]),
+    "watchdogSec": (["30s", "500ms"], [30, "soon", "-1s"]),
     "notify": (
         [
             [],

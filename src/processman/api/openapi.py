@@ -89,6 +89,14 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "integer",
                 "description": "Bytes of output that could not be written to the log files.",
             },
+            "statusText": {
+                "type": "string",
+                "description": "What the process says it is doing (sd_notify STATUS=); empty when nothing.",
+            },
+            "mainPid": {
+                "type": ["integer", "null"],
+                "description": "The pid the process named as its main one (sd_notify MAINPID=).",
+            },
             "config": {
                 "type": "object",
                 "description": "The process's config; env values of secrets are shown as ****.",

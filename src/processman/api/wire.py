@@ -80,6 +80,8 @@ def state_to_json(state: ProcessState) -> dict[str, Any]:
         "memory": state.memory,
         "logError": state.log_error,
         "logDroppedBytes": state.log_dropped_bytes,
+        "statusText": state.status_text,
+        "mainPid": state.main_pid or None,
         "config": config,
     }
 

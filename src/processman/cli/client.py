@@ -242,8 +242,9 @@ def process_path(process_id: str, action: str) -> str:
 
 
 def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
-    """The rows of ``processman list``: id, status, pid, uptime, restarts, last error (cut to fit)."""
-    headers = ("ID", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST ERROR")
+    """The rows of ``processman list``: id, status, pid, uptime, restarts, and the last error or, when
+    there is none, what the process says it is doing (sd_notify STATUS=), cut to fit."""
+    headers = ("ID", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST ERROR / STATUS TEXT")
     rows = [
         (
             str(state["id"]),
@@ -251,10 +252,11 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
             str(state["pid"]) if state.get("pid") else "-",
             str(state.get("uptime") or "-") if state.get("pid") else "-",
             str(state.get("restartCount", 0)),
-            " ".join(str(state.get("lastError") or "").split()),
+            " ".join(terminal_safe(str(state.get("lastError") or state.get("statusText") or "")).split()),
         )
         for state in states
     ]
+    errors = [bool(state.get("lastError")) for state in states]
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(5)]
     room = max(width - sum(widths) - 2 * 5, 20)
     lines = []
@@ -265,7 +267,7 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
         else:
             cells[1] = click.style(cells[1], **_STATUS_STYLE.get(row[1], {}))
         error = row[5] if len(row[5]) <= room else row[5][: room - 3] + "..."
-        if index > 0 and error:
+        if index > 0 and error and errors[index - 1]:
             error = click.style(error, fg="red")
         elif index == 0:
             error = click.style(error, bold=True)

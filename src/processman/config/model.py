@@ -43,6 +43,7 @@ MAX_LOG_BACKUPS = 100
 # Dev mode folds every change within this many seconds after the first into one restart (SPEC 7).
 WATCH_DEBOUNCE = 0.5
 MAX_INSTANCES = 1000
+PROCESS_TYPES = ("simple", "notify")
 
 PROBE_KINDS = ("http", "tcp", "command")
 PROBE_EXPECTED = 'an object with "http" (a URL), "tcp" ("host:port" or a port) or "command" (an array)'
@@ -229,6 +230,8 @@ PROCESS_FIELDS: tuple[Field, ...] = (
         'copies of this entry, "<id>:0" .. "<id>:N-1"',
     ),
     Field("restart", "restart", Choice(RESTART_POLICIES), "always", "when an exit is followed by a start"),
+    Field("type", "type", Choice(PROCESS_TYPES), "simple", "notify: ready when it sends READY=1 (sd_notify)"),
+    Field("watchdogSec", "watchdog_sec", Duration(), None, "restart when no WATCHDOG=1 comes for this long"),
     Field("logMaxSize", "log_max_size", Size(0), LOG_MAX_SIZE, "log file size that rotates it (0: never)"),
     Field(
         "logBackups",
@@ -298,6 +301,11 @@ class ProcessConfig:
     # When an exit is followed by a new start: always (keep-alive), on-failure (not after exit code 0:
     # one-shot tasks), never.
     restart: Literal["always", "on-failure", "never"] = _PROCESS_DEFAULT["restart"]
+    # simple: ready once started (or when its readiness probe passes); notify: ready when it sends
+    # READY=1 on its NOTIFY_SOCKET (the sd_notify protocol).
+    type: Literal["simple", "notify"] = _PROCESS_DEFAULT["type"]
+    # With a watchdog, the process sends WATCHDOG=1 at least this often (seconds) or is restarted.
+    watchdog_sec: float | None = None
     # Each log file rotates when it would grow past log_max_size bytes (0: never), keeping
     # log_backups older files (name.1 .. name.N).
     log_max_size: int = _PROCESS_DEFAULT["log_max_size"]

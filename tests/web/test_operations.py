@@ -1,4 +1,5 @@
-"""A progress bar in the dashboard: redrawn in place while it moves, then one finished line."""
+"""Everyday operations in the dashboard: a progress bar redrawn in place, lines coloured by their own level,
+and the status text a process sends over sd_notify."""
 
 from __future__ import annotations
 
@@ -79,5 +80,30 @@ def test_lines_are_coloured_by_their_own_level(
         assert panel.locator(".line:has-text('Uvicorn running')").evaluate(level) == "info"
         assert panel.locator(".line:has-text('disk almost full')").evaluate(level) == "warn"
         assert panel.locator(".line:has-text('Traceback')").evaluate(level) == "error"
+    finally:
+        server.stop()
+
+
+NOTIFIES = """
+    import sdnotify, time
+    sdnotify.SystemdNotifier(debug=True).notify("READY=1\\nSTATUS=42 jobs in the queue")
+    time.sleep(3600)
+"""
+
+
+def test_a_processs_status_text_shows_in_the_list_and_details(
+    pages: Pages, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    server = Server(tmp_path_factory.mktemp("notify"), [python("queue", NOTIFIES, type="notify")]).start()
+    try:
+        server.wait_for_states(lambda states: states.get("queue", {}).get("statusText") != "", "STATUS=")
+        page: Any = pages.open()
+        sign_in(page, server)
+        cell = row(page, "queue").locator(".c-error")
+        cell.filter(has_text="42 jobs in the queue").wait_for()
+        assert "status-text" in (cell.get_attribute("class") or "")
+        row(page, "queue").locator(".name").click()
+        page.click("#tab-details")
+        page.locator("#details").get_by_text("42 jobs in the queue", exact=True).wait_for()
     finally:
         server.stop()
