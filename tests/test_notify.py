@@ -4,6 +4,7 @@ server on 127.0.0.1 receives the webhooks (json, slack, discord) and a real comm
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import sys
 import threading
@@ -291,3 +292,16 @@ async def test_metrics_count_notifications(manager_factory: Factory, hooks: Hook
         text = (await client.get("/api/pm/metrics")).text
     assert f'processman_notifications_sent_total{{target="{hooks.url}/****"}} 1' in text
     assert "processman_notifications_dropped_total 0" in text
+
+
+async def test_changing_a_processs_targets_applies_without_a_restart(
+    manager_factory: Factory, hooks: Hooks
+) -> None:
+    quiet = config("svc", "import time; time.sleep(3600)")
+    manager = manager_factory(quiet, notifier=FAST)
+    await manager.start()
+    pid = manager.state("svc").pid
+    target = webhook(hooks.url + "/new", events=("crashed",))
+    plan = await manager.apply([dataclasses.replace(quiet, notify=(target,))])
+    assert plan.unchanged == ("svc",) and manager.state("svc").pid == pid
+    assert manager.state("svc").config.notify == (target,)

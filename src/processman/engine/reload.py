@@ -9,8 +9,9 @@ from typing import Any
 
 from processman.config import ProcessConfig, shown_field
 
-# Changing only the number of instances must not restart the instances that stay.
-_IGNORED = frozenset({"instances"})
+# Changing only the number of instances must not restart the instances that stay; where a process's
+# notifications go is no reason to restart it (the new targets apply at once).
+_IGNORED = frozenset({"instances", "notify"})
 
 
 @dataclass(frozen=True)
