@@ -97,3 +97,11 @@ def test_the_console_marks_by_level_not_by_stream() -> None:
     shown = stream.getvalue().splitlines()
     assert [line.split()[2] for line in shown] == ["|", "!", "|"], shown
     assert shown[1].endswith("! Traceback (most recent call last):")
+
+
+def test_python_logging_gets_each_lines_own_level(caplog: pytest.LogCaptureFixture) -> None:
+    from processman.logs import _log_each_line
+
+    with caplog.at_level(logging.DEBUG, logger="processman.output"):
+        _log_each_line(LogLines("web", "stderr", 1, 0.0, ("INFO:     up", "WARNING:app:slow", "Traceback")))
+    assert [record.levelno for record in caplog.records] == [logging.INFO, logging.WARNING, logging.ERROR]

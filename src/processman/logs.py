@@ -22,6 +22,7 @@ from itertools import count, repeat
 from pathlib import Path
 
 from processman.engine.events import Event, EventBus, LogLines
+from processman.levels import levels_of
 
 MAX_LINE = 64 * 1024
 SPLIT_MARKER = " [line continues]"
@@ -382,13 +383,24 @@ class ProcessOutput:
             file.close()
 
 
+_LOGGING_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
 def _log_each_line(event: LogLines) -> None:
     if event.partial:  # logging keeps finished lines only
         return
-    level = logging.ERROR if event.stream == STDERR else logging.INFO
-    if output_logger.isEnabledFor(level):
-        extra = {"process_id": event.process_id, "stream": event.stream}
-        for line in event.lines:
+    # Each line at its own level (uvicorn's INFO on stderr is INFO), else stderr ERROR and stdout INFO.
+    default = logging.ERROR if event.stream == STDERR else logging.INFO
+    levels = levels_of(event.lines, event.stream)
+    extra = {"process_id": event.process_id, "stream": event.stream}
+    for index, line in enumerate(event.lines):
+        level = _LOGGING_LEVELS[levels[index]] if levels else default
+        if output_logger.isEnabledFor(level):
             output_logger.log(level, "%s", line, extra=extra)
 
 
