@@ -96,15 +96,17 @@ def line_level(line: str, stream: str) -> str:
     return level_of(line) or stream_level(stream)
 
 
-# On stdout only a warning or an error differs from the stream's Info: fewer words to look for (each
-# is a scan of the whole batch, and the console's echo is otherwise a few scans in all).
-_STDOUT_HINTS = ("ERROR", "WARN", "CRITICAL", "FATAL", "level")
+# The console only marks errors and warnings, and its echo is otherwise a few scans of a batch in all:
+# it looks for the words of the common shapes that change a line's mark from its stream's (each word is
+# a scan of the whole batch). On stderr an ERROR line is marked as an error anyway.
+_MARK_HINTS = {"stderr": ("INFO", "WARN", "DEBUG", "level"), "stdout": ("ERROR", "WARN", "CRITICAL", "level")}
 
 
-def hinted(text: str, stream: str = "stderr") -> bool:
-    """False when no line of ``text`` can carry a level that differs from its stream's: a test at
-    memory speed for whole batches."""
-    return any(hint in text for hint in (_HINTS if stream == "stderr" else _STDOUT_HINTS))
+def hinted(text: str, stream: str | None = None) -> bool:
+    """False when no line of ``text`` can carry a level: a test at memory speed for whole batches.
+    With ``stream``, only the levels that change a console mark from that stream's are looked for."""
+    hints = _HINTS if stream is None else _MARK_HINTS.get(stream, _MARK_HINTS["stdout"])
+    return any(hint in text for hint in hints)
 
 
 def levels_of(
@@ -114,7 +116,7 @@ def levels_of(
     ``text``: the lines joined with newlines, when the caller has it. ``marks_only``: only warnings and
     errors matter (the console's marks), so a stdout batch is looked at for those alone."""
     joined = "\n".join(lines) if text is None else text
-    if not hinted(joined, stream if marks_only else "stderr"):
+    if not hinted(joined, stream if marks_only else None):
         return None
     default = stream_level(stream)
     return [level_of(line) or default for line in lines]
