@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from processman.config.model import ProcessConfig
 from processman.config.notify import NotifyTarget
 from processman.engine.events import Event, EventBus, ProcessExited, StatusChanged
 from processman.engine.states import Status
@@ -80,14 +81,16 @@ class NotifyStats:
 class Notifier:
     """Watches a manager's events and delivers notifications to their targets.
 
-    ``state`` gives a process's current state (None once removed); ``targets`` are the top-level
-    targets (every process), to which each process's own ``notify`` is added.
+    ``state`` gives a process's current state and ``config`` its config (None once removed);
+    ``targets`` are the top-level targets (every process), to which each process's own ``notify`` is
+    added.
     """
 
     def __init__(
         self,
         bus: EventBus,
         state: Callable[[str], Any],
+        config: Callable[[str], ProcessConfig | None],
         targets: Iterable[NotifyTarget] = (),
         *,
         email: EmailSender | None = None,
@@ -95,6 +98,7 @@ class Notifier:
     ) -> None:
         self._bus = bus
         self._state = state
+        self._config = config
         self.targets: tuple[NotifyTarget, ...] = tuple(targets)
         self.email = email
         self.options = options or NotifierOptions()
@@ -142,11 +146,19 @@ class Notifier:
         # Inside the engine's publish: return at once, never raise.
         try:
             if isinstance(event, StatusChanged) and event.status is not event.previous:
-                self._on_status(event)
-            elif isinstance(event, ProcessExited):
+                if self._told(event.process_id):
+                    self._on_status(event)
+            elif isinstance(event, ProcessExited) and self._told(event.process_id):
                 self._on_exit(event)
         except Exception:
             logger.exception("cannot make a notification of %r", event)
+
+    def _told(self, process_id: str) -> bool:
+        """Whether anyone hears about this process (most setups have no targets at all)."""
+        if self.targets:
+            return True
+        config = self._config(process_id)
+        return config is not None and bool(config.notify)
 
     def _on_status(self, event: StatusChanged) -> None:
         process_id = event.process_id

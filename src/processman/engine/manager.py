@@ -116,6 +116,7 @@ class ProcessManager:
         self.notifier = Notifier(
             self.events,
             self._state_if_known,
+            lambda process_id: process.config if (process := self._processes.get(process_id)) else None,
             self.options.notify,
             email=self.options.email_sender,
             options=self.options.notifier,

@@ -121,7 +121,7 @@ class NotifyListener:
         ancillary = socket.CMSG_SPACE(_CREDENTIALS.size) + socket.CMSG_SPACE(MAX_FDS * _FD)
         for _ in range(64):  # a bounded burst per wake-up: the loop stays responsive
             try:
-                data, ancdata, _, _ = sock.recvmsg(MAX_DATAGRAM, ancillary)
+                data, ancdata, _, _ = sock.recvmsg(MAX_DATAGRAM, ancillary, socket.MSG_CMSG_CLOEXEC)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
