@@ -77,6 +77,29 @@ EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
     "restart": (["always", "on-failure", "never"], ["sometimes", None, 1]),
     "logMaxSize": (["50MB", "0", 0, 1], ["big", -1]),
     "logBackups": ([0, 5, 100], [-1, 101, "5"]),
+    "type": (["simple", "notify"], ["oneshot", "", 1, None]),
+    "watchdogSec": (["30s", "500ms"], [30, "soon", "-1s"]),
+    "notify": (
+        [
+            [],
+            [{"webhook": "https://hooks.slack.com/services/T/B/x", "format": "slack"}],
+            [{"command": ["notify-send", "x"], "events": ["crashed", "failed"]}],
+            [{"email": "ops@example.com", "stormRestarts": 3, "stormWindow": "1m"}],
+        ],
+        [
+            {},
+            [{}],
+            [{"webhook": "ftp://x"}],
+            [{"webhook": "http://x", "command": ["a"]}],
+            [{"command": []}],
+            [{"email": "not an address"}],
+            [{"webhook": "http://x", "format": "teams"}],
+            [{"command": ["a"], "format": "slack"}],
+            [{"webhook": "http://x", "events": ["exploded"]}],
+            [{"webhook": "http://x", "stormRestarts": 1}],
+            [{"webhook": "http://x", "retries": 3}],
+        ],
+    ),
 }
 
 

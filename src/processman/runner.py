@@ -18,6 +18,7 @@ from processman.engine.events import LogLines
 from processman.engine.manager import ManagerOptions, ProcessManager
 from processman.engine.posix import TagScanner, send_signal
 from processman.environment import PocketBaseInfo
+from processman.notify import EmailSender
 from processman.preflight import check_environment
 
 logger = logging.getLogger("processman")
@@ -47,6 +48,7 @@ class ServeSettings:
     watch_config: bool = True  # apply changes to the config file while running
     output_echo: Callable[[LogLines], None] | None = None  # prints child output (None: not shown)
     log_drops: Callable[[], Mapping[str, int]] | None = None  # lines a console dropped, by consumer
+    email_sender: EmailSender | None = None  # sends "email" notifications (PocketBase mode)
 
     @property
     def state_dir(self) -> Path:
@@ -136,6 +138,8 @@ class Runner:
                 log_output=self.settings.output_echo is not None,
                 output_echo=self.settings.output_echo,
                 log_drops=self.settings.log_drops,
+                notify=loaded.notify,
+                email_sender=self.settings.email_sender,
             )
             self.manager = manager = ProcessManager(loaded.processes, options)
             # Only the HTTP API reads the figures here, and it says when: sample slowly otherwise.

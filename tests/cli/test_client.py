@@ -136,7 +136,18 @@ def test_list_prints_a_table(server: Server) -> None:
     result = cli(server, "list")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["ID", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST", "ERROR"]
+    assert lines[0].split() == [
+        "ID",
+        "STATUS",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "LAST",
+        "ERROR",
+        "/",
+        "STATUS",
+        "TEXT",
+    ]
     rows = {line.split()[0]: line for line in lines[1:]}
     assert list(rows) == ["ticker", "idle", "broken"]
     assert rows["ticker"].split()[1] == "running" and rows["ticker"].split()[2].isdigit()

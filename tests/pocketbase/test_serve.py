@@ -92,7 +92,7 @@ def test_start_stop_restart_and_logs_through_pocketbase(app: PocketBase) -> None
 
     logs = app.http.get("/api/pm/greeter/logs", params={"lines": 1}, headers=su)
     assert logs.status_code == 200 and len(logs.json()) == 1
-    assert set(logs.json()[0]) == {"timestamp", "processId", "stream", "content"}
+    assert set(logs.json()[0]) == {"timestamp", "processId", "stream", "content", "level"}
     assert app.http.get("/api/pm/greeter/logs", params={"lines": "x"}, headers=su).status_code == 400
     missing = app.http.post("/api/pm/nobody/restart", headers=su)
     assert (missing.status_code, missing.json()["status"]) == (404, 404)

@@ -111,6 +111,14 @@ _SCHEMAS: dict[str, Any] = {
                 "additionalProperties": {"type": "string"},
                 "description": "What its envFile files held at the last start; secrets shown as ****.",
             },
+            "statusText": {
+                "type": "string",
+                "description": "What the process says it is doing (sd_notify STATUS=); empty when nothing.",
+            },
+            "mainPid": {
+                "type": ["integer", "null"],
+                "description": "The pid the process named as its main one (sd_notify MAINPID=).",
+            },
             "config": {
                 "type": "object",
                 "description": "The process's config; env values of secrets are shown as ****.",
@@ -142,6 +150,12 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "system: processman's own notes about the process (a restart, readiness).",
             },
             "content": {"type": "string"},
+            "level": {
+                "type": "string",
+                "enum": ["debug", "info", "warn", "error"],
+                "description": 'The line\'s own level (INFO:, [INFO], level=info, JSON "level"), else '
+                "stderr's error or info.",
+            },
         },
     },
 }
@@ -269,7 +283,8 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
             "get": _operation(
                 "Read or follow a process's output",
                 "The last lines, oldest first; with follow=1 a live stream that first sends them. Stream "
-                "events: `log` (a LogLine plus `seq`), `dropped` ({count}: lines no longer in the buffer).",
+                "events: `log` (a LogLine plus `seq`), `dropped` ({count}: lines no longer in the buffer), "
+                "`partial` (a LogLine plus `partial: true`: the latest state of a line being redrawn).",
                 {
                     "200": {
                         "description": "The lines, or a stream of them.",

@@ -18,7 +18,7 @@ from starlette.routing import BaseRoute, Route
 from processman.api.auth import Authenticator
 from processman.api.errors import ApiError
 from processman.api.openapi import openapi_document
-from processman.api.prometheus import CONTENT_TYPE, render_metrics
+from processman.api.prometheus import CONTENT_TYPE, render_metrics, render_notify_metrics
 from processman.api.streams import (
     KEEPALIVE,
     StreamHub,
@@ -136,7 +136,7 @@ class Endpoints:
         sampler = manager.resources
         text = render_metrics(
             manager.states(), manager.manager_usage(), sampler.usage(), sampler.cpu_seconds()
-        )
+        ) + render_notify_metrics(manager.notifier.stats)
         return Response(text, media_type=CONTENT_TYPE)
 
     async def start(self, request: Request) -> Response:

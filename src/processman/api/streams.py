@@ -7,6 +7,11 @@ the streams notice and catch up from the manager's state and log buffer instead 
 Log events carry ``id: <seq>`` (the line's sequence number): a client that reconnects with
 ``Last-Event-ID`` (or ``after=``) gets every line after it that is still in the buffer, and a
 ``dropped`` event with the count of lines that are not.
+
+A line the child redraws with carriage returns (a progress bar) comes as ``partial`` events while it
+changes (at most five a second), each replacing the previous one of its stream, without an id; the
+finished line then comes as an ordinary ``log`` event. Clients that only listen to ``log`` events see
+finished lines only.
 """
 
 from __future__ import annotations
@@ -141,12 +146,17 @@ async def log_stream(
             cursor = after
             catch_up, cursor = _catch_up(manager, process_id, cursor)
             yield catch_up
+        if partials := manager.partial_lines(process_id):
+            yield "".join(map(_partial_events, partials))
         dropped = 0
         while (item := await _next(subscription, keepalive)) is not None:
             if item is _TIMEOUT:
                 if process_id not in manager.ids:
                     return
                 yield format_comment("keep-alive")
+                continue
+            if isinstance(item, LogLines) and item.partial:
+                yield _partial_events(item)
                 continue
             # Any event may be the first after a drop: the queue may have filled with status changes.
             behind = isinstance(item, LogLines) and item.first_seq > cursor + 1
@@ -168,6 +178,10 @@ async def log_stream(
         return  # removed by a config reload while catching up
     finally:
         hub.release(subscription)
+
+
+def _partial_events(event: LogLines) -> str:
+    return "".join(format_event(json.dumps(line), event="partial") for line in lines_event_to_json(event))
 
 
 def _catch_up(manager: ProcessManager, process_id: str, cursor: int) -> tuple[str, int]:

@@ -314,8 +314,9 @@ def process_path(process_id: str, action: str) -> str:
 
 
 def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
-    """The rows of ``processman list``: id, status, pid, uptime, restarts, last error (cut to fit)."""
-    headers = ("ID", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST ERROR")
+    """The rows of ``processman list``: id, status, pid, uptime, restarts, and the last error or, when
+    there is none, what the process says it is doing (sd_notify STATUS=), cut to fit."""
+    headers = ("ID", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST ERROR / STATUS TEXT")
     rows = [
         (
             str(state["id"]),
@@ -323,10 +324,11 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
             str(state["pid"]) if state.get("pid") else "-",
             str(state.get("uptime") or "-") if state.get("pid") else "-",
             str(state.get("restartCount", 0)),
-            " ".join(str(state.get("lastError") or "").split()),
+            " ".join(terminal_safe(str(state.get("lastError") or state.get("statusText") or "")).split()),
         )
         for state in states
     ]
+    errors = [bool(state.get("lastError")) for state in states]
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(5)]
     room = max(width - sum(widths) - 2 * 5, 20)
     lines = []
@@ -337,7 +339,7 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
         else:
             cells[1] = click.style(cells[1], **_STATUS_STYLE.get(row[1], {}))
         error = row[5] if len(row[5]) <= room else row[5][: room - 3] + "..."
-        if index > 0 and error:
+        if index > 0 and error and errors[index - 1]:
             error = click.style(error, fg="red")
         elif index == 0:
             error = click.style(error, bold=True)
@@ -451,6 +453,31 @@ def format_line(line: dict[str, Any]) -> str:
     return f"{stamp} {terminal_safe(str(line.get('processId', '')))} {bar} {content}"
 
 
+class FollowPrinter:
+    """Prints followed lines. A partial line (the latest state of a progress bar) is redrawn in place on
+    a terminal, and erased by the next line; elsewhere (a pipe, a file) only finished lines are printed."""
+
+    ERASE = "\r\x1b[K"
+
+    def __init__(self, terminal: bool | None = None) -> None:
+        self.terminal = sys.stdout.isatty() if terminal is None else terminal
+        self.drawn = False
+
+    def __call__(self, line: dict[str, Any]) -> None:
+        if line.get("partial"):
+            if self.terminal:
+                prefix = format_line({**line, "content": ""})
+                room = shutil.get_terminal_size().columns - len(click.unstyle(prefix)) - 1
+                content = terminal_safe(str(line.get("content", "")))[: max(room, 0)]
+                click.echo(self.ERASE + prefix + content, nl=False, color=True)  # only on a terminal
+                self.drawn = True
+            return
+        if self.drawn:
+            click.echo(self.ERASE, nl=False, color=True)
+            self.drawn = False
+        click.echo(format_line(line))
+
+
 def follow_events(connection: Connection, path: str, lines: int) -> Iterator[ServerSentEvent]:
     """The events of the live log stream at ``path``. A dropped connection is resumed from the last
     line received (``Last-Event-ID``) for a few seconds before giving up, so a server restart loses
@@ -528,14 +555,16 @@ def print_follow(
     lines: int,
     keep: Callable[[dict[str, Any]], bool] = _show_all,
 ) -> None:
-    """Print a process's lines (``process_id`` None: every process's, interleaved) as they come."""
+    """Print a process's lines (``process_id`` None: every process's, interleaved) as they come; a
+    progress bar's line is redrawn in place on a terminal."""
     path = logs_path(process_id)
+    show = FollowPrinter()
     try:
         for event in follow_events(connection, path, lines):
-            if event.event == "log":
+            if event.event in ("log", "partial"):
                 line = json.loads(event.data)
                 if keep(line):
-                    click.echo(format_line(line))
+                    show(line)
             elif event.event == "dropped":
                 lost = json.loads(event.data)
                 whose = f" of {lost['processId']}" if "processId" in lost else ""
@@ -551,7 +580,7 @@ def print_follow(
                 click.echo(format_line(line))
         for line in follow_realtime(connection, members(connection, process_id)):
             if keep(line):
-                click.echo(format_line(line))
+                show(line)
 
 
 def logs_path(process_id: str | None) -> str:

@@ -34,6 +34,7 @@ from processman.config.fields import (
     read_fields,
 )
 from processman.config.masking import mask_command, mask_text
+from processman.config.notify import NotifyTarget, NotifyTargets
 from processman.errors import ConfigError
 
 # Log files rotate at 50 MB and keep 5 older files, as supervisord does (50 MB, 10): a burst of
@@ -44,6 +45,7 @@ MAX_LOG_BACKUPS = 100
 # Dev mode folds every change within this many seconds after the first into one restart (SPEC 7).
 WATCH_DEBOUNCE = 0.5
 MAX_INSTANCES = 1000
+PROCESS_TYPES = ("simple", "notify")
 
 PROBE_KINDS = ("http", "tcp", "command")
 PROBE_EXPECTED = 'an object with "http" (a URL), "tcp" ("host:port" or a port) or "command" (an array)'
@@ -239,6 +241,8 @@ PROCESS_FIELDS: tuple[Field, ...] = (
         'copies of this entry, "<id>:0" .. "<id>:N-1"',
     ),
     Field("restart", "restart", Choice(RESTART_POLICIES), "always", "when an exit is followed by a start"),
+    Field("type", "type", Choice(PROCESS_TYPES), "simple", "notify: ready when it sends READY=1 (sd_notify)"),
+    Field("watchdogSec", "watchdog_sec", Duration(), None, "restart when no WATCHDOG=1 comes for this long"),
     Field("logMaxSize", "log_max_size", Size(0), LOG_MAX_SIZE, "log file size that rotates it (0: never)"),
     Field(
         "logBackups",
@@ -247,6 +251,7 @@ PROCESS_FIELDS: tuple[Field, ...] = (
         LOG_BACKUPS,
         "older log files kept",
     ),
+    Field("notify", "notify", NotifyTargets(), (), "where this process's events are sent", omit_empty=True),
 )
 
 # JSON field name -> Python attribute name, in the order of the reported config.
@@ -309,10 +314,17 @@ class ProcessConfig:
     # When an exit is followed by a new start: always (keep-alive), on-failure (not after exit code 0:
     # one-shot tasks), never.
     restart: Literal["always", "on-failure", "never"] = _PROCESS_DEFAULT["restart"]
+    # simple: ready once started (or when its readiness probe passes); notify: ready when it sends
+    # READY=1 on its NOTIFY_SOCKET (the sd_notify protocol).
+    type: Literal["simple", "notify"] = _PROCESS_DEFAULT["type"]
+    # With a watchdog, the process sends WATCHDOG=1 at least this often (seconds) or is restarted.
+    watchdog_sec: float | None = None
     # Each log file rotates when it would grow past log_max_size bytes (0: never), keeping
     # log_backups older files (name.1 .. name.N).
     log_max_size: int = _PROCESS_DEFAULT["log_max_size"]
     log_backups: int = _PROCESS_DEFAULT["log_backups"]
+    # Where this process's events (crashed, failed, ...) are sent, besides the top-level targets.
+    notify: tuple[NotifyTarget, ...] = ()
     entry: str = ""  # the config entry this process comes from (its id without ":<n>")
     # The config file's folder: the search for a virtualenv goes from cwd up to it (None: cwd only).
     root: Path | None = None
@@ -329,6 +341,7 @@ class ProcessConfig:
         object.__setattr__(self, "env", dict(self.env))
         object.__setattr__(self, "limits", dict(self.limits))
         object.__setattr__(self, "depends_on", dict(self.depends_on))
+        object.__setattr__(self, "notify", tuple(self.notify))
         if not self.entry:
             object.__setattr__(self, "entry", self.id.partition(":")[0])
         object.__setattr__(self, "cwd", Path(os.path.abspath(self.cwd)))

@@ -7,11 +7,11 @@ import logging
 import secrets
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from processman.config import ProcessConfig, load_config
+from processman.config import NotifyTarget, ProcessConfig, load_config
 from processman.config_watch import watch_file
 from processman.engine.clock import SYSTEM_CLOCK, Clock
 from processman.engine.dependencies import DependencyGate, stop_in_order
@@ -31,6 +31,7 @@ from processman.engine.states import Desired
 from processman.environment import PocketBaseInfo
 from processman.errors import ConfigError, DuplicateProcess, ManagerNotRunning, ProcessNotFound
 from processman.logs import LoggingSink, LogLine
+from processman.notify import EmailSender, Notifier, NotifierOptions
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +67,11 @@ class ManagerOptions:
     watch_config: bool = False
     # Time for backoff delays and probe intervals (tests pass a clock they move by hand).
     clock: Clock = SYSTEM_CLOCK
+    # Where every process's events go (the config's top-level "notify"; each process adds its own),
+    # how emails are sent (PocketBase mode), and the pace of deliveries.
+    notify: tuple[NotifyTarget, ...] = ()
+    email_sender: EmailSender | None = None
+    notifier: NotifierOptions = field(default_factory=NotifierOptions)
 
 
 class ProcessManager:
@@ -108,6 +114,14 @@ class ProcessManager:
         self._watchers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self.resources = ResourceSampler(
             self.run_id, lambda: self._processes.values(), self.options.metrics_interval, self._dropped_lines
+        )
+        self.notifier = Notifier(
+            self.events,
+            self._state_if_known,
+            lambda process_id: process.config if (process := self._processes.get(process_id)) else None,
+            self.options.notify,
+            email=self.options.email_sender,
+            options=self.options.notifier,
         )
         self._running = False
         self._shutdown: asyncio.Task[None] | None = None
@@ -153,7 +167,10 @@ class ProcessManager:
             raise ConfigError(f"{loaded.path}: file not found; nothing changed")
         if loaded.errors:
             raise ConfigError("\n".join(str(problem) for problem in loaded.errors) + "\nnothing changed")
-        return await self.apply(loaded.processes, dry_run=dry_run)
+        plan = await self.apply(loaded.processes, dry_run=dry_run)
+        if not dry_run:
+            self.notifier.targets = loaded.notify
+        return plan
 
     async def _remove(self, process_id: str) -> None:
         process = self._processes[process_id]
@@ -211,6 +228,10 @@ class ProcessManager:
     def state(self, process_id: str) -> ProcessState:
         return self._get(process_id).state()
 
+    def _state_if_known(self, process_id: str) -> ProcessState | None:
+        process = self._processes.get(process_id)
+        return None if process is None else process.state()
+
     def states(self) -> list[ProcessState]:
         """Every process, in registration (config) order."""
         return [process.state() for process in self._processes.values()]
@@ -222,6 +243,11 @@ class ProcessManager:
     def logs_since(self, process_id: str, seq: int) -> list[LogLine]:
         """Lines after sequence number ``seq`` still in memory: resume a stream from a cursor."""
         return self._get(process_id).output.since(seq)
+
+    def partial_lines(self, process_id: str) -> list[LogLines]:
+        """The lines the process is redrawing (progress bars) as last shown: one partial event per stream
+        at most, for a stream that starts while a bar is on screen."""
+        return self._get(process_id).output.partial_lines()
 
     def last_log_seq(self, process_id: str) -> int:
         return self._get(process_id).output.last_seq
@@ -310,6 +336,7 @@ class ProcessManager:
         group_ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._root = asyncio.create_task(self._run_tasks(group_ready), name="processman manager")
         await group_ready
+        self._spawn(self.notifier.run(), "notifications")
         for process in self._processes.values():
             self._own(process)
         await asyncio.gather(*(self.start_process(pid) for pid in self._processes))

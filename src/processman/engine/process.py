@@ -37,6 +37,7 @@ from processman.engine.policy import Action, Outcome, decide
 from processman.engine.posix import TagScanner, kill_tree_now, terminate_tree
 from processman.engine.probes import Prober, ProbeSite
 from processman.engine.resources import TreeUsage, apply_limits
+from processman.engine.sdnotify import NotifyListener
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
 from processman.engine.states import Desired, Status, check_transition
 from processman.envfile import read_env_files, skipped_lines
@@ -92,6 +93,8 @@ class ProcessState:
     log_dropped_bytes: int = 0  # output that could not be written to its log files
     env_from_files: Mapping[str, str] = field(default_factory=dict)  # its envFile values at the last start
     venv: VenvLookup = field(default_factory=lambda: VenvLookup(None))  # its virtualenv, or where looked
+    status_text: str = ""  # what the process says it is doing (sd_notify STATUS=)
+    main_pid: int = 0  # the pid the process named as the service's (sd_notify MAINPID=; 0: none)
 
 
 @dataclass(frozen=True)
@@ -162,6 +165,10 @@ class ManagedProcess:
         self._tasks: asyncio.TaskGroup | None = None
         self._run_first_seq = 0  # the last log sequence number before the current run began
         self._run_env: dict[str, str] = {}  # the current run's environment (its probes run with it)
+        # The current run's NOTIFY_SOCKET (type notify, or a watchdog), and what came through it.
+        self._notify: NotifyListener | None = None
+        self._status_text = ""
+        self._main_pid = 0
 
     def __repr__(self) -> str:
         return (
@@ -207,6 +214,8 @@ class ManagedProcess:
             log_error=self._log_error,
             log_dropped_bytes=self.output.dropped_file_bytes,
             env_from_files=dict(self.env_from_files),
+            status_text=self._status_text,
+            main_pid=self._main_pid if child else 0,
         )
 
     def environment(self) -> dict[str, str]:
@@ -434,6 +443,31 @@ class ManagedProcess:
     async def _run_once(self) -> tuple[Outcome, _RunEnd]:
         """One run: spawn, watch until it exits or an intent ends it, record the exit."""
         try:
+            return await self._run_once_notified()
+        finally:
+            if self._notify is not None:
+                self._notify.close()
+                self._notify = None
+
+    async def _run_once_notified(self) -> tuple[Outcome, _RunEnd]:
+        config = self.config
+        if config.type == "notify" or config.watchdog_sec:
+            self._notify = NotifyListener(
+                self._context.run_id,
+                config.id,
+                _Report(self),
+                self._clock,
+                notify_type=config.type == "notify",
+                watchdog=config.watchdog_sec,
+            )
+            try:
+                self._notify.open()
+            except OSError as exc:
+                self._attempts += 1
+                reason = f"cannot start: cannot open its NOTIFY_SOCKET: {exc.strerror or exc}"
+                self.output.note(reason)
+                return Outcome(spawned=False, reason=reason), _RunEnd.EXITED
+        try:
             child = self._spawn()
         except SpawnError as exc:
             self._attempt()
@@ -468,7 +502,10 @@ class ManagedProcess:
                 self.config, _Report(self), self._context.prober, self._probe_site, self._clock
             )
             monitor = self._spawn_task(health.run(), f"health {self.config.id}")
-        if self.config.readiness is None:
+        watchdog: asyncio.Task[None] | None = None
+        if self._notify is not None and self._notify.watchdog is not None:
+            watchdog = self._spawn_task(self._notify.watch(), f"watchdog {self.config.id}")
+        if self.config.readiness is None and self.config.type != "notify":  # notify: on READY=1
             self._became_ready()
         try:
             while child.alive:
@@ -481,9 +518,10 @@ class ManagedProcess:
                 await self._wait_for(child.exited)
             return _RunEnd.EXITED
         finally:
-            if monitor is not None:
-                monitor.cancel()
-                await asyncio.wait([monitor])
+            for helper in (monitor, watchdog):
+                if helper is not None:
+                    helper.cancel()
+                    await asyncio.wait([helper])
             self._update(ready=False)
 
     async def _clear_leftovers(self) -> None:
@@ -588,6 +626,9 @@ class ManagedProcess:
         if problem is not None:
             raise SpawnError(problem)
         env = self._run_env = self.environment()
+        if self._notify is not None:
+            env.update(self._notify.environment())
+        self._status_text, self._main_pid = "", 0  # what the last run said no longer holds
         try:
             child = spawn(
                 argv,
@@ -724,6 +765,19 @@ class ManagedProcess:
         self._unhealthy = reason
         self._wake()
 
+    def _set_status_text(self, text: str) -> None:
+        if text != self._status_text:
+            self._status_text = text
+            self._update(published=True)
+
+    def _set_main_pid(self, pid: int) -> None:
+        if pid != self._main_pid:
+            self._main_pid = pid
+            self._update(published=True)
+
+    def _stopping(self) -> None:
+        self._update(ready=False)
+
     def _log_file_problem(self, problem: str) -> None:
         """A log file became unwritable ("": writable again): shown in the state and lastError."""
         previous, self._log_error = self._log_error, problem
@@ -816,6 +870,15 @@ class _Report:
 
     def unhealthy(self, reason: str) -> None:
         self._process._mark_unhealthy(reason)
+
+    def status_text(self, text: str) -> None:
+        self._process._set_status_text(text)
+
+    def main_pid(self, pid: int) -> None:
+        self._process._set_main_pid(pid)
+
+    def stopping(self) -> None:
+        self._process._stopping()
 
 
 async def _captured(coroutine: Awaitable[None]) -> Exception | None:

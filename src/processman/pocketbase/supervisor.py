@@ -191,6 +191,7 @@ def build_runner(hook: HookEnvironment, mirror: LogMirror) -> SupervisorRunner:
         data_dir=hook.data_dir,
         pocketbase=pocketbase,
         services=[announced, bridge],
+        email_sender=bridge.send_email,
     )
     return SupervisorRunner(settings)
 

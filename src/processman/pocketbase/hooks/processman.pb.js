@@ -23,6 +23,8 @@ routerAdd("POST", "/api/pm/ingest", (e) => require(`${__hooks}/processman_lib.js
   $apis.skipSuccessActivityLog())
 routerAdd("POST", "/api/pm/broadcast", (e) => require(`${__hooks}/processman_lib.js`).broadcast(e),
   $apis.skipSuccessActivityLog())
+routerAdd("POST", "/api/pm/notify-email", (e) => require(`${__hooks}/processman_lib.js`).notifyEmail(e),
+  $apis.skipSuccessActivityLog())
 
 // The control API, for superusers only (no token: 401, a regular user's token: 403).
 routerAdd("GET", "/api/pm/bridge", (e) => require(`${__hooks}/processman_lib.js`).bridge(e),

@@ -137,6 +137,8 @@ export function renderDetails(container, entry) {
     ["CPU", formatPercent(entry.cpu)],
     ["Memory", formatMemory(entry.memory)],
     ["Last error", entry.lastError || "–"],
+    ...(entry.statusText ? [["Status text", entry.statusText]] : []),
+    ...(entry.mainPid && entry.mainPid !== entry.pid ? [["Main PID", entry.mainPid, { mono: true }]] : []),
     ["Log files", logFiles(entry)],
     ["Dropped output", droppedOutput(entry)],
   ]);

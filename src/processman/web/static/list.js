@@ -131,9 +131,12 @@ export class ProcessList {
     this._set(row, "memory", formatMemory(entry.memory), (value) => {
       row.memory.textContent = value;
     });
-    this._set(row, "error", entry.lastError || "", (value) => {
-      row.error.textContent = value;
-      row.error.title = value;
+    // The last error, or else what the process says it is doing (sd_notify STATUS=), muted.
+    this._set(row, "error", entry.lastError || (entry.statusText ? `\u0000${entry.statusText}` : ""), (value) => {
+      const text = value.startsWith("\u0000") ? value.slice(1) : value;
+      row.error.textContent = text;
+      row.error.title = text;
+      row.error.classList.toggle("status-text", text !== value);
     });
     this._updateUptime(row, entry);
     this._updateButtons(row, entry);
