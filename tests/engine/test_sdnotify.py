@@ -151,3 +151,28 @@ def test_list_shows_the_status_text_when_there_is_no_error() -> None:
     ]
     lines = [click.unstyle(line) for line in format_table(states, 120)]
     assert lines[1].endswith("3 jobs") and lines[2].endswith("boom")
+
+
+SLOW_TO_STOP = """
+import signal, time, sdnotify
+notifier = sdnotify.SystemdNotifier()
+asked = []
+# Only a flag here: sdnotify's notify() swallows every exception, a SystemExit from a handler included.
+signal.signal(signal.SIGTERM, lambda signum, frame: asked.append(signum))
+notifier.notify("READY=1")
+while not asked:
+    time.sleep(0.02)
+notifier.notify("STOPPING=1\\nEXTEND_TIMEOUT_USEC=5000000")  # 5 s more than stopTimeout
+time.sleep(1.0)
+print("drained", flush=True)
+"""
+
+
+async def test_extend_timeout_during_a_stop_holds_off_the_sigkill(manager_factory: Factory) -> None:
+    manager = manager_factory(config("drain", SLOW_TO_STOP, type="notify", stop_timeout=0.3))
+    await manager.start()
+    await wait_until(manager, lambda: manager.state("drain").ready, what="READY=1")
+    await manager.stop_process("drain")
+    exit = manager.state("drain").exits[-1]
+    assert (exit.returncode, exit.signal) == (0, None), exit
+    assert "drained" in [line.content for line in manager.logs("drain", 20)]

@@ -195,9 +195,13 @@ async def terminate_tree(
     timeout: float,
     *,
     on_escalate: Callable[[int], None] | None = None,
+    extended_until: Callable[[], float] = lambda: 0.0,
 ) -> None:
     """The stop ladder: SIGTERM to the group and the tagged processes, wait ``timeout``, SIGKILL,
-    and repeat until nothing of the tree is left (a tree may fork while it is being stopped)."""
+    and repeat until nothing of the tree is left (a tree may fork while it is being stopped).
+
+    ``extended_until``: a ``time.monotonic()`` before which the process asked not to be killed (sd_notify
+    ``EXTEND_TIMEOUT_USEC=`` while it stops); the grace lasts until then, however often it asks."""
     sig = signal.SIGTERM
     for _round in range(50):
         targets = await scanner.tree(tag, group)
@@ -205,6 +209,8 @@ async def terminate_tree(
             return
         send_signal(targets, group, sig)
         survivors = await wait_for_exit(targets, timeout if sig == signal.SIGTERM else 2.0)
+        while sig == signal.SIGTERM and survivors and (left := extended_until() - time.monotonic()) > 0:
+            survivors = await wait_for_exit(survivors, left)
         if sig == signal.SIGTERM and survivors and on_escalate is not None:
             on_escalate(len(survivors))
         # Survivors, and anything forked during the grace period, get SIGKILL in the next rounds.

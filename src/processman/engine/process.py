@@ -670,7 +670,12 @@ class ManagedProcess:
 
         try:
             await terminate_tree(
-                child.pid, self._tag, self._context.scanner, self.config.stop_timeout, on_escalate=escalate
+                child.pid,
+                self._tag,
+                self._context.scanner,
+                self.config.stop_timeout,
+                on_escalate=escalate,
+                extended_until=self._stop_extension,
             )
             if child.alive:  # killed but not reaped yet
                 await child.exited
@@ -679,6 +684,10 @@ class ManagedProcess:
             raise
         self._cleared = child
         self._context.registry.group_gone(child.pid)
+
+    def _stop_extension(self) -> float:
+        """Until when the run asked not to be killed while it stops (sd_notify), as time.monotonic()."""
+        return self._notify.extended_until if self._notify is not None else 0.0
 
     def _kill_now(self) -> None:
         """SIGKILL the tree without waiting (a stop cut short); never raises."""

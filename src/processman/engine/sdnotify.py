@@ -8,8 +8,8 @@ only when the kernel says it comes from a process of the manager's own user.
 
 Understood: ``READY=1`` (the run is ready), ``STATUS=...`` (shown with the process), ``WATCHDOG=1`` (fed),
 ``WATCHDOG=trigger`` (fail now), ``WATCHDOG_USEC=`` (a new watchdog period), ``EXTEND_TIMEOUT_USEC=`` (the
-next WATCHDOG=1 may take that long), ``MAINPID=`` (shown), ``STOPPING=1`` (no longer ready) and
-``BARRIER=1`` (``systemd-notify`` waits until the descriptor it sends is closed). Descriptors sent
+next WATCHDOG=1, or a stop under way, may take that long), ``MAINPID=`` (shown), ``STOPPING=1`` (no
+longer ready) and ``BARRIER=1`` (``systemd-notify`` waits until the descriptor it sends is closed). Descriptors sent
 with any message are closed at once.
 
 The listener owns no process state: it reports through a :class:`NotifyReport`, the readiness and
@@ -26,6 +26,7 @@ import logging
 import os
 import socket
 import struct
+import time
 from typing import Protocol
 
 from processman.durations import format_duration
@@ -77,6 +78,7 @@ class NotifyListener:
         self._ready = False
         self._deadline: float | None = None
         self._uid = os.getuid()
+        self.extended_until = 0.0  # time.monotonic() before which a stop must not kill (EXTEND_TIMEOUT_USEC)
 
     def __repr__(self) -> str:
         return f"<NotifyListener @{self.name}>"
@@ -169,6 +171,8 @@ class NotifyListener:
                 extension = int(value) / 1_000_000
                 self._report.note(f"the process asks for {format_duration(extension)} more")
                 self._feed(max(extension, self._left()))
+                # A stop under way waits until then before SIGKILL (the ladder keeps real time).
+                self.extended_until = time.monotonic() + extension
             elif key == "MAINPID" and value.isdigit():
                 self._report.main_pid(int(value))
             elif key == "STOPPING" and value == "1":
