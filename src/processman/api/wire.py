@@ -138,18 +138,8 @@ def lines_event_to_json(event: LogLines) -> list[dict[str, Any]]:
     stamp = format_timestamp(event.timestamp)
     levels = levels_of(event.lines, event.stream)
     default = stream_level(event.stream)
-    if event.partial:
-        return [
-            {
-                "timestamp": stamp,
-                "processId": event.process_id,
-                "stream": event.stream,
-                "content": content,
-                "level": levels[index] if levels else default,
-                "partial": True,
-            }
-            for index, content in enumerate(event.lines)
-        ]
+    # Hot (every line a stream sends): the key that differs is chosen once, not per line.
+    key, first = ("partial", None) if event.partial else ("seq", event.first_seq)
     return [
         {
             "timestamp": stamp,
@@ -157,7 +147,7 @@ def lines_event_to_json(event: LogLines) -> list[dict[str, Any]]:
             "stream": event.stream,
             "content": content,
             "level": levels[index] if levels else default,
-            "seq": event.first_seq + index,
+            key: True if first is None else first + index,
         }
         for index, content in enumerate(event.lines)
     ]
