@@ -86,6 +86,7 @@ class Runner:
     def _force_kill(self) -> None:
         if self.manager is None:
             return
+        self.manager.kill_all_now()
         pids = TagScanner().tagged_with_prefix(f"{self.manager.run_id}:")
         groups = [state.pid for state in self.manager.states() if state.pid]
         send_signal(pids, None, signal.SIGKILL)

@@ -14,6 +14,7 @@ from types import TracebackType
 from processman.config import ProcessConfig, load_config
 from processman.config_watch import watch_file
 from processman.engine.clock import SYSTEM_CLOCK, Clock
+from processman.engine.containment import Containment, choose, clean_up_previous_cgroup
 from processman.engine.dependencies import DependencyGate, stop_in_order
 from processman.engine.events import Event, EventBus, Listener, LogLines, ProcessRemoved, Subscription
 from processman.engine.leftovers import RunFile, clean_up_previous_run
@@ -64,6 +65,9 @@ class ManagerOptions:
     watch_config: bool = False
     # Time for backoff delays and probe intervals (tests pass a clock they move by hand).
     clock: Clock = SYSTEM_CLOCK
+    # How process trees are kept together: "auto" (cgroup v2 where the manager may create cgroups, else
+    # tags), "cgroup" or "tags"; None reads PROCESSMAN_CONTAINMENT (see engine/containment.py).
+    containment: str | None = None
 
 
 class ProcessManager:
@@ -84,6 +88,7 @@ class ProcessManager:
         self.run_id = secrets.token_hex(6)
         self.events = EventBus()
         self._scanner = TagScanner()
+        self.containment: Containment = choose(self.run_id, self._scanner, self.options.containment)
         self._processes: dict[str, ManagedProcess] = {}
         self._context = ProcessContext(
             run_id=self.run_id,
@@ -93,6 +98,7 @@ class ProcessManager:
             log_folder=None if self.options.state_dir is None else self.options.state_dir / "logs",
             dependencies=DependencyGate(self.events, lambda: self._processes.values()),
             clock=self.options.clock,
+            containment=self.containment,
         )
         self._context.registry.on_group = self._on_group
         self._guardian: Guardian | None = None
@@ -276,10 +282,12 @@ class ProcessManager:
         self._running = True
         options = self.options
         raise_open_file_limit()
+        self.containment.open()
         if options.state_dir is not None:
-            self._run_file = RunFile(options.state_dir, self.run_id)
+            self._run_file = RunFile(options.state_dir, self.run_id, self.containment.record())
             previous = self._run_file.claim()
             if previous is not None:
+                await clean_up_previous_cgroup(previous.get("cgroup"))
                 await clean_up_previous_run(previous, self._scanner)
         if options.adopt_orphans and set_child_subreaper():
             self._reaper = OrphanReaper(self._is_owned)
@@ -289,7 +297,7 @@ class ProcessManager:
             # so the "wakeup fd is full" warnings are noise.
             signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
         if options.guardian:
-            self._guardian = Guardian(self.run_id)
+            self._guardian = Guardian(self.run_id, cgroup=self.containment.guardian_cgroup())
         if options.log_output:
             self._logging_sink = LoggingSink(self.events, emit=options.output_echo)
         self.resources.start()
@@ -334,6 +342,11 @@ class ProcessManager:
         """Stop every process tree, in parallel; returns when nothing is left."""
         await stop_in_order(self._processes.values())
 
+    def kill_all_now(self) -> None:
+        """SIGKILL to every tree at once, without waiting (a second Ctrl+C)."""
+        for process in self._processes.values():
+            process.kill_now()
+
     async def restart_all(self) -> None:
         await asyncio.gather(*(self.restart_process(process_id) for process_id in self._processes))
 
@@ -369,6 +382,7 @@ class ProcessManager:
         if self._reaper is not None:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGCHLD)
             self._reaper.reap()
+        await self.containment.close()
         if self._guardian is not None:
             await asyncio.to_thread(self._guardian.close)
             self._guardian = None

@@ -193,18 +193,20 @@ async def terminate_tree(
     timeout: float,
     *,
     on_escalate: Callable[[int], None] | None = None,
+    sig: signal.Signals = signal.SIGTERM,
 ) -> None:
-    """The stop ladder: SIGTERM to the group and the tagged processes, wait ``timeout``, SIGKILL,
-    and repeat until nothing of the tree is left (a tree may fork while it is being stopped)."""
-    sig = signal.SIGTERM
+    """The stop ladder: ``sig`` (SIGTERM) to the group and the tagged processes, wait ``timeout``,
+    SIGKILL, and repeat until nothing of the tree is left (a tree may fork while it is being stopped)."""
+    first = True
     for _round in range(50):
         targets = await scanner.tree(tag, group)
         if not targets:
             return
         send_signal(targets, group, sig)
-        survivors = await wait_for_exit(targets, timeout if sig == signal.SIGTERM else 2.0)
-        if sig == signal.SIGTERM and survivors and on_escalate is not None:
+        survivors = await wait_for_exit(targets, timeout if first else 2.0)
+        if first and survivors and on_escalate is not None:
             on_escalate(len(survivors))
+        first = False
         # Survivors, and anything forked during the grace period, get SIGKILL in the next rounds.
         sig = signal.SIGKILL
     logger.error("process tree %s is still alive after repeated SIGKILL", tag)
@@ -244,7 +246,21 @@ def tagged():
             if env.startswith(mark) or (b"\0" + mark) in env:
                 found.append(int(name))
     return found
+cg = sys.argv[4] if len(sys.argv) > 4 else ""
+def in_cgroup():
+    found = []
+    for d, _, _ in os.walk(cg):
+        try:
+            found += [int(w) for w in open(d + "/cgroup.procs").read().split()]
+        except (OSError, ValueError):
+            pass
+    return found
 def hit(sig):
+    for pid in in_cgroup() if cg else ():
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
     for g in groups:
         try:
             os.killpg(g, sig)
@@ -256,24 +272,37 @@ def hit(sig):
             os.kill(pid, sig)
         except OSError:
             pass
-    return pids
+    return pids + (in_cgroup() if cg else [])
 if hit(signal.SIGTERM):
     deadline = time.monotonic() + float(sys.argv[3])
-    while tagged() and time.monotonic() < deadline:
+    while (tagged() or (cg and in_cgroup())) and time.monotonic() < deadline:
         time.sleep(0.02)
 for _ in range(50):
+    if cg:
+        try:
+            with open(cg + "/cgroup.kill", "w") as f:
+                f.write("1")
+        except OSError:
+            pass
     if not hit(signal.SIGKILL):
         break
     time.sleep(0.02)
+for d, _, _ in os.walk(cg, topdown=False) if cg else ():
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
 """
 
 
 class Guardian:
     """A separate tiny process that cleans up the run's processes if the manager dies abruptly."""
 
-    def __init__(self, run_id: str, grace: float = 0.5) -> None:
+    def __init__(self, run_id: str, grace: float = 0.5, cgroup: str | None = None) -> None:
+        # With cgroups, the guardian also stops every process of the run cgroup, then cgroup.kill.
+        argv = [sys.executable, "-I", "-S", "-c", GUARDIAN_SOURCE, TAG_VARIABLE, run_id, str(grace)]
         self._process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", GUARDIAN_SOURCE, TAG_VARIABLE, run_id, str(grace)],
+            argv + ([cgroup] if cgroup else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

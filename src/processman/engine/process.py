@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import shlex
+import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,11 +31,12 @@ from typing import Any
 from processman.config import ProcessConfig
 from processman.durations import format_duration
 from processman.engine.clock import SYSTEM_CLOCK, Clock
+from processman.engine.containment import Containment, TagContainment
 from processman.engine.dependencies import DependencyGate
 from processman.engine.events import EventBus, ProcessExited, StatusChanged
 from processman.engine.health import HealthMonitor
 from processman.engine.policy import Action, Outcome, decide
-from processman.engine.posix import TagScanner, kill_tree_now, terminate_tree
+from processman.engine.posix import TagScanner
 from processman.engine.probes import Prober, ProbeSite
 from processman.engine.resources import TreeUsage, apply_limits
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
@@ -97,6 +99,7 @@ class ProcessContext:
     prober: Prober = field(default_factory=Prober)  # readiness and liveness probes
     dependencies: DependencyGate = field(default_factory=DependencyGate)  # dependsOn waits
     clock: Clock = SYSTEM_CLOCK
+    containment: Containment | None = None  # None: tags, process groups and the subreaper
 
 
 class _RunEnd:
@@ -127,6 +130,8 @@ class ManagedProcess:
         self.exits: collections.deque[ExitRecord] = collections.deque(maxlen=EXIT_HISTORY)
         self.usage: TreeUsage | None = None  # written by the manager's resource sampler
         self._tag = f"{context.run_id}:{config.id}"
+        containment = context.containment or TagContainment(context.scanner)
+        self._tree = containment.tree(config.id, self._tag)
         # Owned by the owner task (and by stop() while the owner is idle); changed through _update().
         self._status = Status.STOPPED
         self._last_error = ""
@@ -501,12 +506,14 @@ class ManagedProcess:
                 output=self.output,
                 registry=self._context.registry,
                 clock=self._clock,
+                wrap=self._tree.prepare_spawn,
             )
         except SpawnError as exc:
             if isinstance(exc.__cause__, FileNotFoundError) and exc.__cause__.filename in (None, argv[0]):
                 raise SpawnError(self._not_found_message(argv)) from exc.__cause__
             raise
         self._child = child
+        self._tree.spawned(child)
         self._run_first_seq = self.output.last_seq  # the child's output is read later, in the loop
         for problem in apply_limits(child.pid, config.limits):
             self.output.note(problem)
@@ -539,20 +546,23 @@ class ManagedProcess:
             self.output.note(message)
 
         try:
-            await terminate_tree(
-                child.pid, self._tag, self._context.scanner, self.config.stop_timeout, on_escalate=escalate
-            )
+            await self._tree.terminate(signal.SIGTERM, self.config.stop_timeout, on_escalate=escalate)
             if child.alive:  # killed but not reaped yet
                 await child.exited
         except asyncio.CancelledError:
             self._kill_now()
             raise
+        self._tree.cleanup()
         self._context.registry.group_gone(child.pid)
+
+    def kill_now(self) -> None:
+        """SIGKILL to the whole tree at once (the manager is being forced down)."""
+        self._tree.kill_now()
 
     def _kill_now(self) -> None:
         child = self._child
         if child is not None and (child.alive or self._status is not Status.STOPPED):
-            kill_tree_now(child.pid if child.alive else None, self._tag, self._context.scanner)
+            self._tree.kill_now()
 
     def _probe_site(self) -> ProbeSite:
         registry = self._context.registry
