@@ -114,6 +114,7 @@ class Runner:
             # Only the HTTP API reads the figures here, and it says when: sample slowly otherwise.
             manager.resources.on_demand = True
             await manager.start()
+            logger.info("containment: %s (%s)", manager.containment.name, manager.containment.where)
             try:
                 await self._run_services(manager, on_ready)
             finally:

@@ -86,6 +86,8 @@ def test_list_renders_fifty_processes_with_overview(pages: Pages, server: Server
     assert page.text_content("[data-count=total]") == "50"
     assert page.text_content("[data-count=stopped]") == str(expected["stopped"])
     assert page.get_attribute("#health", "data-health") == "failed"
+    # Which containment keeps the trees together, from /api/pm/health.
+    expect(page.locator("#containment")).to_have_text(re.compile(r"^containment: (cgroup|tags)$"))
     # The server reports no CPU or memory yet: those columns stay out of the way.
     expect(page.locator(".row.head .c-cpu")).to_be_hidden()
 

@@ -242,6 +242,14 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
                 {"200": _SSE, **_AUTH_ERRORS},
             )
         },
+        "/health": {
+            "get": _operation(
+                "Which containment keeps process trees together",
+                '{"containment": "cgroup", "containmentDetail": "cgroup v2 /sys/fs/cgroup/processman-..."}; '
+                '"tags" where cgroups cannot be used (see docs/reliability.md).',
+                {"200": _json({"type": "object"}, "The containment."), **auth},
+            )
+        },
         "/auth-info": {
             "get": _operation(
                 "Which login applies",

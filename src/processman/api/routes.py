@@ -18,7 +18,7 @@ from processman.api.errors import ApiError
 from processman.api.openapi import openapi_document
 from processman.api.prometheus import CONTENT_TYPE, render_metrics
 from processman.api.streams import KEEPALIVE, StreamHub, log_stream, status_stream
-from processman.api.wire import line_to_json, state_to_json
+from processman.api.wire import containment_to_json, line_to_json, state_to_json
 from processman.engine.manager import ProcessManager
 from processman.errors import ConfigError, ProcessNotFound
 
@@ -72,6 +72,7 @@ class Endpoints:
         return [
             Route("/list", self.list_processes, methods=["GET"], name="list"),
             Route("/metrics", self.metrics, methods=["GET"], name="metrics"),
+            Route("/health", self.health, methods=["GET"], name="health"),
             Route("/reload", self.reload, methods=["POST"], name="reload"),
             Route("/events", self.events, methods=["GET"], name="events"),
             Route("/auth-info", self.auth_info, methods=["GET"], name="auth-info"),
@@ -99,6 +100,9 @@ class Endpoints:
             manager.states(), manager.manager_usage(), sampler.usage(), sampler.cpu_seconds()
         )
         return Response(text, media_type=CONTENT_TYPE)
+
+    async def health(self, request: Request) -> Response:
+        return JSONResponse(containment_to_json(self.manager))
 
     async def start(self, request: Request) -> Response:
         process_id = self._id(request)

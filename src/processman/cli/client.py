@@ -278,15 +278,30 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON as is.")
 def list_command(url: str, token: str | None, data_dir: Path, as_json: bool) -> None:
     """Show every process: id, status, pid, uptime, restarts and last error."""
-    states = connect(url, token, data_dir).request("GET", "/api/pm/list")
+    connection = connect(url, token, data_dir)
+    states = connection.request("GET", "/api/pm/list")
     if as_json:
         click.echo(json.dumps(states, indent=2))
         return
     if not states:
         click.echo("no processes configured")
-        return
-    for line in format_table(states, shutil.get_terminal_size((120, 24)).columns):
-        click.echo(line)
+    else:
+        for line in format_table(states, shutil.get_terminal_size((120, 24)).columns):
+            click.echo(line)
+    click.echo(containment_line(connection))
+
+
+def containment_line(connection: Connection) -> str:
+    """How the server keeps process trees together (a server without /api/pm/health: unknown)."""
+    try:
+        health = connection.request("GET", "/api/pm/health")
+    except ClientError:
+        return click.style("containment: unknown", dim=True)
+    name = str(health.get("containment", "unknown")) if isinstance(health, dict) else "unknown"
+    shown = f"containment: {name}"
+    if name == "tags":
+        shown += " (no cgroups: setsid'd descendants that lose their environment can escape)"
+    return click.style(shown, dim=True)
 
 
 # ---- start / stop / restart ----------------------------------------------------------------------

@@ -127,6 +127,11 @@ export class Api {
     return this.request("GET", "list", { signal });
   }
 
+  /** Which containment keeps the process trees together: {"containment", "containmentDetail"}. */
+  health() {
+    return this.request("GET", "health");
+  }
+
   action(id, verb) {
     return this.request("POST", `${encodeURIComponent(id)}/${verb}`);
   }

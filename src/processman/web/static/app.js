@@ -496,6 +496,21 @@ async function enterDashboard() {
   showView("dashboard");
   connectLive();
   showPanelFromHash();
+  showContainment();
+}
+
+/** The containment in the top bar: "cgroup", or "tags" in amber (descendants can escape it). */
+async function showContainment() {
+  const pill = $("#containment");
+  try {
+    const health = await api.health();
+    pill.textContent = `containment: ${health.containment}`;
+    pill.title = health.containmentDetail;
+    pill.dataset.containment = health.containment;
+    pill.hidden = false;
+  } catch {
+    pill.hidden = true; // an older server: nothing to say
+  }
 }
 
 // ---- start ---------------------------------------------------------------------------------------
