@@ -432,6 +432,8 @@ async def test_a_stop_right_after_the_start_stops_a_child_not_yet_in_its_cgroup(
     # The wrapper enters the cgroup a moment after the spawn: the stop must not find an empty cgroup
     # and then wait forever for a child it never signalled.
     manager = manager_factory(config("quick", "import time; time.sleep(600)"), containment="cgroup")
+    await manager.start()
+    await asyncio.wait_for(manager.stop_process("quick"), 10)
     for _ in range(5):
         await manager.start_process("quick")
         await asyncio.wait_for(manager.stop_process("quick"), 10)
