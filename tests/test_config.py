@@ -10,8 +10,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from processman import ProcessConfig, load_config
-from processman.config import json_schema
+from processman import ConfigError, ProcessConfig, load_config
+from processman.config import config_to_json, json_schema
 from processman.durations import format_duration, parse_duration
 
 ALL_BAD = [
@@ -112,11 +112,13 @@ def test_unreadable_file_is_reported(tmp_path: Path) -> None:
 
 
 def test_code_registration_validates_too() -> None:
-    with pytest.raises(ValueError, match="exactly one of script and command"):
+    with pytest.raises(ConfigError, match="script/command: one of them is required"):
         ProcessConfig(id="x")
-    with pytest.raises(ValueError, match="id: expected letters"):
+    with pytest.raises(ConfigError, match="id: expected letters"):
         ProcessConfig(id="a/b", command="true")
-    with pytest.raises(ValueError, match="max_retries"):
+    with pytest.raises(
+        ConfigError, match=r"maxRetries: expected a whole number, -1 \(never give up\) or more"
+    ):
         ProcessConfig(id="a", command="true", max_retries=-5)
 
 
@@ -193,7 +195,7 @@ def test_v2_fields_parse_and_report(tmp_path: Path) -> None:
     assert (api0.id, api0.instance, api1.id, api1.instance) == ("api:0", 0, "api:1", 1)
     assert api0.entry == "api" and api0.max_memory == 512 * 1024 * 1024
     assert api0.limits == {"openFiles": 1024, "coreSize": 0}
-    reported = api1.to_dict()
+    reported = config_to_json(api1)
     assert reported["maxMemory"] == "512MB" and reported["dependsOn"] == {"db": "healthy"}
     assert reported["liveness"]["failureThreshold"] == 2 and reported["instance"] == 1
 
@@ -238,13 +240,13 @@ def test_log_rotation_and_watch_window_fields(tmp_path: Path) -> None:
     assert (plain.log_max_size, plain.log_backups, plain.watch_debounce) == (50 * 1024 * 1024, 5, 0.5)
     assert (tuned.log_max_size, tuned.log_backups, tuned.watch_debounce) == (1024 * 1024, 0, 0.05)
     assert unbounded.log_max_size == 0
-    reported = tuned.to_dict()
+    reported = config_to_json(tuned)
     assert (reported["logMaxSize"], reported["logBackups"], reported["watchDebounce"]) == ("1MB", 0, "50ms")
-    assert unbounded.to_dict()["logMaxSize"] == "0"
+    assert config_to_json(unbounded)["logMaxSize"] == "0"
     text = "\n".join(str(p) for p in loaded.problems)
     assert 'logMaxSize: expected a size like "512MB" or "1GB" (0: never), got "big"' in text
     assert "logBackups: expected a whole number from 0 to 100, got -1" in text
     assert 'watchDebounce: expected a duration like "500ms", "2s" or "1m", got 5' in text
     jsonschema.validate(json.loads(path.read_text())[:3], json_schema())
-    with pytest.raises(ValueError, match="log_backups: expected 0 to 100, got 101"):
+    with pytest.raises(ConfigError, match="logBackups: expected a whole number from 0 to 100, got 101"):
         ProcessConfig(id="x", command="true", log_backups=101)

@@ -7,6 +7,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from processman.config_watch import Stamp, file_stamp, watch_file
 
 
@@ -40,3 +42,26 @@ async def test_each_kind_of_save_is_noticed_once(tmp_path: Path) -> None:
     watcher.cancel()
     await asyncio.gather(watcher, return_exceptions=True)
     assert watcher.cancelled()
+
+
+async def test_a_look_that_fails_does_not_end_the_watch(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "pb_processes.json"
+    path.write_text("[]")
+    noticed: asyncio.Queue[Stamp] = asyncio.Queue()
+
+    async def on_change() -> None:
+        await noticed.put(file_stamp(path))
+        if noticed.qsize() == 1:
+            raise RuntimeError("the first change cannot be applied")
+
+    watcher = asyncio.create_task(watch_file(path, on_change, interval=0.02))
+    await asyncio.sleep(0)  # the first look: a stamp of the file as it is now
+    path.write_text("[ ]")
+    assert await asyncio.wait_for(noticed.get(), 2) == file_stamp(path)
+    path.write_text("[  ]")
+    assert await asyncio.wait_for(noticed.get(), 2) == file_stamp(path)  # still watching
+    assert "the first change cannot be applied" in caplog.text
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from processman import ProcessManager, Status
+from processman.api.wire import line_to_json
 from processman.logs import MAX_LINE, SPLIT_MARKER, LineSplitter, RotatingFile
 from tests.conftest import config, wait_until
 
@@ -62,7 +63,7 @@ async def test_ring_keeps_the_last_1000_lines_oldest_first(manager_factory: Fact
     assert [line.content for line in lines[:2]] == ["500", "501"] and lines[-1].content == "1499"
     assert [line.content for line in manager.logs("count", 3)] == ["1497", "1498", "1499"]
     assert [line.content for line in manager.logs_since("count", 1498)] == ["1498", "1499"]
-    first = lines[0].to_dict()
+    first = line_to_json(lines[0])
     assert set(first) == {"timestamp", "processId", "stream", "content"} and first["processId"] == "count"
 
 

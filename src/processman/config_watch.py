@@ -10,9 +10,12 @@ sees the finished file.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+
+logger = logging.getLogger(__name__)
 
 Stamp = tuple[int, int, int, int] | None
 
@@ -35,4 +38,8 @@ async def watch_file(path: Path, on_change: Callable[[], Awaitable[None]], inter
         stamp = file_stamp(path)
         if stamp != last:
             last = stamp
-            await asyncio.shield(on_change())
+            try:
+                await asyncio.shield(on_change())
+            except Exception:
+                # One failed look must not end the watch: a later save is still applied.
+                logger.exception("applying the change to %s failed", path)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_WHOLE = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h))+$")
+# ASCII digits only (Python's \d takes any Unicode digit), as JSON Schema's patterns read it.
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
+_WHOLE = re.compile(DURATION_PATTERN)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
@@ -15,7 +17,7 @@ def parse_duration(text: str) -> float:
     >>> parse_duration("1m30s")
     90.0
     """
-    if not _WHOLE.match(text):
+    if not _WHOLE.fullmatch(text):  # fullmatch: "$" alone lets "2s\n" through
         raise ValueError(f"not a duration: {text!r}")
     parts: list[tuple[str, str]] = _PART.findall(text)
     return sum(float(number) * _UNIT_SECONDS[unit] for number, unit in parts)

@@ -40,14 +40,6 @@ class LogLine:
     stream: str
     content: str
 
-    def to_dict(self) -> dict[str, str]:
-        return {
-            "timestamp": format_timestamp(self.timestamp),
-            "processId": self.process_id,
-            "stream": self.stream,
-            "content": self.content,
-        }
-
 
 def format_timestamp(timestamp: float) -> str:
     """RFC 3339 in UTC with milliseconds: ``2026-01-30T10:00:00.123Z``."""

@@ -1,17 +1,16 @@
 """``processman serve``: wires config, manager and services (API server, PocketBase bridge) together,
-and owns the signals. A first Ctrl+C or SIGTERM stops every process tree through the stop ladder; a
-second one forces: every tree gets SIGKILL at once."""
+and owns the signals. A first Ctrl+C, SIGTERM or SIGHUP stops every process tree through the stop
+ladder; a second Ctrl+C forces (every tree gets SIGKILL at once), a repeated SIGTERM or SIGHUP does not."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from processman.config import LoadedConfig, load_config
 from processman.engine.events import LogLines
@@ -20,6 +19,8 @@ from processman.engine.posix import TagScanner, send_signal
 from processman.environment import PocketBaseInfo
 
 logger = logging.getLogger("processman")
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Service(Protocol):
@@ -43,6 +44,7 @@ class ServeSettings:
     services: list[Service] = field(default_factory=list)
     watch_config: bool = True  # apply changes to the config file while running
     output_echo: Callable[[LogLines], None] | None = None  # prints child output (None: not shown)
+    log_drops: Callable[[], Mapping[str, int]] | None = None  # lines a console dropped, by consumer
 
     @property
     def state_dir(self) -> Path:
@@ -61,10 +63,18 @@ def report_config(loaded: LoadedConfig) -> None:
 
 
 class Runner:
+    """Runs serve: the manager, then the services in a task group, until a stop is requested.
+
+    Signals are handled here and nowhere else. The first SIGINT, SIGTERM or SIGHUP starts one orderly
+    stop (every tree through its stop ladder); the exit code is 128 + that signal. Only Ctrl+C forces:
+    a SIGINT while the stop runs sends SIGKILL to every tree at once. A repeated SIGTERM or SIGHUP does
+    not, since a dead parent delivers its death signal more than once (once per thread of PocketBase).
+    """
+
     def __init__(self, settings: ServeSettings) -> None:
         self.settings = settings
         self._stop = asyncio.Event()
-        self._signal_count = 0
+        self._stop_signal: int | None = None
         self.exit_code = 0
         self.manager: ProcessManager | None = None
 
@@ -74,14 +84,18 @@ class Runner:
         self._stop.set()
 
     def _on_signal(self, signum: int) -> None:
-        self._signal_count += 1
         name = signal.Signals(signum).name
-        if self._signal_count == 1:
-            self.exit_code = 128 + signum
-            self.request_stop(f"{name} received; stopping every process (press Ctrl+C again to force)")
-        else:
+        if self._stop_signal is None:
+            self._stop_signal = signum
+            if not self._stop.is_set():
+                self.exit_code = 128 + signum
+            again = " again" if signum == signal.SIGINT else ""
+            self.request_stop(f"{name} received; stopping every process (press Ctrl+C{again} to force)")
+        elif signum == signal.SIGINT:
             logger.warning("%s received again: killing every process now", name)
             self._force_kill()
+        else:
+            logger.info("%s received again: already stopping (press Ctrl+C to force)", name)
 
     def _force_kill(self) -> None:
         if self.manager is None:
@@ -93,9 +107,9 @@ class Runner:
         for group in groups:
             send_signal((), group, signal.SIGKILL)
 
-    async def run(self, on_ready: Callable[[], Awaitable[None]] | None = None) -> int:
+    async def run(self) -> int:
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in SIGNALS:
             loop.add_signal_handler(signum, self._on_signal, signum)
         try:
             loaded = load_config(self.settings.config_path)
@@ -109,6 +123,7 @@ class Runner:
                 watch_config=self.settings.watch_config,
                 log_output=self.settings.output_echo is not None,
                 output_echo=self.settings.output_echo,
+                log_drops=self.settings.log_drops,
             )
             self.manager = manager = ProcessManager(loaded.processes, options)
             # Only the HTTP API reads the figures here, and it says when: sample slowly otherwise.
@@ -116,42 +131,43 @@ class Runner:
             await manager.start()
             logger.info("containment: %s (%s)", manager.containment.name, manager.containment.where)
             try:
-                await self._run_services(manager, on_ready)
+                await self._run_services(manager)
             finally:
                 await manager.close()
             logger.info("stopped")
             return self.exit_code
         finally:
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            for signum in SIGNALS:
                 loop.remove_signal_handler(signum)
 
-    async def _run_services(
-        self, manager: ProcessManager, on_ready: Callable[[], Awaitable[None]] | None
-    ) -> None:
-        tasks: list[asyncio.Task[Any]] = []
-        readiness = []
-        for service in self.settings.services:
-            ready = asyncio.Event()
-            readiness.append(ready)
-            tasks.append(
-                asyncio.create_task(service.run(manager, ready.set, self.request_stop), name=service.name)
-            )
-        stop_wait: asyncio.Future[Any] = asyncio.ensure_future(self._stop.wait())
-        all_ready: asyncio.Future[Any] = asyncio.ensure_future(asyncio.gather(*(r.wait() for r in readiness)))
-        try:
-            await asyncio.wait([stop_wait, all_ready, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            if on_ready is not None and not self._stop.is_set():
-                await on_ready()
-            await asyncio.wait([stop_wait, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            for task in tasks:
-                if task.done() and not task.cancelled() and task.exception() is not None:
-                    logger.error("%s failed: %s", task.get_name(), task.exception())
-                    self.exit_code = 1
-        finally:
+    async def _run_services(self, manager: ProcessManager) -> None:
+        """The services run in a task group until a stop is requested. The processes stop first, while
+        the services still run (the API answers and shows them stopping); then the services are
+        cancelled. A service that fails or ends by itself requests that stop at once, exit code 1."""
+        async with asyncio.TaskGroup() as group:
+            tasks = [
+                group.create_task(self._run_service(service, manager), name=service.name)
+                for service in self.settings.services
+            ]
+            await self._stop.wait()
             await manager.stop_all()
-            for future in (*tasks, stop_wait, all_ready):
-                future.cancel()
-            # Await everything cancelled, so no exception is left unretrieved.
-            for future in (*tasks, stop_wait, all_ready):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await future
+            for task in tasks:
+                task.cancel()
+
+    async def _run_service(self, service: Service, manager: ProcessManager) -> None:
+        try:
+            await service.run(manager, lambda: None, self.request_stop)
+        except asyncio.CancelledError:
+            raise
+        except (Exception, SystemExit) as exc:  # SystemExit: a server that gives up the way a CLI does
+            logger.error("%s failed: %s", service.name, exc, exc_info=exc)
+            self._fail(f"{service.name} failed")
+        else:
+            if not self._stop.is_set():
+                logger.error("%s ended unexpectedly", service.name)
+                self._fail(f"{service.name} ended")
+
+    def _fail(self, reason: str) -> None:
+        if not self._stop.is_set():
+            self.exit_code = 1
+        self.request_stop(reason)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-_SIZE = re.compile(r"^(\d+(?:\.\d+)?)\s*(B|K|KB|KIB|M|MB|MIB|G|GB|GIB)?$", re.IGNORECASE)
+# The JSON Schema of the config gives the same rule: ASCII digits, units in any case, spaces around.
+SIZE_PATTERN = r"^\s*[0-9]+(\.[0-9]+)?\s*([bB]|[kKmMgG]([bB]|[iI][bB])?)?\s*$"
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)\s*(B|K|KB|KIB|M|MB|MIB|G|GB|GIB)?$", re.IGNORECASE)
 _FACTORS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 
 
@@ -18,7 +20,10 @@ def parse_size(text: str) -> int:
     if match is None:
         raise ValueError(f"not a size: {text!r}")
     unit = (match.group(2) or "").upper()[:1]
-    return int(float(match.group(1)) * _FACTORS[unit])
+    size = float(match.group(1)) * _FACTORS[unit]
+    if size == float("inf"):  # int() of it would raise OverflowError
+        raise ValueError(f"not a size: {text!r}")
+    return int(size)
 
 
 def format_size(size: int) -> str:

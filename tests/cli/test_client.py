@@ -20,7 +20,7 @@ import click
 import httpx
 import pytest
 
-from processman.cli.client import format_table
+from processman.cli.client import format_line, format_table
 from tests.api.conftest import SECRET_VALUE, free_port
 from tests.cli import assert_follow_shows_a_new_tick
 from tests.cli.imports import SERVER_MODULES, run_command
@@ -246,7 +246,19 @@ def test_logs_prints_the_last_lines(server: Server) -> None:
     for line in lines:
         stamp, name, bar, *_ = line.split()
         assert len(stamp) == 8 and stamp[2] == stamp[5] == ":"
-        assert (name, bar) == ("ticker", "|") or "[processman]" in line
+        assert (name, bar) in (("ticker", "|"), ("ticker", "~"))  # a line of the child, or a note
+
+
+def test_logs_marks_stderr_and_processmans_notes() -> None:
+    def shown(stream: str, content: str) -> str:
+        line = {"timestamp": "2026-01-01T12:00:00+00:00", "processId": "w", "stream": stream}
+        return click.unstyle(format_line({**line, "content": content}))[9:]
+
+    assert shown("stdout", "out") == "w | out"
+    assert shown("stderr", "err") == "w ! err"
+    assert shown("system", "restarting: restart requested") == "w ~ restarting: restart requested"
+    assert shown("stderr", "[processman] ready after 2s") == "w ~ ready after 2s"  # an older server
+    assert "\x1b[2m" in format_line({"stream": "system", "content": "note"})  # dimmed
 
 
 def test_logs_rejects_a_bad_count(server: Server) -> None:
@@ -257,6 +269,10 @@ def test_logs_rejects_a_bad_count(server: Server) -> None:
 
 def test_logs_follow_shows_a_line_the_child_prints(server: Server) -> None:
     assert_follow_shows_a_new_tick(cli_env(server), "--dir", str(server.data_dir))
+
+
+def test_logs_follow_stops_on_sigterm(server: Server) -> None:
+    assert_follow_shows_a_new_tick(cli_env(server), "--dir", str(server.data_dir), stop=signal.SIGTERM)
 
 
 def test_table_colours_statuses_and_fits_the_error() -> None:

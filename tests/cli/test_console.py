@@ -1,13 +1,19 @@
-"""serve's console: a batch of child lines printed at once reads exactly as the same lines one by one."""
+"""serve's console: a batch of child lines printed at once reads exactly as the same lines one by one,
+processman's notes are shown apart from the child's output, and a console nobody reads never makes
+anyone wait: records are dropped, counted and the count is told where they are missing."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import os
+import threading
+from collections.abc import Iterator
 
 import pytest
 
-from processman.cli.console import ConsoleEcho, ConsoleFormatter
+from processman.cli.console import Console, ConsoleFormatter
 from processman.engine.events import LogLines
 
 BATCHES = [
@@ -27,9 +33,16 @@ def _one_by_one(formatter: ConsoleFormatter, event: LogLines) -> str:
     return "".join(lines)
 
 
+def _shown(stream: io.TextIOBase, formatter: ConsoleFormatter, *events: LogLines) -> None:
+    console = Console(stream, formatter)  # type: ignore[arg-type]
+    for event in events:
+        console.echo(event)
+    console.close()
+
+
 @pytest.mark.parametrize("colour", [False, True])
 @pytest.mark.parametrize(("name", "lines"), BATCHES, ids=[name for name, _ in BATCHES])
-@pytest.mark.parametrize("stream", ["stdout", "stderr"])
+@pytest.mark.parametrize("stream", ["stdout", "stderr", "system"])
 def test_a_batch_reads_as_its_lines_one_by_one(
     colour: bool, name: str, lines: tuple[str, ...], stream: str
 ) -> None:
@@ -37,31 +50,108 @@ def test_a_batch_reads_as_its_lines_one_by_one(
     event = LogLines("worker", stream, 1, 1_700_000_000.25, lines)
     binary = io.BytesIO()
     text_over_binary = io.TextIOWrapper(binary, encoding="utf-8", write_through=False)
-    ConsoleEcho(logging.StreamHandler(text_over_binary), formatter)(event)
+    _shown(text_over_binary, formatter, event)
     text_only = io.StringIO()
-    ConsoleEcho(logging.StreamHandler(text_only), formatter)(event)
+    _shown(text_only, formatter, event)
     expected = _one_by_one(formatter, event)
     assert binary.getvalue().decode() == expected
     assert text_only.getvalue() == expected
     assert "\x07" not in expected and "\r" not in expected  # the formatter's escaping, kept
 
 
-def test_a_batch_comes_after_what_processman_wrote_before_it() -> None:
-    binary = io.BytesIO()
-    stream = io.TextIOWrapper(binary, encoding="utf-8")
-    handler = logging.StreamHandler(stream)
-    stream.write("processman's own line\n")  # still in the text layer's buffer
-    ConsoleEcho(handler, ConsoleFormatter(colour=False))(LogLines("w", "stdout", 1, 0.0, ("child line",)))
-    assert binary.getvalue().decode().splitlines()[0] == "processman's own line"
-    assert binary.getvalue().decode().splitlines()[1].endswith("w          | child line")
+def test_processmans_notes_are_marked_apart_from_the_childs_output() -> None:
+    events = (
+        LogLines("w", "stdout", 1, 0.0, ("out",)),
+        LogLines("w", "stderr", 2, 0.0, ("err",)),
+        LogLines("w", "system", 3, 0.0, ("restarting: restart requested",)),
+        # as a server without the "system" stream sends a note
+        LogLines("w", "stderr", 4, 0.0, ("[processman] ready after 2s",)),
+    )
+    text_only = io.StringIO()
+    _shown(text_only, ConsoleFormatter(colour=False), *events)
+    assert [line[9:] for line in text_only.getvalue().splitlines()] == [
+        "w          | out",
+        "w          ! err",
+        "w          ~ restarting: restart requested",
+        "w          ~ ready after 2s",
+    ]
+    coloured = io.StringIO()
+    _shown(coloured, ConsoleFormatter(colour=True), events[2])
+    assert "\x1b[2mrestarting: restart requested\x1b[0m" in coloured.getvalue()  # dimmed
+
+
+def test_records_and_batches_come_out_in_order() -> None:
+    stream = io.StringIO()
+    console = Console(stream, ConsoleFormatter(colour=False))
+    console.record("processman's own line")
+    console.echo(LogLines("w", "stdout", 1, 0.0, ("child line",)))
+    console.record("another")
+    console.close()
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "processman's own line"
+    assert lines[1].endswith("w          | child line")
+    assert lines[2] == "another"
 
 
 def test_a_batch_is_written_in_the_stream_encoding() -> None:
     binary = io.BytesIO()
     stream = io.TextIOWrapper(binary, encoding="latin-1")
-    ConsoleEcho(logging.StreamHandler(stream), ConsoleFormatter(colour=False))(
-        LogLines("w", "stdout", 1, 0.0, ("café", "日本"))
-    )
+    _shown(stream, ConsoleFormatter(colour=False), LogLines("w", "stdout", 1, 0.0, ("café", "日本")))
     lines = binary.getvalue().decode("latin-1").splitlines()
     assert lines[0].endswith("| café")
     assert lines[1].endswith("| \\u65e5\\u672c")  # what latin-1 cannot hold is shown escaped
+
+
+@pytest.fixture
+def pipe() -> Iterator[tuple[io.TextIOWrapper, int]]:
+    """A pipe whose write end is the console's stream; the test reads the other end (or does not)."""
+    read_end, write_end = os.pipe()
+    stream = open(write_end, "w", encoding="utf-8")  # noqa: SIM115
+    yield stream, read_end
+    with contextlib.suppress(OSError):
+        stream.close()
+    with contextlib.suppress(OSError):
+        os.close(read_end)
+
+
+def _read_all(fd: int) -> str:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks).decode()
+
+
+def test_a_console_nobody_reads_drops_records_and_says_so_where_they_are_missing(
+    pipe: tuple[io.TextIOWrapper, int],
+) -> None:
+    stream, read_end = pipe
+    console = Console(stream, ConsoleFormatter(colour=False), max_records=10)
+    big = "x" * 70_000  # more than the pipe holds: the console's thread now waits for a reader
+    console.record(big)
+    for number in range(100):
+        console.record(f"record {number}")  # returns at once
+    assert console.dropped >= 100 - 10
+    dropped = console.dropped
+    reader = threading.Thread(target=lambda: result.append(_read_all(read_end)))
+    result: list[str] = []
+    reader.start()
+    console.record("after the reader came back")
+    console.close(timeout=10)
+    stream.close()
+    reader.join(10)
+    lines = result[0].splitlines()
+    shown = 100 - dropped  # 10, or 9 if the thread had not taken the big one yet
+    assert lines[0] == big
+    assert lines[1 : 1 + shown] == [f"record {number}" for number in range(shown)]
+    notice = f"processman | {dropped} log records dropped: this output was not read in time"
+    assert lines[1 + shown].endswith(notice)
+    assert lines[2 + shown :] == ["after the reader came back"]
+
+
+def test_a_closed_output_is_not_an_error(pipe: tuple[io.TextIOWrapper, int]) -> None:
+    stream, read_end = pipe
+    os.close(read_end)  # the reader went away
+    console = Console(stream, ConsoleFormatter(colour=False))
+    console.record("nobody reads this")
+    console.echo(LogLines("w", "stdout", 1, 0.0, ("nor this",)))
+    console.close(timeout=10)

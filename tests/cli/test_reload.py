@@ -108,3 +108,17 @@ def test_a_broken_file_is_refused_with_its_problems(serve: Serve) -> None:
     answer = httpx.post(f"{serve.url}/api/pm/reload", headers=serve.headers())
     assert answer.status_code == 400 and answer.json()["status"] == 400
     assert serve.pids() == before
+
+
+def test_a_hostile_file_is_a_400_with_its_problem(serve: Serve) -> None:
+    before = serve.pids()
+    for text in (
+        "[" * 100_000 + "]" * 100_000,
+        '[{"id": "a", "command": "true", "instances": ' + "9" * 5000 + "}]",
+    ):
+        serve.config.write_text(text)
+        answer = httpx.post(f"{serve.url}/api/pm/reload", headers=serve.headers())
+        assert answer.status_code == 400, answer.text
+        (problem,) = answer.json()["data"]["problems"]
+        assert problem.startswith(f"{serve.config}: ")
+    assert serve.pids() == before

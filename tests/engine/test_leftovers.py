@@ -4,17 +4,20 @@ cleaned up only when its pid *and* start time still match."""
 from __future__ import annotations
 
 import json
+import logging
+import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
+from processman import ProcessManager, Status
 from processman.engine.leftovers import RUN_FILE, RunFile, _start_time, clean_up_previous_run
 from processman.engine.posix import TagScanner
 from processman.errors import AlreadyRunningElsewhere
-from tests.conftest import alive, wait_gone
+from tests.conftest import alive, config, wait_gone, wait_until
 
 
 @pytest.fixture
@@ -63,3 +66,40 @@ async def test_a_recorded_child_is_cleaned_up_only_when_its_start_time_matches(
     assert await clean_up_previous_run(left, TagScanner()) == 1
     sleeper.wait(timeout=5)  # reaped here: it is this test's child
     assert await wait_gone([sleeper.pid]) == []
+
+
+LIVE = os.getppid()  # a live process that is no manager: its start time is read and compared
+DAMAGED = {
+    "start time null": json.dumps({"runId": "old", "pid": LIVE, "startTime": None}),
+    "start time text": json.dumps({"runId": "old", "pid": LIVE, "startTime": "x"}),
+    "start time object": json.dumps({"runId": "old", "pid": LIVE, "startTime": {}}),
+    "children a number": json.dumps({"runId": "old", "children": 5}),
+    "children an object": json.dumps({"runId": "old", "children": {"1": 2}}),
+    "child start time null": json.dumps({"runId": "old", "children": [[LIVE, None]]}),
+    "child start time text": json.dumps({"runId": "old", "children": [[LIVE, "x"], 7, [True, 1.0]]}),
+    "child pid huge": json.dumps({"runId": "old", "children": [[2**80, 1.0], [-1, 1.0]]}),
+    "run id a number": json.dumps({"runId": 5, "pid": "1"}),
+    "an array": "[1, 2]",
+    "truncated": '{"runId": "old", "chi',
+    "deeply nested": "[" * 100_000 + "]" * 100_000,
+    "not UTF-8": '{"runId": "\xff"}',
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED))
+async def test_a_damaged_run_file_is_ignored_with_a_warning(
+    manager_factory: Callable[..., ProcessManager],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    damage: str,
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / RUN_FILE).write_bytes(DAMAGED[damage].encode("latin-1"))
+    manager = manager_factory(config("a", "import time\ntime.sleep(600)"), state_dir=state)
+    with caplog.at_level(logging.WARNING, logger="processman"):
+        await manager.start()
+    await wait_until(manager, lambda: manager.state("a").status is Status.RUNNING, what="a running")
+    assert alive(manager.state("a").pid)
+    assert any(str(state / RUN_FILE) in record.getMessage() for record in caplog.records), damage
+    assert json.loads((state / RUN_FILE).read_text())["runId"] == manager.run_id

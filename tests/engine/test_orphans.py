@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -12,8 +13,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from processman import ProcessManager
-from tests.conftest import alive, config, tagged_processes, wait_for_path, wait_gone, wait_until
+from processman.engine import posix
+from tests.conftest import alive, config, tagged_processes, wait_for, wait_for_path, wait_gone, wait_until
 
 Factory = Callable[..., ProcessManager]
 
@@ -83,7 +87,9 @@ async def test_stop_fork_storm(manager_factory: Factory) -> None:
     manager = manager_factory(config("storm", textwrap.dedent(code)))
     await manager.start()
     await wait_until(manager, lambda: any(x.content == "ready" for x in manager.logs("storm")), what="ready")
-    assert len(tagged_processes(f"{manager.run_id}:storm")) == 31
+    # Re-checked: now and then one child's environment cannot be read at the first look (1 run in 20).
+    storm = f"{manager.run_id}:storm"
+    await asyncio.to_thread(wait_for, lambda: len(tagged_processes(storm)) == 31, 5, "31 tagged processes")
     await manager.stop_process("storm")
     assert tagged_processes(f"{manager.run_id}:storm") == []
 
@@ -151,6 +157,60 @@ async def test_manager_killed_with_sigkill_leaves_nothing_within_two_seconds(tmp
         serve.stdout.close()
 
 
+def _guardians(serve_pid: int) -> list[int]:
+    """The live guardians of a serve (its children that run ``python -I -S``)."""
+    import psutil
+
+    found = []
+    for process in psutil.Process(serve_pid).children():
+        try:
+            if "-S" in process.cmdline() and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process.pid)
+        except psutil.Error:  # gone, or a zombie
+            continue
+    return found
+
+
+async def test_a_dead_guardian_is_replaced_at_once(tmp_path: Path) -> None:
+    """Without its guardian a manager killed with SIGKILL would leave every child running: one that
+    dies is noticed, said, and replaced by one that watches the same process groups."""
+    out = tmp_path / "grandchild"
+    processes = '[{"id": "tree", "command": "%s", "args": ["-c", %s]}]' % (
+        sys.executable,
+        _json(GRANDCHILD.format(out=str(out))),
+    )
+    serve = _serve(tmp_path, processes)
+    try:
+        _wait_started(serve, 1)
+        grandchild = int(await wait_for_path(out))
+        children = [pid for pid in _run_id_children(serve.pid) if pid not in _guardians(serve.pid)]
+        [first] = _guardians(serve.pid)
+        os.kill(first, signal.SIGKILL)
+        [second] = wait_for(
+            lambda: [pid for pid in _guardians(serve.pid) if pid != first], 5, "a new guardian"
+        )
+        lines = _wait_started(serve, 1, marker="started a new one")
+        assert f"guardian (pid {first}) died" in lines[-1], lines[-1]
+        assert f"started a new one (pid {second})" in lines[-1], lines[-1]
+        serve.send_signal(signal.SIGKILL)
+        serve.wait()
+        assert await wait_gone([grandchild, *children], timeout=2.0) == []
+    finally:
+        serve.kill()
+        serve.wait()
+        assert serve.stdout is not None
+        serve.stdout.close()
+        _kill_what_the_run_left(tmp_path)
+
+
+def _kill_what_the_run_left(tmp_path: Path) -> None:
+    """After a failure: nothing of the run stays behind the test."""
+    run_file = tmp_path / "data" / "processman" / "run.json"
+    if run_file.exists():
+        for pid in tagged_processes(f"{json.loads(run_file.read_text())['runId']}:"):
+            os.kill(pid, signal.SIGKILL)
+
+
 async def test_next_start_cleans_up_what_a_previous_run_left(tmp_path: Path) -> None:
     # Kill the manager *and* its guardian so the children survive, then start again on the same folder.
     out = tmp_path / "grandchild"
@@ -167,6 +227,7 @@ async def test_next_start_cleans_up_what_a_previous_run_left(tmp_path: Path) -> 
         everything = psutil.Process(serve.pid).children(recursive=True)
         guardian = [p for p in everything if p.pid != grandchild and "-S" in p.cmdline()]
         assert len(guardian) == 1
+        serve.send_signal(signal.SIGSTOP)  # so that it cannot start a new guardian
         guardian[0].send_signal(signal.SIGKILL)
         serve.send_signal(signal.SIGKILL)
         serve.wait()
@@ -191,8 +252,6 @@ async def test_next_start_cleans_up_what_a_previous_run_left(tmp_path: Path) -> 
 
 
 def _json(text: str) -> str:
-    import json
-
     return json.dumps(textwrap.dedent(text))
 
 
@@ -218,3 +277,19 @@ async def test_serve_stops_children_on_sigterm_and_twice_forces(tmp_path: Path) 
         serve.wait()
         assert serve.stdout is not None
         serve.stdout.close()
+
+
+async def test_a_guardian_that_dies_at_every_start_is_given_up(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(posix, "GUARDIAN_SOURCE", "raise SystemExit(7)")
+    guardian = posix.Guardian("no-run")
+    try:
+        deadline = time.monotonic() + 10
+        while "giving up" not in caplog.text:
+            assert time.monotonic() < deadline, caplog.text
+            await asyncio.sleep(0.02)  # the deaths arrive through the loop: let it run
+        assert caplog.text.count("started a new one") == posix.Guardian.MAX_QUICK_DEATHS - 1
+        assert "died (exit code 7), 3 times in a row at start: giving up" in caplog.text
+    finally:
+        guardian.close()

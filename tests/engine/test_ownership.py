@@ -260,3 +260,24 @@ async def test_notes_of_the_manager_are_the_system_stream(manager_factory: Facto
     assert [line.stream for line in notes] == ["system"]
     assert notes[0].content == "restarting: restart requested"
     assert not [e for e in seen if e.stream == "stderr"]
+
+
+# ---- B7: probe credentials are not shown -----------------------------------------------------------
+
+
+async def test_a_failing_probe_command_is_shown_with_its_secrets_masked(manager_factory: Factory) -> None:
+    liveness = Probe(
+        "command", command=("false", "--password", "hunter2"), interval=0.05, failure_threshold=1
+    )
+    readiness = Probe("http", "http://admin:hunter2@127.0.0.1:9/health", interval=0.05)
+    manager = manager_factory(
+        config("live", SLEEPER, liveness=liveness, backoff=60), config("ready", SLEEPER, readiness=readiness)
+    )
+    await manager.start()
+    await wait_until(manager, lambda: bool(manager.state("live").exits), what="the liveness restart")
+    await wait_until(manager, lambda: manager.state("ready").last_error != "", what="not ready")
+    shown = [manager.state(p).last_error for p in ("live", "ready")]
+    shown += [record.reason for record in manager.state("live").exits]
+    shown += [line.content for p in ("live", "ready") for line in manager.logs(p)]
+    assert any("--password ****" in text for text in shown), shown
+    assert not [text for text in shown if "hunter2" in text]

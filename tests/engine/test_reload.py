@@ -11,7 +11,10 @@ from typing import Any
 
 import pytest
 
-from processman import ConfigError, ProcessManager, Status, load_config
+from processman import ConfigError, ProcessConfig, ProcessManager, Status, load_config
+from processman.api.wire import plan_to_json
+from processman.config import configs_from_dicts
+from processman.engine.reload import plan_reload
 from tests.conftest import alive, wait_until
 
 Factory = Callable[..., ProcessManager]
@@ -39,7 +42,7 @@ async def test_reload_adds_removes_changes_and_keeps(manager_factory: Factory, t
     _write(path, [_entry("keep"), _entry("change", env={"MODE": "new"}), _entry("add")])
 
     plan = await manager.reload_from_file(dry_run=True)
-    assert plan.to_dict() == {
+    assert plan_to_json(plan) == {
         "added": ["add"],
         "removed": ["remove"],
         "changed": {"change": {"env": {"old": {}, "new": {"MODE": "new"}}}},
@@ -119,3 +122,42 @@ async def test_the_config_file_is_watched(manager_factory: Factory, tmp_path: Pa
     replacement.replace(path)  # how editors save
     await wait_until(manager, lambda: manager.ids == ["a", "b"], timeout=5, what="b added")
     await wait_until(manager, lambda: manager.state("b").status is Status.RUNNING, what="b running")
+
+
+def test_the_diff_compares_values_and_names_the_files_fields(tmp_path: Path) -> None:
+    def configs(**fields: Any) -> tuple[ProcessConfig, ...]:
+        return configs_from_dicts([{"id": "a", "command": "true", **fields}], tmp_path)
+
+    before = configs(**_FIELDS)
+    # 1000.5ms is shown as "1s" too: only comparing the values sees the change.
+    after = configs(backoff="1000.5ms", readiness={"http": "http://u:new@127.0.0.1/"}, env={"API_KEY": "2"})
+    plan = plan_reload(before, after)
+    assert plan.changed == {
+        "a": {
+            "backoff": ("1s", "1s"),
+            "env": ({"API_KEY": "****"}, {"API_KEY": "****"}),
+            "readiness": (
+                _probe("http://u:****@127.0.0.1/"),
+                _probe("http://u:****@127.0.0.1/"),
+            ),
+        }
+    }
+    assert plan_reload(before, configs(**{**_FIELDS, "backoff": "1s"})).changed == {}
+
+
+_FIELDS: dict[str, Any] = {
+    "backoff": "1s",
+    "readiness": {"http": "http://u:old@127.0.0.1/"},
+    "env": {"API_KEY": "1"},
+}
+
+
+def _probe(url: str) -> dict[str, Any]:
+    return {
+        "http": url,
+        "status": 200,
+        "interval": "1s",
+        "timeout": "1s",
+        "failureThreshold": 3,
+        "initialDelay": "0s",
+    }

@@ -4,6 +4,7 @@ read are read, never every process on the machine, and a tree that forks later i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -79,6 +80,9 @@ def parent() -> Iterator[subprocess.Popen[str]]:
     found = [p.pid for p in psutil.process_iter() if _tag(p.pid) == "sampling-test:parent"]
     for pid in found:
         os.kill(pid, signal.SIGKILL)
+    # The bare children carry no tag: they are found by the parent's process group.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert process.stdin is not None and process.stdout is not None
     process.stdin.close()

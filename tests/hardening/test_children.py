@@ -16,6 +16,7 @@ import psutil
 from click.testing import CliRunner
 
 from processman import ProcessAlreadyRunning, ProcessManager, Status
+from processman.api.wire import line_to_json
 from processman.cli import main
 from processman.engine.events import LogLines, ProcessExited
 from processman.logs import MAX_LINE, SPLIT_MARKER
@@ -362,7 +363,7 @@ async def test_invalid_utf8_and_escape_sequences_are_kept_as_text(manager_factor
         "\ufffd",
     ]
     # JSON escapes every control character, so the API's answer is plain text.
-    encoded = json.dumps([x.to_dict() for x in manager.logs("binary")])
+    encoded = json.dumps([line_to_json(x) for x in manager.logs("binary")])
     assert "\x1b" not in encoded and "\x00" not in encoded
 
 

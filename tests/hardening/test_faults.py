@@ -72,6 +72,7 @@ def test_manager_killed_mid_restart_then_started_again(
     if guardian == "guardian killed too":
         guardians = [p for p in psutil.Process(serve.pid).children() if "-S" in p.cmdline()]
         assert len(guardians) == 1
+        os.kill(serve.pid, signal.SIGSTOP)  # so that it cannot start a new guardian
         guardians[0].kill()
     killed = time.monotonic()
     os.kill(serve.pid, signal.SIGKILL)

@@ -24,7 +24,7 @@ from starlette.datastructures import Headers
 
 from processman import ProcessManager
 from processman.api import AdminToken, AnyOf, PocketBaseSuperuser, Verdict
-from processman.config import FIELDS, ConfigProblem, load_config, parse_processes
+from processman.config import FIELDS, ConfigProblem, config_to_json, load_config, parse_processes
 from tests.api.conftest import (
     TOKEN,
     PocketBase,
@@ -96,7 +96,7 @@ def test_the_config_loader_never_crashes_and_always_says_what_is_wrong(scale: Sc
         ids = [c.id for c in configs]
         assert len(ids) == len(set(ids))
         for item in configs:
-            json.dumps(item.to_dict())  # reportable as the API reports it
+            json.dumps(config_to_json(item))  # reportable as the API reports it
         if not configs and data not in ([], {"processes": []}):
             assert problems, "nothing ran and nothing was said"
 

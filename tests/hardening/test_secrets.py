@@ -91,3 +91,41 @@ def test_no_secret_leaves_the_manager(serve_factory: Callable[..., Serve], tmp_p
     for text in seen:
         for value in VALUES:
             assert value not in text, f"{value!r} leaked in:\n{text[:2000]}"
+
+
+# Run inside a sidecar: looks for a secret where a process of the same user can read it: the manager's
+# initial environment and command line, and its own environment.
+SNOOP = """
+import os, sys
+name, fragment = sys.argv[1], sys.argv[2] + sys.argv[3]  # the value in two halves: not in any argv
+manager = os.getppid()
+def read(path):
+    try:
+        with open(path, "rb") as file:
+            return file.read().decode(errors="replace")
+    except OSError:
+        return ""
+places = {
+    "manager environ": read(f"/proc/{manager}/environ"),
+    "manager cmdline": read(f"/proc/{manager}/cmdline"),
+    "own environ": read("/proc/self/environ"),
+}
+found = [place for place, text in places.items() if name + "=" in text or fragment in text]
+print("manager pid", manager, "read", len(places["manager environ"]), "bytes of its environment")
+print("secret found in:", found, flush=True)
+import time
+time.sleep(3600)
+"""
+
+
+def test_a_sidecar_cannot_read_the_admin_token(serve_factory: Callable[..., Serve]) -> None:
+    half = len(TOKEN) // 2
+    snoop = child("snoop", SNOOP)
+    snoop["args"] += ["PROCESSMAN_TOKEN", TOKEN[:half], TOKEN[half:]]
+    serve = serve_factory([snoop])
+    wait_for(lambda: "secret found in:" in serve.output(), 15, "the sidecar's report")
+    output = serve.output()
+    assert f"manager pid {serve.pid} read" in output  # its parent is the manager, and it read /proc
+    assert "secret found in: []" in output, output
+    with serve.client() as client:
+        assert client.get("/api/pm/list").status_code == 200  # the token still works

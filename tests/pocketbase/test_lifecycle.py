@@ -81,6 +81,53 @@ def test_sigkill_leaves_nothing_after_two_seconds(pocketbase_factory: Factory) -
     wait_for(lambda: app.leftovers() == [], 2, "no supervisor and no sidecar left")
 
 
+SLOW_TO_STOP = """
+import signal, sys, time
+def stop(signum, frame):
+    time.sleep(1)
+    open(sys.argv[1], "w").write("clean")
+    sys.exit(0)
+signal.signal(signal.SIGTERM, stop)
+while True: time.sleep(60)
+"""
+
+
+def test_sigkill_still_gives_each_sidecar_its_stop_timeout(pocketbase_factory: Factory) -> None:
+    """The parent-death signal arrives more than once as PocketBase's threads exit: one orderly stop."""
+    app = pocketbase_factory()
+    marker = app.root / "stopped-cleanly"
+    slow = sidecar("slow", SLOW_TO_STOP, stopTimeout="5s")
+    app.install([{**slow, "args": [*slow["args"], str(marker)]}])
+    app.start()
+    app.wait_running("slow")
+    app.signal(signal.SIGKILL)
+    app.wait(timeout=5)
+    wait_for(lambda: app.leftovers() == [], 5 + STOP_MARGIN + EXIT_GRACE, "no supervisor and no sidecar left")
+    log = (app.data_dir / "processman" / "supervisor.log").read_text()
+    assert marker.exists(), log
+    assert "killing every process now" not in log
+
+
+def test_a_sidecar_cannot_read_the_shared_secret(pocketbase_factory: Factory) -> None:
+    """PM_SECRET lets whoever holds it register with PocketBase and post events: the hook passes it to
+    the supervisor, and no sidecar finds it in the supervisor's environment or command line."""
+    from tests.hardening.test_secrets import SNOOP
+
+    app = pocketbase_factory()
+    snoop = sidecar("snoop", SNOOP)
+    app.install([{**snoop, "args": [*snoop["args"], "PM_SECRET", "PM_SEC", "RET="]}])
+    app.start()
+    supervisor = app.wait_running("snoop") and supervisors(app)[0].pid
+
+    def report() -> list[str]:
+        logs = app.http.get("/api/pm/snoop/logs", headers=app.superuser()).json()
+        return [line["content"] for line in logs if "secret found in" in line["content"]]
+
+    assert wait_for(report, 10, "the sidecar's report") == ["secret found in: []"]
+    logs = app.http.get("/api/pm/snoop/logs", headers=app.superuser()).json()
+    assert f"manager pid {supervisor} read" in logs[0]["content"]
+
+
 def test_pocketbase_started_again_right_after_a_sigkill_runs_each_sidecar_once(
     pocketbase_factory: Factory,
 ) -> None:

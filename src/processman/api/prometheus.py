@@ -194,7 +194,8 @@ def render_metrics(
         "processman_log_lines_dropped_total",
         "counter",
         "Output lines a slow consumer dropped (logging: Python logging; subscribers: live streams, "
-        "which then catch up from the buffer). The log files keep every line.",
+        "which then catch up from the buffer; console: processman's own log records serve's console "
+        "could not show). The log files keep every line.",
         [({"consumer": name}, count) for name, count in sorted(manager.log_lines_dropped.items())],
     )
     return out.text()

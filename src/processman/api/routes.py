@@ -18,7 +18,7 @@ from processman.api.errors import ApiError
 from processman.api.openapi import openapi_document
 from processman.api.prometheus import CONTENT_TYPE, render_metrics
 from processman.api.streams import KEEPALIVE, StreamHub, log_stream, status_stream
-from processman.api.wire import containment_to_json, line_to_json, state_to_json
+from processman.api.wire import containment_to_json, line_to_json, plan_to_json, state_to_json
 from processman.engine.manager import ProcessManager
 from processman.errors import ConfigError, ProcessNotFound
 
@@ -142,7 +142,7 @@ class Endpoints:
         except ConfigError as exc:
             problems = [line for line in str(exc).splitlines() if line != "nothing changed"]
             raise ApiError(400, "The config has errors; nothing changed.", {"problems": problems}) from None
-        return JSONResponse({"dryRun": dry_run, **plan.to_dict()})
+        return JSONResponse({"dryRun": dry_run, **plan_to_json(plan)})
 
     async def events(self, request: Request) -> Response:
         stream = status_stream(self.manager, self.hub, keepalive=self.keepalive)

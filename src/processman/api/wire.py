@@ -18,6 +18,7 @@ from processman.durations import format_duration
 from processman.engine.events import LogLines, ProcessExited, StatusChanged
 from processman.engine.manager import ProcessManager
 from processman.engine.process import ExitRecord, ProcessState
+from processman.engine.reload import ReloadPlan
 from processman.logs import LogLine, format_timestamp
 
 __all__ = [
@@ -137,3 +138,16 @@ def lines_event_to_json(event: LogLines) -> list[dict[str, Any]]:
         }
         for index, content in enumerate(event.lines)
     ]
+
+
+def plan_to_json(plan: ReloadPlan) -> dict[str, Any]:
+    """What a reload changes (or would change, with ``dryRun``)."""
+    return {
+        "added": list(plan.added),
+        "removed": list(plan.removed),
+        "changed": {
+            process_id: {name: {"old": old, "new": new} for name, (old, new) in diff.items()}
+            for process_id, diff in plan.changed.items()
+        },
+        "unchanged": list(plan.unchanged),
+    }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -27,7 +28,7 @@ from urllib.parse import quote, urlencode, urlsplit
 
 import click
 
-from processman.cli.console import terminal_safe
+from processman.cli.console import SYSTEM_BAR, as_system_note, terminal_safe
 from processman.sse import EventParser, ServerSentEvent
 from processman.tokenfile import TOKEN_ENV, read_token, token_path
 
@@ -370,10 +371,15 @@ def local_time(timestamp: str) -> str:
 
 
 def format_line(line: dict[str, Any]) -> str:
+    """``12:00:01 web | text``: ``!`` marks stderr, ``~`` (dimmed) processman's own notes."""
     stamp = local_time(str(line.get("timestamp", "")))
-    stream = line.get("stream")
-    bar = click.style("!", fg="red", bold=True) if stream == "stderr" else "|"
+    stream = str(line.get("stream"))
     content = terminal_safe(str(line.get("content", "")))
+    note = as_system_note(stream, (content,))
+    if note is not None:
+        bar, content = click.style(SYSTEM_BAR, dim=True), click.style(note[0], dim=True)
+    else:
+        bar = click.style("!", fg="red", bold=True) if stream == "stderr" else "|"
     return f"{stamp} {terminal_safe(str(line.get('processId', '')))} {bar} {content}"
 
 
@@ -461,12 +467,33 @@ def print_follow(connection: Connection, process_id: str, lines: int) -> None:
             click.echo(format_line(line))
 
 
+class _Stopped(BaseException):
+    """SIGINT or SIGTERM arrived while following (a BaseException, as KeyboardInterrupt is)."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, _frame: object) -> None:
+    raise _Stopped(signum)
+
+
+def stop_on_signals() -> None:
+    """Make SIGINT and SIGTERM end ``logs -f``, whatever this process inherited: a background job of a
+    non-interactive shell starts with SIGINT ignored (and ``nohup``-like wrappers ignore more)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _raise_stopped)
+
+
 @click.command("logs")
 @click.argument("process_id", metavar="ID")
 @click.option(
     "-n", "--lines", type=click.IntRange(0, 1000), default=100, show_default=True, help="Last lines."
 )
-@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl+C.")
+@click.option(
+    "-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl+C (exit 130) or SIGTERM (143)."
+)
 @connection_options
 def logs_command(
     process_id: str, lines: int, follow: bool, url: str, token: str | None, data_dir: Path
@@ -478,9 +505,12 @@ def logs_command(
             for line in connection.request("GET", process_path(process_id, "logs"), params={"lines": lines}):
                 click.echo(format_line(line))
             return
+        stop_on_signals()
         print_follow(connection, process_id, lines)
     except ClientError as exc:
         raise (unknown_id(process_id) if exc.status == 404 else exc) from None
+    except _Stopped as stopped:
+        sys.exit(128 + stopped.signum)
     except KeyboardInterrupt:
         sys.exit(130)
 

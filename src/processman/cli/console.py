@@ -1,15 +1,25 @@
 """Foreground output of ``processman serve``, in the style of honcho and overmind:
-``12:00:01 web    | a line`` with a colour per process, stderr lines marked with ``!``."""
+``12:00:01 web    | a line`` with a colour per process, stderr lines marked with ``!``, processman's own
+notes about a process with ``~`` (dimmed).
+
+Nothing waits for the terminal but one thread of its own (:class:`Console`): a paused terminal (Ctrl+S)
+or a pipe nobody reads stops that thread only. processman's own records are then dropped, counted, and
+the count is shown once the output moves again; child output waits in the logging sink, which drops and
+counts in its turn.
+"""
 
 from __future__ import annotations
 
+import collections
 import logging
+import os
 import re
+import select
 import sys
 import threading
 import time
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -17,6 +27,9 @@ if TYPE_CHECKING:  # the client commands use this module: the engine is not impo
     from processman.engine.events import LogLines
 
 _COLOURS = ("cyan", "yellow", "green", "magenta", "blue", "bright_cyan", "bright_yellow", "bright_green")
+# Until every note arrives on the "system" stream, processman's notes are stderr lines with this mark.
+_NOTE_MARK = "[processman] "
+SYSTEM_BAR = "~"
 
 # A colour or style (SGR: ESC [ ... m) is kept; any other escape sequence or control character a child
 # writes is shown escaped, so its output cannot retitle, clear or repaint the terminal, write the
@@ -36,6 +49,16 @@ def terminal_safe(text: str) -> str:
     return "".join(part + colour for part, colour in zip(escaped, [*colours, ""], strict=True))
 
 
+def as_system_note(stream: str, lines: tuple[str, ...] | list[str]) -> tuple[str, ...] | None:
+    """The lines without their mark when they are processman's notes about a process (the "system"
+    stream, or, as older servers send them, one stderr line marked ``[processman] ``); else None."""
+    if stream == "system":
+        return tuple(lines)
+    if stream == "stderr" and len(lines) == 1 and lines[0].startswith(_NOTE_MARK):
+        return (lines[0][len(_NOTE_MARK) :],)
+    return None
+
+
 class ConsoleFormatter(logging.Formatter):
     def __init__(self, colour: bool, width: int = 10) -> None:
         super().__init__()
@@ -46,18 +69,31 @@ class ConsoleFormatter(logging.Formatter):
         return click.style(text, **styles) if self.colour else text  # type: ignore[arg-type]
 
     def prefix(self, created: float, process_id: str, stream: str) -> str:
-        """``12:00:01 web        | `` for a line of ``process_id``."""
+        """``12:00:01 web        | `` for a line of ``process_id`` (``!`` for stderr, ``~`` for a note of
+        processman's own, whose text :meth:`note` dims)."""
         stamp = time.strftime("%H:%M:%S", time.localtime(created))
         colour = _COLOURS[zlib.crc32(process_id.encode()) % len(_COLOURS)]
         name = self._paint(process_id.ljust(self.width), fg=colour)
-        bar = self._paint("!", fg="red", bold=True) if stream == "stderr" else self._paint("|", fg=colour)
+        if stream == "stderr":
+            bar = self._paint("!", fg="red", bold=True)
+        elif stream == "system":
+            bar = self._paint(SYSTEM_BAR, dim=True)
+        else:
+            bar = self._paint("|", fg=colour)
         return f"{stamp} {name} {bar} "
+
+    def note(self, text: str) -> str:
+        return self._paint(text, dim=True)
 
     def format(self, record: logging.LogRecord) -> str:
         process_id = getattr(record, "process_id", None)
         if process_id is not None:
-            prefix = self.prefix(record.created, process_id, getattr(record, "stream", ""))
-            return prefix + terminal_safe(record.getMessage())
+            stream = getattr(record, "stream", "")
+            text = terminal_safe(record.getMessage())
+            note = as_system_note(stream, (text,))
+            if note is not None:
+                return self.prefix(record.created, process_id, "system") + self.note(note[0])
+            return self.prefix(record.created, process_id, stream) + text
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         name = self._paint("processman".ljust(self.width), bold=True)
         message = record.getMessage()
@@ -81,48 +117,211 @@ def _clean_ascii(text: str) -> bytes | None:
     return data if len(data.translate(None, _ASCII_CONTROLS_BUT_NEWLINE)) == len(data) else None
 
 
-class ConsoleEcho:
-    """Prints a batch of a child's lines (a :class:`LogLines` event) with one write: the same text
-    the formatter gives line by line, at a fraction of the cost, so a chatty child is not slowed by
-    its own echo. Shares the handler's lock, so a batch never interleaves with processman's own lines.
+def format_batch(formatter: ConsoleFormatter, event: LogLines, encoding: str) -> tuple[bytes, ...]:
+    """A batch of a child's lines (a :class:`LogLines` event) as the bytes to print, in pieces (joining
+    them would copy the whole batch once more): the same text the formatter gives line by line, at a
+    fraction of the cost, so a chatty child is not slowed by its own echo. What ``encoding`` cannot hold
+    is shown escaped."""
+    note = as_system_note(event.stream, event.lines)
+    if note is not None:
+        lines = "".join(
+            formatter.prefix(event.timestamp, event.process_id, "system")
+            + formatter.note(terminal_safe(line))
+            + "\n"
+            for line in note
+        )
+        return (lines.encode(encoding, "backslashreplace"),)
+    prefix = formatter.prefix(event.timestamp, event.process_id, event.stream)
+    prefix_bytes = prefix.encode(encoding, "backslashreplace")
+    text = "\n".join(event.lines)
+    data = _clean_ascii(text)
+    if data is None:
+        if _CONTROL_BUT_NEWLINE.search(text):
+            text = "\n".join(map(terminal_safe, event.lines))
+        data = text.encode(encoding, "backslashreplace")
+    return prefix_bytes, data.replace(b"\n", b"\n" + prefix_bytes), b"\n"
+
+
+class _Gap:
+    """Where records were dropped, in the order of what the console writes: told there."""
+
+    def __init__(self) -> None:
+        self.count = 1
+
+
+class Console:
+    """serve's terminal (or whatever its stdout is), written by a thread of its own.
+
+    ``record`` (processman's log records, from any thread, the event loop's among them) never waits:
+    beyond ``max_records`` waiting, a record is dropped and counted, and a line says how many where
+    they are missing. ``echo`` (child output, from the logging sink's thread) waits while
+    ``max_batches`` batches wait, so the sink drops and counts in its turn. Everything is written in
+    order, a batch at once, never interleaved.
     """
 
-    def __init__(self, handler: logging.StreamHandler[Any], formatter: ConsoleFormatter) -> None:
-        self._handler = handler
-        self._formatter = formatter
+    def __init__(
+        self,
+        stream: TextIO,
+        formatter: ConsoleFormatter,
+        *,
+        max_records: int = 1000,
+        max_batches: int = 64,
+    ) -> None:
+        self.formatter = formatter
+        self._stream = stream
+        self.encoding = getattr(stream, "encoding", None) or "utf-8"
+        self._fd: int | None
+        try:
+            # The descriptor itself: a thread stuck writing then holds no lock of the stream object,
+            # which interpreter shutdown would wait for.
+            stream.flush()
+            self._fd = stream.fileno()
+        except (OSError, ValueError, AttributeError):
+            self._fd = None
+        self._max_records = max_records
+        self._max_batches = max_batches
+        # (a record?, its pieces), or where records were dropped
+        self._items: collections.deque[tuple[bool, tuple[bytes, ...]] | _Gap] = collections.deque()
+        self._records = 0
+        self._batches = 0
+        self._closing = False
+        self._broken = False
+        self._cond = threading.Condition()
+        self.dropped = 0  # processman's own records not shown, since the start
+        self.handler = ConsoleHandler(self)
+        self.handler.setFormatter(formatter)
+        self._thread = threading.Thread(target=self._run, name="processman-console", daemon=True)
+        self._thread.start()
 
-    def __call__(self, event: LogLines) -> None:
-        stream = self._handler.stream
-        encoding = getattr(stream, "encoding", None) or "utf-8"
-        prefix = self._formatter.prefix(event.timestamp, event.process_id, event.stream)
-        prefix_bytes = prefix.encode(encoding, "backslashreplace")
-        text = "\n".join(event.lines)
-        data = _clean_ascii(text)
-        if data is None:
-            if _CONTROL_BUT_NEWLINE.search(text):
-                text = "\n".join(map(terminal_safe, event.lines))
-            data = text.encode(encoding, "backslashreplace")
-        # Written in pieces: joining them would copy the whole batch once more.
-        pieces = (prefix_bytes, data.replace(b"\n", b"\n" + prefix_bytes), b"\n")
-        with self._handler.lock or threading.RLock():
-            binary = getattr(stream, "buffer", None)
-            if binary is None:  # a text-only stream
-                stream.write(b"".join(pieces).decode(encoding, "replace"))
+    def __repr__(self) -> str:
+        return f"<Console records={self._records} batches={self._batches} dropped={self.dropped}>"
+
+    def record(self, text: str) -> None:
+        """Queue one of processman's own lines; never waits for the output."""
+        data = (text + "\n").encode(self.encoding, "backslashreplace")
+        with self._cond:
+            if self._closing or self._broken or self._records >= self._max_records:
+                self.dropped += 1
+                last = self._items[-1] if self._items else None
+                if isinstance(last, _Gap):
+                    last.count += 1
+                elif not (self._closing or self._broken):
+                    self._items.append(_Gap())
+                    self._cond.notify()
                 return
-            stream.flush()  # what processman itself wrote comes first
-            for piece in pieces:
-                binary.write(piece)
-            binary.flush()
+            self._records += 1
+            self._items.append((True, (data,)))
+            self._cond.notify()
+
+    def echo(self, event: LogLines) -> None:
+        """Queue a batch of a child's lines; waits while too many batches wait."""
+        data = format_batch(self.formatter, event, self.encoding)
+        with self._cond:
+            while self._batches >= self._max_batches and not (self._closing or self._broken):
+                self._cond.wait()
+            if self._closing or self._broken:
+                return
+            self._batches += 1
+            self._items.append((False, data))
+            self._cond.notify()
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Write what waits, for at most ``timeout`` seconds (the output may never move again)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._closing:
+                    self._cond.wait()
+                if not self._items:
+                    return
+                item = self._items.popleft()
+                data: tuple[bytes, ...]
+                if isinstance(item, _Gap):
+                    data = (self._gap_notice(item.count),)
+                else:
+                    record, data = item
+                    if record:
+                        self._records -= 1
+                    else:
+                        self._batches -= 1
+                        self._cond.notify_all()
+            self._write(data)
+
+    def _gap_notice(self, count: int) -> bytes:
+        record = logging.LogRecord(
+            "processman", logging.WARNING, __file__, 0, "%d log records dropped: %s", None, None
+        )
+        record.args = (count, "this output was not read in time")
+        return (self.formatter.format(record) + "\n").encode(self.encoding, "backslashreplace")
+
+    def _write(self, pieces: tuple[bytes, ...]) -> None:
+        if self._broken:
+            return
+        try:
+            if self._fd is not None:
+                _write_all(self._fd, pieces)
+                return
+            binary = getattr(self._stream, "buffer", None)
+            if binary is None:  # a text-only stream
+                self._stream.write(b"".join(pieces).decode(self.encoding, "replace"))
+                self._stream.flush()
+            else:
+                for piece in pieces:
+                    binary.write(piece)
+                binary.flush()
+        except (OSError, ValueError):  # closed: a pipe whose reader left, a terminal that went away
+            with self._cond:
+                self._broken = True
+                self._items.clear()
+                self._cond.notify_all()
 
 
-def configure_logging(verbose: bool = False, width: int = 10) -> ConsoleEcho:
-    """Console logging for ``processman serve``; returns the echo for child output."""
-    handler = logging.StreamHandler(sys.stdout)
-    formatter = ConsoleFormatter(colour=sys.stdout.isatty(), width=width)
-    handler.setFormatter(formatter)
+def _write_all(fd: int, pieces: tuple[bytes, ...]) -> None:
+    """One system call for a batch's pieces, more if the output takes them in parts."""
+    views = [memoryview(piece) for piece in pieces if piece]
+    while views:
+        try:
+            written = os.writev(fd, views)
+        except BlockingIOError:  # a terminal another program made non-blocking: wait for room
+            select.select([], [fd], [])
+            continue
+        while written:
+            if written >= len(views[0]):
+                written -= len(views.pop(0))
+            else:
+                views[0] = views[0][written:]
+                written = 0
+
+
+class ConsoleHandler(logging.Handler):
+    """Passes processman's log records to its :class:`Console`; never waits for the output."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.console.record(self.format(record))
+        except Exception:
+            self.handleError(record)
+
+
+def configure_logging(verbose: bool = False, width: int = 10) -> Console:
+    """Console logging for ``processman serve``; the console also echoes child output
+    (:meth:`Console.echo`). Close it at the end, to write what waits."""
+    # No stdout at all (started with it closed): nothing is shown, nothing fails.
+    stream = sys.stdout if sys.stdout is not None else open(os.devnull, "w")  # noqa: SIM115
+    console = Console(stream, ConsoleFormatter(colour=stream.isatty(), width=width))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [console.handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logging.captureWarnings(True)  # through the console too: stderr may be a pipe nobody reads
     for noisy in ("uvicorn.access", "httpx", "httpcore", "watchfiles"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return ConsoleEcho(handler, formatter)
+    return console

@@ -38,12 +38,16 @@ def resolve_config_path(config_path: Path | None, data_dir: Path) -> Path:
 
 
 def build_services(
-    http: str, data_dir: Path, pocketbase_url: str | None = None, allowed_hosts: tuple[str, ...] = ()
+    http: str,
+    data_dir: Path,
+    pocketbase_url: str | None = None,
+    token: str | None = None,
+    allowed_hosts: tuple[str, ...] = (),
 ) -> list[Service]:
     """The services that run beside the manager for ``serve --http``: the HTTP API, bound now so that a
-    busy port fails before any process starts. Its credential is ``PROCESSMAN_TOKEN``, or a token kept
-    in DATA_DIR/processman/token (written when missing), plus PocketBase superusers with
-    ``--pocketbase-url``."""
+    busy port fails before any process starts. Its credential is ``token`` (``PROCESSMAN_TOKEN``; read
+    from the environment when not given), or a token kept in DATA_DIR/processman/token (written when
+    missing), plus PocketBase superusers with ``--pocketbase-url``."""
     if http.strip().lower() == "off":
         return []
     from processman.api import (
@@ -60,7 +64,7 @@ def build_services(
         address = parse_address(http)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--http") from None
-    token = os.environ.get(TOKEN_ENV, "").strip()
+    token = (token if token is not None else os.environ.get(TOKEN_ENV, "")).strip()
     if token:
         hint = f"${TOKEN_ENV}"
     else:
@@ -126,23 +130,37 @@ def serve(
     """Run every configured process in the foreground until Ctrl+C or SIGTERM."""
     import asyncio
 
+    from processman.handover import HandoverError, take_secrets
+    from processman.tokenfile import TOKEN_ENV
+
+    # First of all: a token in the environment is moved out of it (this may re-execute serve), so that
+    # no process started later can read it in /proc/<serve's pid>/environ.
+    try:
+        token = take_secrets([TOKEN_ENV]).get(TOKEN_ENV)
+    except HandoverError as exc:
+        raise click.ClickException(str(exc)) from exc
+
     from processman.cli.console import configure_logging
     from processman.runner import Runner, ServeSettings
 
-    console_echo = configure_logging(verbose)
+    console = configure_logging(verbose)
     data_dir = data_dir.absolute()
     settings = ServeSettings(
         resolve_config_path(config_path, data_dir).absolute(),
         data_dir,
         watch_config=watch_config,
-        output_echo=console_echo if echo else None,
+        output_echo=console.echo if echo else None,
+        log_drops=lambda: {"console": console.dropped},
     )
-    settings.services.extend(build_services(http, data_dir, pocketbase_url, allowed_hosts))
-    runner = Runner(settings)
     try:
-        code = asyncio.run(runner.run())
-    except AlreadyRunningElsewhere as exc:
-        raise click.ClickException(str(exc)) from exc
+        settings.services.extend(build_services(http, data_dir, pocketbase_url, token, allowed_hosts))
+        runner = Runner(settings)
+        try:
+            code = asyncio.run(runner.run())
+        except AlreadyRunningElsewhere as exc:
+            raise click.ClickException(str(exc)) from exc
+    finally:
+        console.close()
     sys.exit(code)
 
 

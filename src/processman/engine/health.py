@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
-from processman.config import Probe, ProcessConfig
+from processman.config import Probe, ProcessConfig, mask_text
 from processman.durations import format_duration
 from processman.engine.clock import Clock
 from processman.engine.probes import Prober, ProbeSite
@@ -108,6 +108,9 @@ class HealthMonitor:
             await self._clock.sleep(probe.interval)
 
     async def _probe(self, probe: Probe) -> str | None:
+        """None when healthy, else the reason, with credentials in its URL or command masked (it is
+        shown in lastError and the log)."""
         if probe.kind == "command" and self._site is None:
             self._site = self._site_factory()
-        return await self._prober.run(probe, self._site)
+        reason = await self._prober.run(probe, self._site)
+        return None if reason is None else mask_text(reason)

@@ -10,12 +10,13 @@ is never killed.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,64 @@ def _boot_time() -> float:
     return 0.0  # start times are then seconds since boot: still the same from one run to the next
 
 
+# Above any pid_max Linux allows: a larger number is no process (and would overflow os.kill).
+PID_MAX = 2**22
+
+
+def _pid(value: Any) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= PID_MAX:
+        return value
+    return None
+
+
+def _time(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _children(value: Any) -> list[list[Any]] | None:
+    """The recorded children that can be read ([pid, start time] pairs); None when none can."""
+    if not isinstance(value, list):
+        return None
+    pairs = [item for item in value if isinstance(item, list) and len(item) == 2]
+    good = [[_pid(pid), _time(started)] for pid, started in pairs]
+    return [pair for pair in good if None not in pair]
+
+
+def read_run_file(path: Path) -> dict[str, Any] | None:
+    """What a previous run wrote, keeping only the fields that can be read: a damaged file (by a
+    crash, a full disk or a hand) must not stop this run. Each field that is dropped is warned about."""
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError, MemoryError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        logger.warning("ignoring %s: it cannot be read (%s)", path, reason)
+        return None
+    if not isinstance(data, dict):
+        logger.warning("ignoring %s: expected an object", path)
+        return None
+    readers: dict[str, Callable[[Any], Any]] = {
+        "runId": lambda value: value if isinstance(value, str) and value else None,
+        "pid": _pid,
+        "startTime": _time,
+        "children": _children,
+        "cgroup": lambda value: value if isinstance(value, str) and value else None,
+    }
+    previous: dict[str, Any] = {}
+    for name, read in readers.items():
+        if name not in data:
+            continue
+        value = read(data[name])
+        if value is None or (name == "children" and len(value) != len(data[name])):
+            logger.warning("%s: ignoring field %r, which cannot be read", path, name)
+        if value is not None:
+            previous[name] = value
+    return previous
+
+
 class RunFile:
     def __init__(self, folder: Path, run_id: str, record: dict[str, Any] | None = None) -> None:
         self.path = folder / RUN_FILE
@@ -56,22 +115,19 @@ class RunFile:
         self._pending: asyncio.TimerHandle | None = None
 
     def claim(self) -> dict[str, Any] | None:
-        """Write our run file; return the previous one. Raises AlreadyRunningElsewhere when its
-        manager is still alive."""
-        previous: dict[str, Any] | None = None
-        with contextlib.suppress(OSError, ValueError):
-            previous = json.loads(self.path.read_text())
-        if isinstance(previous, dict):
+        """Write our run file; return what is usable of the previous one. Raises
+        AlreadyRunningElsewhere when its manager is still alive."""
+        previous = read_run_file(self.path)
+        if previous is not None:
             pid = previous.get("pid")
-            if isinstance(pid, int) and pid != os.getpid():
+            if pid is not None and pid != os.getpid():
                 started = _start_time(pid)
-                if started is not None and abs(started - float(previous.get("startTime", 0))) < 0.5:
+                recorded = previous.get("startTime")
+                if started is not None and recorded is not None and abs(started - recorded) < 0.5:
                     raise AlreadyRunningElsewhere(
                         f"another processman (pid {pid}) is already running "
                         f"with state folder {self.path.parent}"
                     )
-        else:
-            previous = None
         self._write()
         return previous
 
@@ -123,11 +179,10 @@ async def clean_up_previous_run(previous: dict[str, Any], scanner: TagScanner) -
     pids: set[int] = set()
     if isinstance(run_id, str) and run_id:
         pids.update(scanner.tagged_with_prefix(f"{run_id}:"))
-    for entry in previous.get("children", []):
-        if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], int):
-            started = _start_time(entry[0])
-            if started is not None and abs(started - float(entry[1])) < 0.5:
-                pids.add(entry[0])
+    for pid, recorded in _children(previous.get("children")) or ():
+        started = _start_time(pid)
+        if started is not None and abs(started - recorded) < 0.5:
+            pids.add(pid)
     if not pids:
         return 0
     logger.warning("cleaning up %d process(es) left behind by a previous run", len(pids))

@@ -6,7 +6,7 @@ import asyncio
 import logging
 import secrets
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -54,6 +54,8 @@ class ManagerOptions:
     guardian: bool = True
     log_output: bool = True
     output_echo: Callable[[LogLines], None] | None = None
+    # More counts of dropped log lines, by consumer (serve's console), for the manager's figures.
+    log_drops: Callable[[], Mapping[str, int]] | None = None
     watch_ignore: tuple[Path, ...] = ()
     # Seconds between looks at the config file for changes (with ``watch_config``).
     config_poll: float = 1.0
@@ -244,7 +246,12 @@ class ProcessManager:
 
     def _dropped_lines(self) -> dict[str, int]:
         sink = self._logging_sink
-        return {"logging": sink.dropped if sink is not None else 0, "subscribers": self.events.dropped_lines}
+        more = self.options.log_drops() if self.options.log_drops is not None else {}
+        return {
+            "logging": sink.dropped if sink is not None else 0,
+            "subscribers": self.events.dropped_lines,
+            **more,
+        }
 
     # ---- operations on one process ---------------------------------------------------------------
 
@@ -297,7 +304,11 @@ class ProcessManager:
             # so the "wakeup fd is full" warnings are noise.
             signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
         if options.guardian:
-            self._guardian = Guardian(self.run_id, cgroup=self.containment.guardian_cgroup())
+            self._guardian = Guardian(
+                self.run_id,
+                on_reaped=self._context.registry.reaped,
+                cgroup=self.containment.guardian_cgroup(),
+            )
         if options.log_output:
             self._logging_sink = LoggingSink(self.events, emit=options.output_echo)
         self.resources.start()

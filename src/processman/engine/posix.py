@@ -7,7 +7,8 @@ called ``setsid`` is still found. Waiting uses pidfds, so nothing polls.
 
 How nothing outlives a manager killed with SIGKILL: a tiny guardian process, started in its own session,
 holds a pipe from the manager. When the pipe reaches end of file (the manager is gone, however it
-died) the guardian terminates every process that carries the run's tag, then kills what is left.
+died) the guardian terminates every process that carries the run's tag, then kills what is left. The
+manager watches its guardian in turn: one that dies is replaced at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import resource
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 
 from processman.environment import TAG_VARIABLE
@@ -296,13 +298,57 @@ for d, _, _ in os.walk(cg, topdown=False) if cg else ():
 
 
 class Guardian:
-    """A separate tiny process that cleans up the run's processes if the manager dies abruptly."""
+    """A separate tiny process that cleans up the run's processes if the manager dies abruptly.
 
-    def __init__(self, run_id: str, grace: float = 0.5, cgroup: str | None = None) -> None:
+    Created inside a running event loop, it is watched there (a pidfd, no polling): a guardian that
+    dies is logged as an error and replaced at once by one that watches the same process groups, so a
+    later SIGKILL of the manager still leaves nothing behind. One that keeps dying at start is given up
+    after a few tries.
+    """
+
+    QUICK_DEATH = 1.0  # seconds: a guardian that dies sooner than this after its start died at start
+    MAX_QUICK_DEATHS = 3
+
+    def __init__(
+        self,
+        run_id: str,
+        grace: float = 0.5,
+        on_reaped: Callable[[], None] | None = None,
+        cgroup: str | None = None,
+    ) -> None:
+        self._run_id = run_id
+        self._grace = grace
         # With cgroups, the guardian also stops every process of the run cgroup, then cgroup.kill.
-        argv = [sys.executable, "-I", "-S", "-c", GUARDIAN_SOURCE, TAG_VARIABLE, run_id, str(grace)]
+        self._cgroup = cgroup
+        # Called once a dead guardian is reaped, as the owners of children do: an OrphanReaper leaves
+        # the other zombies alone while the guardian's, which is not its to reap, comes first.
+        self._on_reaped = on_reaped
+        self._groups: set[int] = set()
+        self._closing = False
+        self._quick_deaths = 0
+        self._pidfd: int | None = None
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # no loop to watch it from: it still does its job while it lives
+            self._loop = None
+        self._start()
+
+    def __repr__(self) -> str:
+        return f"<Guardian pid={self.pid} groups={len(self._groups)}>"
+
+    def _start(self) -> None:
+        argv = [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            GUARDIAN_SOURCE,
+            TAG_VARIABLE,
+            self._run_id,
+            str(self._grace),
+        ]
         self._process = subprocess.Popen(
-            argv + ([cgroup] if cgroup else []),
+            argv + ([self._cgroup] if self._cgroup else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -310,31 +356,114 @@ class Guardian:
             close_fds=True,
         )
         self.pid = self._process.pid
+        self._started = time.monotonic()
+        if self._groups:
+            self._send("".join(f"+{group}\n" for group in sorted(self._groups)))
+        if self._loop is not None:
+            try:
+                self._pidfd = os.pidfd_open(self.pid)
+            except OSError as exc:
+                logger.warning("cannot watch the guardian (pid %d): %s", self.pid, exc)
+                return
+            self._loop.add_reader(self._pidfd, self._on_exit)
+
+    def _on_exit(self) -> None:
+        self._unwatch()
+        if self._closing:
+            return
+        status = self._process.wait()  # it has exited: this reaps it at once
+        if self._on_reaped is not None:
+            self._on_reaped()
+        how = f"killed by {_signal_name(-status)}" if status < 0 else f"exit code {status}"
+        lived = time.monotonic() - self._started
+        self._quick_deaths = self._quick_deaths + 1 if lived < self.QUICK_DEATH else 0
+        if self._quick_deaths >= self.MAX_QUICK_DEATHS:
+            logger.error(
+                "the guardian (pid %d) died (%s), %d times in a row at start: giving up; if processman is "
+                "killed with SIGKILL now, its processes keep running until its next start",
+                self.pid,
+                how,
+                self._quick_deaths,
+            )
+            return
+        old = self.pid
+        self._close_stdin()
+        try:
+            self._start()
+        except OSError as exc:
+            logger.error(
+                "the guardian (pid %d) died (%s) and a new one cannot start (%s); if processman is "
+                "killed with SIGKILL now, its processes keep running until its next start",
+                old,
+                how,
+                exc,
+            )
+            return
+        logger.error(
+            "the guardian (pid %d) died (%s); started a new one (pid %d) watching %d process group(s)",
+            old,
+            how,
+            self.pid,
+            len(self._groups),
+        )
+
+    def _unwatch(self) -> None:
+        """Stop watching (on the loop's thread); safe to call twice."""
+        fd, self._pidfd = self._pidfd, None
+        if fd is None:
+            return
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(fd)
+        os.close(fd)
 
     def watch_group(self, group: int) -> None:
+        self._groups.add(group)
         self._send(f"+{group}\n")
 
     def forget_group(self, group: int) -> None:
+        self._groups.discard(group)
         self._send(f"-{group}\n")
 
     def _send(self, text: str) -> None:
         stdin = self._process.stdin
         if stdin is None:
             return
-        with contextlib.suppress(OSError, ValueError):
+        with contextlib.suppress(OSError, ValueError):  # a dead guardian: its successor gets every group
             stdin.write(text.encode())
             stdin.flush()
 
-    def close(self) -> None:
-        """Called after a clean stop: the guardian finds nothing left and exits."""
+    def _close_stdin(self) -> None:
         if self._process.stdin is not None:
             with contextlib.suppress(OSError):
                 self._process.stdin.close()
+
+    def close(self) -> None:
+        """Called after a clean stop (from any thread): the guardian finds nothing left and exits."""
+        self._closing = True
+        loop = self._loop
+        if loop is not None and self._pidfd is not None:
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                self._unwatch()
+            else:
+                with contextlib.suppress(RuntimeError):  # a closed loop: nothing watches anymore
+                    loop.call_soon_threadsafe(self._unwatch)
+        self._close_stdin()
         try:
             self._process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 class OrphanReaper:

@@ -25,6 +25,7 @@ import shlex
 import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -102,17 +103,15 @@ class ProcessContext:
     containment: Containment | None = None  # None: tags, process groups and the subreaper
 
 
-class _RunEnd:
-    """Why the owner stopped watching a run (or waiting out a backoff)."""
+class _RunEnd(Enum):
+    """Why the owner stopped watching a run, or waiting out a backoff."""
 
     EXITED = "exited"  # the child exited on its own
     STOP = "stop"  # the user stopped it
     RESTART = "restart"  # a restart was asked for
     UNHEALTHY = "unhealthy"  # the liveness probe failed
-
-
-_START = "start"  # a backoff cut short by start()
-_TIMER = "timer"  # a backoff that ran out
+    START = "start"  # a backoff cut short by start()
+    TIMER = "timer"  # a backoff that ran out
 
 
 class ManagedProcess:
@@ -332,10 +331,10 @@ class ManagedProcess:
                     return
             wait_for_dependencies = False
             outcome, ended = await self._run_once()
-            if ended == _RunEnd.STOP:
+            if ended is _RunEnd.STOP:
                 self._update(status=Status.STOPPED)
                 return
-            if ended == _RunEnd.RESTART:
+            if ended is _RunEnd.RESTART:
                 self._begin_restart(self._take_restart())
                 failures, wait_for_dependencies = 0, True
                 continue
@@ -344,7 +343,8 @@ class ManagedProcess:
             if decision.action is Action.FINISH:
                 await self._finish(outcome)
                 return
-            self._update(status=Status.CRASHED, last_error=outcome.reason + self._last_stderr_hint())
+            hint = self._last_stderr_hint() if outcome.spawned else ""
+            self._update(status=Status.CRASHED, last_error=outcome.reason + hint)
             await self._clear_leftovers()
             if decision.action is Action.GIVE_UP:
                 reason = (
@@ -355,19 +355,19 @@ class ManagedProcess:
                 self._update(status=Status.FAILED, last_error=reason)
                 return
             woken_by = await self._backoff(decision.delay)
-            if woken_by == _RunEnd.STOP:
+            if woken_by is _RunEnd.STOP:
                 self._update(status=Status.STOPPING)
                 self._update(status=Status.STOPPED)
                 return
-            if woken_by == _RunEnd.RESTART:
+            if woken_by is _RunEnd.RESTART:
                 self._begin_restart(self._take_restart())
                 failures, wait_for_dependencies = 0, True
                 continue
-            if woken_by == _START:
+            if woken_by is _RunEnd.START:
                 failures = 0
             self.restart_count += 1
 
-    async def _run_once(self) -> tuple[Outcome, str]:
+    async def _run_once(self) -> tuple[Outcome, _RunEnd]:
         """One run: spawn, watch until it exits or an intent ends it, record the exit."""
         try:
             child = self._spawn()
@@ -381,9 +381,9 @@ class ManagedProcess:
         ended = await self._watch(child)
         status = await child.exited
         code, sig, reason = describe_exit(status)
-        if ended == _RunEnd.UNHEALTHY and self._unhealthy is not None:
+        if ended is _RunEnd.UNHEALTHY and self._unhealthy is not None:
             reason = self._unhealthy
-        elif ended == _RunEnd.RESTART and self._restart_reason is not None:
+        elif ended is _RunEnd.RESTART and self._restart_reason is not None:
             reason = self._restart_reason
         self._unhealthy = None
         expected = ended in (_RunEnd.STOP, _RunEnd.RESTART)
@@ -396,7 +396,7 @@ class ManagedProcess:
             logger.warning("%s: %s after %s", self.config.id, reason, format_duration(child.uptime))
         return Outcome(spawned=True, reason=reason, code=code, signal=sig, uptime=child.uptime), ended
 
-    async def _watch(self, child: Child) -> str:
+    async def _watch(self, child: Child) -> _RunEnd:
         """Wait until the child exits or an intent ends the run (then stop its tree)."""
         monitor: asyncio.Task[None] | None = None
         if HealthMonitor.needed(self.config):
@@ -410,7 +410,7 @@ class ManagedProcess:
             while child.alive:
                 ended = self._intent_for_run()
                 if ended is not None:
-                    if ended != _RunEnd.UNHEALTHY:
+                    if ended is not _RunEnd.UNHEALTHY:
                         self._update(status=Status.STOPPING)
                     await self._terminate(child)
                     return ended
@@ -429,7 +429,7 @@ class ManagedProcess:
         if self._child is not None:
             await self._terminate(self._child)
 
-    def _intent_for_run(self) -> str | None:
+    def _intent_for_run(self) -> _RunEnd | None:
         if self.desired is not Desired.RUNNING:
             return _RunEnd.STOP
         if self._restart_reason is not None:
@@ -438,7 +438,7 @@ class ManagedProcess:
             return _RunEnd.UNHEALTHY
         return None
 
-    async def _backoff(self, delay: float) -> str:
+    async def _backoff(self, delay: float) -> _RunEnd:
         """Wait ``delay`` seconds, or less when an intent comes: returns what ended the wait."""
         deadline = self._clock.monotonic() + delay
         while True:
@@ -447,10 +447,10 @@ class ManagedProcess:
                 return ended
             if self._skip_backoff:
                 self._skip_backoff = False
-                return _START
+                return _RunEnd.START
             left = deadline - self._clock.monotonic()
             if left <= 0:
-                return _TIMER
+                return _RunEnd.TIMER
             await self._wait_for(timeout=left)
 
     async def _dependencies_met(self) -> bool:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from processman.config import ProcessConfig
+from processman.config import ProcessConfig, shown_field
 
 # Changing only the number of instances must not restart the instances that stay.
 _IGNORED = frozenset({"instances"})
@@ -23,17 +24,6 @@ class ReloadPlan:
     def empty(self) -> bool:
         return not (self.added or self.removed or self.changed)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "added": list(self.added),
-            "removed": list(self.removed),
-            "changed": {
-                process_id: {name: {"old": old, "new": new} for name, (old, new) in diff.items()}
-                for process_id, diff in self.changed.items()
-            },
-            "unchanged": list(self.unchanged),
-        }
-
     def summary(self) -> str:
         return (
             f"{len(self.added)} added, {len(self.removed)} removed, {len(self.changed)} changed, "
@@ -42,15 +32,18 @@ class ReloadPlan:
 
 
 def config_diff(old: ProcessConfig, new: ProcessConfig) -> dict[str, tuple[Any, Any]]:
-    """Fields that differ, as reported values (secrets masked), compared on the real values."""
-    old_real, new_real = old.to_dict(mask=False), new.to_dict(mask=False)
-    old_shown, new_shown = old.to_dict(), new.to_dict()
-    names = [name for name in {**old_real, **new_real} if name not in _IGNORED]
-    return {
-        name: (old_shown.get(name), new_shown.get(name))
-        for name in names
-        if old_real.get(name) != new_real.get(name)
-    }
+    """The fields that differ, compared on their values and named and shown as the config file gives
+    them (secrets masked)."""
+    diff: dict[str, tuple[Any, Any]] = {}
+    for attribute in dataclasses.fields(ProcessConfig):
+        name = attribute.name
+        if name in _IGNORED:
+            continue
+        before, after = getattr(old, name), getattr(new, name)
+        if before != after:
+            key, shown_before = shown_field(name, before)
+            diff[key] = (shown_before, shown_field(name, after)[1])
+    return diff
 
 
 def plan_reload(current: Sequence[ProcessConfig], new: Sequence[ProcessConfig]) -> ReloadPlan:

@@ -1,6 +1,7 @@
 """Noticing that the PocketBase which started the supervisor is going away, without polling.
 
-Two signs, whichever comes first (the hook also sets a parent-death signal, handled by the runner):
+Two signs, whichever comes first (the hook also sets a parent-death signal, SIGTERM, handled by the
+runner; it may arrive more than once, and is one orderly stop however often):
 - the stdin pipe PocketBase holds: ``stop`` then end of file when it shuts down on purpose, end of file
   alone when it dies (even by SIGKILL, since the kernel closes its end);
 - a pidfd on the parent process, readable once it has exited.

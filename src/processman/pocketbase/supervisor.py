@@ -1,7 +1,8 @@
 """``processman pocketbase supervise``: the process manager as PocketBase's child.
 
 The hook starts it for ``pocketbase serve`` with three variables: ``PB_HTTP`` (PocketBase's ``--http``
-address), ``PB_DATA_DIR`` (its data folder, absolute) and ``PM_SECRET`` (the shared secret). It runs the
+address), ``PB_DATA_DIR`` (its data folder, absolute) and ``PM_SECRET`` (the shared secret, which the
+supervisor first moves out of its environment, see ``processman.handover``). It runs the
 normal runner with two services: the HTTP API on 127.0.0.1 at a free port, which only accepts the
 secret, and the :class:`PocketBaseBridge`. Its stdout goes nowhere, so it logs to
 ``DATA_DIR/processman/supervisor.log`` and, through the bridge, into PocketBase's own logs.
@@ -29,6 +30,7 @@ from processman.config import CONFIG_FILENAME
 from processman.engine.posix import TagScanner, send_signal
 from processman.environment import PocketBaseInfo
 from processman.errors import AlreadyRunningElsewhere, ProcessmanError
+from processman.handover import HandoverError, take_secrets
 from processman.pocketbase.bridge import PocketBaseBridge
 from processman.pocketbase.mirror import LogMirror, MirrorHandler
 from processman.pocketbase.parent import stdin_is_pipe
@@ -41,6 +43,7 @@ STOP_MARGIN = 3.0  # beyond the longest stopTimeout: the SIGKILL round, the API 
 EXIT_GRACE = 1.0  # after the deadline's SIGKILL, before exiting regardless
 PREVIOUS_RUN_WAIT = 60.0  # a supervisor of the previous PocketBase may still be stopping its sidecars
 LOG_FILE_BYTES = 5 * 1024 * 1024
+SECRET_VARIABLE = "PM_SECRET"
 QUIET_LOGGERS = ("httpx", "httpcore", "uvicorn", "uvicorn.error", "uvicorn.access", "watchfiles")
 
 
@@ -56,7 +59,7 @@ class HookEnvironment:
     data_dir: Path
     secret: str
 
-    VARIABLES = ("PB_HTTP", "PB_DATA_DIR", "PM_SECRET")
+    VARIABLES = ("PB_HTTP", "PB_DATA_DIR", SECRET_VARIABLE)
 
     def __repr__(self) -> str:
         return f"HookEnvironment(http={self.http!r}, data_dir={str(self.data_dir)!r}, secret='****')"
@@ -73,7 +76,7 @@ class HookEnvironment:
         data_dir = Path(environ["PB_DATA_DIR"])
         if not data_dir.is_absolute():
             raise SupervisorSetupError(f"PB_DATA_DIR: expected an absolute path, got {str(data_dir)!r}")
-        return cls(environ["PB_HTTP"], data_dir, environ["PM_SECRET"])
+        return cls(environ["PB_HTTP"], data_dir, environ[SECRET_VARIABLE])
 
     @property
     def pocketbase(self) -> PocketBaseInfo:
@@ -199,8 +202,15 @@ def _parent_speaks(timeout: float) -> bool:
 
 def supervise(environ: Mapping[str, str] | None = None) -> int:
     """Run until PocketBase stops or goes away. Returns the exit code."""
-    hook = HookEnvironment.from_environ(os.environ if environ is None else environ)
-    # The sidecars inherit this environment: the secret must not reach them.
+    if environ is None:
+        # First of all: the secret leaves the environment, even the initial one in /proc (this may
+        # re-execute the supervisor; see processman.handover), so that no sidecar can read it.
+        try:
+            environ = {**os.environ, **take_secrets([SECRET_VARIABLE])}
+        except HandoverError as exc:
+            raise SupervisorSetupError(str(exc)) from exc
+    hook = HookEnvironment.from_environ(environ)
+    # The sidecars inherit this environment: PocketBase's own variables are set for them from `hook`.
     for name in HookEnvironment.VARIABLES:
         os.environ.pop(name, None)
     mirror = LogMirror(log_dir=hook.state_dir / "logs")

@@ -1,0 +1,90 @@
+"""Process configuration: the value objects, the field tables they follow, the loader of
+``pb_processes.json``, its JSON Schema, and the reported (masked) form.
+
+    fields.py   the kinds of value (duration, size, ...): reading, checking, schema, shown form
+    model.py    Probe and ProcessConfig, their field tables, config_to_json
+    loader.py   load_config: a file to configs and problems, never an exception
+    schema.py   json_schema, from the same tables
+    masking.py  secrets in env values, probe URLs and commands, and free text
+"""
+
+from __future__ import annotations
+
+from processman.config.fields import (
+    DEPENDENCY_CONDITIONS,
+    DURATION_EXPECTED,
+    ID_MAX_LENGTH,
+    ID_PATTERN,
+    LIMIT_NAMES,
+    RESTART_POLICIES,
+    SIZE_EXPECTED,
+    Field,
+)
+from processman.config.loader import (
+    CONFIG_FILENAME,
+    MAX_CONFIG_BYTES,
+    ConfigProblem,
+    LoadedConfig,
+    configs_from_dicts,
+    expand_instances,
+    find_cycles,
+    load_config,
+    parse_processes,
+)
+from processman.config.masking import MASK, is_secret_name, mask_command, mask_env, mask_text, mask_url
+from processman.config.model import (
+    FIELDS,
+    LOG_BACKUPS,
+    LOG_MAX_SIZE,
+    MAX_INSTANCES,
+    MAX_LOG_BACKUPS,
+    PROBE_FIELDS,
+    PROCESS_FIELDS,
+    WATCH_DEBOUNCE,
+    Probe,
+    ProcessConfig,
+    config_to_json,
+    probe_to_json,
+    shown_field,
+)
+from processman.config.schema import json_schema
+
+__all__ = [
+    "CONFIG_FILENAME",
+    "DEPENDENCY_CONDITIONS",
+    "DURATION_EXPECTED",
+    "FIELDS",
+    "ID_MAX_LENGTH",
+    "ID_PATTERN",
+    "LIMIT_NAMES",
+    "LOG_BACKUPS",
+    "LOG_MAX_SIZE",
+    "MASK",
+    "MAX_CONFIG_BYTES",
+    "MAX_INSTANCES",
+    "MAX_LOG_BACKUPS",
+    "PROBE_FIELDS",
+    "PROCESS_FIELDS",
+    "RESTART_POLICIES",
+    "SIZE_EXPECTED",
+    "WATCH_DEBOUNCE",
+    "ConfigProblem",
+    "Field",
+    "LoadedConfig",
+    "Probe",
+    "ProcessConfig",
+    "config_to_json",
+    "configs_from_dicts",
+    "expand_instances",
+    "find_cycles",
+    "is_secret_name",
+    "json_schema",
+    "load_config",
+    "mask_command",
+    "mask_env",
+    "mask_text",
+    "mask_url",
+    "parse_processes",
+    "probe_to_json",
+    "shown_field",
+]
