@@ -36,6 +36,9 @@ EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
     "watchPaths": ([["src"]], ["src", [1]]),
     "watchDebounce": (["50ms"], [0.5]),
     "stopTimeout": (["10s"], ["ten"]),
+    "stopSignal": (["SIGTERM", "QUIT", "sigint", "SIGKILL"], ["SIGSTOP", "TERMINATE", "", 15, None]),
+    "type": (["simple", "forking"], ["notify-later", "Forking", None, 1]),
+    "pidFile": (["redis.pid", "/run/app.pid"], ["", 1, None]),
     "minUptime": (["1h"], [10]),
     "maxMemory": (
         ["512MB", "1.5GB", "300K", "1gib", 1024, " 1 MB "],

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from processman.config.fields import (
     RESTART_POLICIES,
+    SERVICE_TYPES,
     Bool,
     Choice,
     Dependencies,
@@ -24,12 +25,14 @@ from processman.config.fields import (
     Kind,
     Limits,
     Problems,
+    SignalName,
     Size,
     Strings,
     Text,
     Whole,
     check_fields,
     read_fields,
+    signal_name,
 )
 from processman.config.masking import mask_command, mask_text
 from processman.errors import ConfigError
@@ -213,7 +216,16 @@ PROCESS_FIELDS: tuple[Field, ...] = (
     Field("devMode", "dev_mode", Bool(), False, "restart when watched files change"),
     Field("watchPaths", "watch_paths", Strings(), (), "paths watched in dev mode (default: cwd)"),
     Field("watchDebounce", "watch_debounce", Duration(), WATCH_DEBOUNCE, "changes folded into one restart"),
-    Field("stopTimeout", "stop_timeout", Duration(), 10.0, "time between SIGTERM and SIGKILL"),
+    Field("stopTimeout", "stop_timeout", Duration(), 10.0, "time between the stop signal and SIGKILL"),
+    Field("stopSignal", "stop_signal", SignalName(), "SIGTERM", "the signal that asks the tree to stop"),
+    Field(
+        "type",
+        "type",
+        Choice(SERVICE_TYPES),
+        "simple",
+        "simple: the started process is the service; forking: it exits 0 after starting a daemon",
+    ),
+    Field("pidFile", "pid_file", Text(), None, "type forking: the daemon's pid file (relative to cwd)"),
     Field("minUptime", "min_uptime", Duration(), 10.0, "a run this long resets the failure count"),
     Field("maxMemory", "max_memory", Size(1), None, "restart above this resident memory"),
     Field("limits", "limits", Limits(), {}, "OS limits applied at spawn", omit_empty=True),
@@ -279,6 +291,11 @@ class ProcessConfig:
     watch_paths: tuple[str, ...] = ()
     watch_debounce: float = _PROCESS_DEFAULT["watch_debounce"]
     stop_timeout: float = _PROCESS_DEFAULT["stop_timeout"]
+    stop_signal: str = _PROCESS_DEFAULT["stop_signal"]  # a name from STOP_SIGNALS ("SIGTERM")
+    # simple: the started process is the service. forking: it exits 0 once its daemon runs, and the
+    # service runs while its tree has members (systemd's Type=forking).
+    type: Literal["simple", "forking"] = _PROCESS_DEFAULT["type"]
+    pid_file: str | None = None  # type forking: where the daemon writes its pid (relative to cwd)
     # A run longer than this is healthy: the failure count resets and the restart is immediate.
     min_uptime: float = _PROCESS_DEFAULT["min_uptime"]
     # Restart when the whole tree's resident memory stays above this many bytes.
@@ -316,6 +333,7 @@ class ProcessConfig:
         if not self.entry:
             object.__setattr__(self, "entry", self.id.partition(":")[0])
         object.__setattr__(self, "cwd", Path(os.path.abspath(self.cwd)))
+        object.__setattr__(self, "stop_signal", signal_name(self.stop_signal))
         if self.dev_mode and not self.watch_paths:
             object.__setattr__(self, "watch_paths", (".",))
 
