@@ -97,15 +97,30 @@ def _setproctitle_setsid(tmp: Path) -> dict[str, Any]:
         """)
 
 
-def _redis(tmp: Path) -> dict[str, Any]:
+def _redis_conf(tmp: Path) -> Path:
     conf = tmp / "redis.conf"
     conf.write_text(
         f"port {free_port()}\nbind 127.0.0.1\ndaemonize yes\npidfile {tmp / 'redis.pid'}\n"
         f'dir {tmp}\nsave ""\nappendonly no\nlogfile {tmp / "redis.log"}\n'
     )
-    # The shell stays, so the run goes on while the daemon lives (type: forking is the other way).
-    script = f"redis-server {conf} && exec sleep 600"
+    return conf
+
+
+def _redis(tmp: Path) -> dict[str, Any]:
+    # The shell stays, so the run goes on while the daemon lives, whatever the containment.
+    script = f"redis-server {_redis_conf(tmp)} && exec sleep 600"
     return {"id": "hider", "command": "/bin/sh", "args": ["-c", script]}
+
+
+def _redis_forking(tmp: Path) -> dict[str, Any]:
+    conf = str(_redis_conf(tmp))
+    return {
+        "id": "hider",
+        "command": "redis-server",
+        "args": [conf],
+        "type": "forking",
+        "pidFile": str(tmp / "redis.pid"),
+    }
 
 
 def _ssh_agent(tmp: Path) -> dict[str, Any]:
@@ -134,6 +149,13 @@ CASES = [
     Case(
         "redis-daemonize",
         _redis,
+        lambda tmp: _read_pid(tmp / "redis.pid"),
+        TAGS_LOSE_PROCESS_TITLE,
+        "redis-server",
+    ),
+    Case(
+        "redis-forking",
+        _redis_forking,
         lambda tmp: _read_pid(tmp / "redis.pid"),
         TAGS_LOSE_PROCESS_TITLE,
         "redis-server",

@@ -33,10 +33,7 @@ process leaves its cgroup before it is reaped.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import errno
 import logging
 import os
@@ -44,6 +41,8 @@ import re
 import signal
 from collections.abc import Sequence
 from pathlib import Path
+
+from processman.engine import inotify
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +52,6 @@ WRAPPER = (
     ' || { echo "processman: cannot enter cgroup $0" >&2; exit 126; }; exec "$@"'
 )
 
-_IN_MODIFY = 0x00000002
-_IN_IGNORED = 0x00008000
 _ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
@@ -205,66 +202,16 @@ def remove(path: Path) -> bool:
     return True
 
 
-class _Inotify:
-    """ctypes binding of inotify_init1 / inotify_add_watch (the standard library has none)."""
-
-    def __init__(self) -> None:
-        self._libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-
-    def open(self) -> int:
-        fd = int(self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC))
-        if fd < 0:
-            number = ctypes.get_errno()
-            raise OSError(number, os.strerror(number))
-        return fd
-
-    def watch(self, fd: int, path: Path, mask: int) -> None:
-        if int(self._libc.inotify_add_watch(fd, os.fsencode(path), mask)) < 0:
-            number = ctypes.get_errno()
-            raise OSError(number, os.strerror(number), str(path))
-
-
-_INOTIFY: _Inotify | None = None
-
-
-def _inotify() -> _Inotify:
-    global _INOTIFY
-    if _INOTIFY is None:
-        _INOTIFY = _Inotify()
-    return _INOTIFY
-
-
-async def wait_empty(path: Path, timeout: float) -> bool:
-    """Wait until no live process is left in ``path`` (``populated 0``), at most ``timeout`` seconds;
-    True when it is empty. An inotify watch on ``cgroup.events`` wakes the loop on each change."""
-    binding = _inotify()
-    fd = binding.open()
-    loop = asyncio.get_running_loop()
-    reading = False
+async def wait_empty(path: Path, timeout: float | None) -> bool:
+    """Wait until no live process is left in ``path`` (``populated 0``), at most ``timeout`` seconds
+    (None: no limit); True when it is empty. ``cgroup.events`` raises an inotify modify event on each
+    change."""
     try:
-        try:
-            binding.watch(fd, path / "cgroup.events", _IN_MODIFY)
-        except FileNotFoundError:
-            return True  # the cgroup is gone: nothing in it
-        if not populated(path):
-            return True
-        emptied: asyncio.Future[None] = loop.create_future()
-
-        def on_change() -> None:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(fd, 4096):
-                    pass
-            if not populated(path) and not emptied.done():
-                emptied.set_result(None)
-
-        loop.add_reader(fd, on_change)
-        reading = True
-        await asyncio.wait([emptied], timeout=timeout)
-        return emptied.done() or not populated(path)
-    finally:
-        if reading:
-            loop.remove_reader(fd)
-        os.close(fd)
+        return await inotify.wait_until(
+            path / "cgroup.events", inotify.IN_MODIFY, lambda: not populated(path), timeout
+        )
+    except FileNotFoundError:
+        return True  # the cgroup is gone: nothing in it
 
 
 class RunCgroup:
@@ -298,7 +245,7 @@ class RunCgroup:
             if wanted:
                 (self.path / "cgroup.subtree_control").write_text(" ".join(f"+{n}" for n in wanted))
         except OSError as exc:
-            logger.info("no per-process %s accounting: %s", "cgroup", exc.strerror or exc)
+            logger.info("no per-process memory and cpu accounting: %s", exc.strerror or exc)
 
     def process(self, key: str) -> Path:
         return self.path / process_cgroup_name(key)

@@ -22,6 +22,7 @@ another system fits beside these two: it implements :class:`Containment` and :cl
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -86,8 +87,9 @@ class ProcessTree(Protocol):
         """SIGKILL to the whole tree without waiting (a stop cancelled part-way)."""
         ...
 
-    async def wait_empty(self, timeout: float) -> bool:
-        """Wait until no process of the tree is left, at most ``timeout``; True when none is."""
+    async def wait_empty(self, timeout: float | None) -> bool:
+        """Wait until no process of the tree is left, at most ``timeout`` (None: no limit); True when
+        none is."""
         ...
 
     def cleanup(self) -> None:
@@ -158,9 +160,15 @@ class TagTree:
         child = self._child
         kill_tree_now(child.pid if child is not None and child.alive else None, self._tag, self._scanner)
 
-    async def wait_empty(self, timeout: float) -> bool:
-        survivors = await wait_for_exit(await self.members(), timeout)
-        return not survivors and not await self.members()
+    async def wait_empty(self, timeout: float | None) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while members := await self.members():
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return False
+            await wait_for_exit(members, left)  # then look again: a member may have forked
+        return True
 
     def cleanup(self) -> None:
         pass
@@ -244,7 +252,7 @@ class CgroupTree:
         self._signal_child(Signals.SIGKILL)
         cgroups.kill(self.path)
 
-    async def wait_empty(self, timeout: float) -> bool:
+    async def wait_empty(self, timeout: float | None) -> bool:
         return await cgroups.wait_empty(self.path, timeout)
 
     def cleanup(self) -> None:

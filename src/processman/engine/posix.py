@@ -158,8 +158,9 @@ def send_signal(pids: Iterable[int], group: int | None, sig: signal.Signals) -> 
             os.kill(pid, sig)
 
 
-async def wait_for_exit(pids: Iterable[int], timeout: float) -> set[int]:
-    """Wait until every pid has exited (or become a zombie), at most ``timeout`` seconds.
+async def wait_for_exit(pids: Iterable[int], timeout: float | None) -> set[int]:
+    """Wait until every pid has exited (or become a zombie), at most ``timeout`` seconds (None: no
+    limit).
 
     Returns the pids still alive. Uses one pidfd per process: no polling.
     """
