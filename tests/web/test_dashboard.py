@@ -193,6 +193,21 @@ def test_child_output_appears_in_the_open_logs_panel(pages: Pages, server: Serve
     page.wait_for_selector("#panel", state="hidden")
 
 
+def test_send_signal_from_the_details_panel(pages: Pages, server: Server) -> None:
+    page = pages.open()
+    sign_in(page, server)
+    row(page, "talker").locator(".name").click()
+    panel = page.locator("#panel")
+    panel.locator(".line.out:has-text('talker ready')").wait_for()
+    pings = panel.locator(".line.out", has_text=re.compile(r"^.*ping \d+$"))
+    before = pings.count()
+    page.select_option("#panel-signal", "USR1")
+    page.click("#panel-send-signal")
+    expect(page.locator(".toast.ok").last).to_have_text("SIGUSR1 sent to talker (1 process).")
+    pings.nth(before).wait_for()  # the talker prints a ping on SIGUSR1
+    page.keyboard.press("Escape")
+
+
 def test_details_show_the_resolved_config_with_secrets_masked(pages: Pages, server: Server) -> None:
     page = pages.open()
     page.goto(server.url)

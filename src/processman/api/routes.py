@@ -80,6 +80,7 @@ class Endpoints:
             Route("/{id}/start", self.start, methods=["POST"], name="start"),
             Route("/{id}/stop", self.stop, methods=["POST"], name="stop"),
             Route("/{id}/restart", self.restart, methods=["POST"], name="restart"),
+            Route("/{id}/signal", self.signal, methods=["POST"], name="signal"),
             Route("/{id}/logs", self.logs, methods=["GET"], name="logs"),
         ]
 
@@ -119,6 +120,25 @@ class Endpoints:
         await self.manager.restart_process(process_id)
         return _message("Process restart initiated", process_id)
 
+    async def signal(self, request: Request) -> Response:
+        """``{"signal": "HUP", "tree": false, "force": false}``: to the main process, or every member."""
+        process_id = self._id(request)
+        body = await _json_object(request)
+        name = body.get("signal")
+        if not isinstance(name, str) or not name:
+            raise _invalid("signal", repr(name), 'a signal name like "HUP" or "SIGUSR1"')
+        flags: dict[str, bool] = {}
+        for flag in ("tree", "force"):
+            value = body.get(flag, False)
+            if not isinstance(value, bool):
+                raise _invalid(flag, repr(value), "true or false")
+            flags[flag] = value
+        sig, count = await self.manager.signal_process(
+            process_id, name, tree=flags["tree"], force=flags["force"]
+        )
+        answer = {"message": f"{sig.name} sent", "id": process_id, "signal": sig.name, "processes": count}
+        return JSONResponse(answer)
+
     async def logs(self, request: Request) -> Response:
         process_id = self._id(request)
         query = request.query_params
@@ -153,6 +173,16 @@ class Endpoints:
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_document(request.scope.get("root_path", "")))
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "The request body is not JSON.") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return body
 
 
 def _message(message: str, process_id: str) -> Response:

@@ -218,18 +218,21 @@ class CgroupTree:
     def spawned(self, child: Spawned) -> None:
         self._child = child
 
-    def _signal_child(self, sig: Signals) -> None:
+    def _signal_child(self, sig: Signals) -> int:
+        """The child, if it has not entered the cgroup yet (once in, it gets the signal as a member:
+        twice would kill a process whose handler is running with the default action)."""
         child = self._child
-        if child is not None and child.alive:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(child.pid, sig)
+        if child is None or not child.alive or child.pid in cgroups.members(self.path):
+            return 0
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child.pid, sig)
+        return 1
 
     async def members(self) -> list[int]:
         return cgroups.members(self.path)
 
     async def signal(self, sig: Signals) -> int:
-        self._signal_child(sig)
-        return cgroups.signal_members(self.path, sig)
+        return self._signal_child(sig) + cgroups.signal_members(self.path, sig)
 
     async def terminate(
         self, sig: Signals, timeout: float, on_escalate: Callable[[int], None] | None = None

@@ -30,7 +30,7 @@ from processman.engine.reload import ReloadPlan, plan_reload
 from processman.engine.resources import ManagerUsage, ResourceSampler
 from processman.engine.states import Desired
 from processman.environment import PocketBaseInfo
-from processman.errors import ConfigError, DuplicateProcess, ProcessNotFound
+from processman.errors import ConfigError, DuplicateProcess, ProcessNotFound, SignalRefused
 from processman.logs import LoggingSink, LogLine
 
 logger = logging.getLogger(__name__)
@@ -268,6 +268,17 @@ class ProcessManager:
         await process.restart("restart requested")
         self._ensure_watcher(process)
 
+    async def signal_process(
+        self, process_id: str, name: str, *, tree: bool = False, force: bool = False
+    ) -> tuple[signal.Signals, int]:
+        """Send signal ``name`` ("HUP", "SIGUSR1", "term") to a process's main pid, or with ``tree`` to
+        every process of its tree. SIGKILL and SIGSTOP bypass the stop ladder (nothing is stopped in
+        order, a stopped tree never ends): they are refused unless ``force``. Returns the signal and how
+        many processes it reached. Raises SignalRefused, ProcessNotFound, ProcessNotRunning."""
+        process = self._get(process_id)
+        sig = parse_signal(name, force=force)
+        return sig, await process.send_signal(sig, tree=tree)
+
     # ---- the whole set ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> ProcessManager:
@@ -461,6 +472,29 @@ class ProcessManager:
             f"watch {config.id}",
         )
         self._watchers[config.id] = (task, stop)
+
+
+# Signals that would bypass the stop ladder: sent only when asked with force.
+FORCE_ONLY = (signal.SIGKILL, signal.SIGSTOP)
+
+
+def parse_signal(name: str, *, force: bool = False) -> signal.Signals:
+    """``"HUP"``, ``"sighup"``, ``"SIGHUP"`` -> SIGHUP. Raises SignalRefused for an unknown name, and
+    for SIGKILL or SIGSTOP without ``force``."""
+    wanted = name.strip().upper()
+    wanted = wanted if wanted.startswith("SIG") else "SIG" + wanted
+    try:
+        sig = signal.Signals[wanted]
+    except KeyError:
+        raise SignalRefused(
+            f"unknown signal {name!r}: expected a name like HUP, TERM, USR1 or SIGQUIT"
+        ) from None
+    if sig in FORCE_ONLY and not force:
+        raise SignalRefused(
+            f"{sig.name} bypasses the stop ladder (use stop, or send it with force: "
+            f'"force": true, or --force)'
+        )
+    return sig
 
 
 async def _logged(coroutine: Awaitable[None], name: str) -> None:

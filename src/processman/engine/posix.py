@@ -150,12 +150,16 @@ class TagScanner:
 
 
 def send_signal(pids: Iterable[int], group: int | None, sig: signal.Signals) -> None:
+    """``sig`` to process group ``group`` and to each of ``pids`` outside it: once each, since a second
+    signal may reach a process whose handler already runs, and Python restores the default action
+    (death) while it exits."""
     if group is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, sig)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
+            if group is None or os.getpgid(pid) != group:
+                os.kill(pid, sig)
 
 
 async def wait_for_exit(pids: Iterable[int], timeout: float | None) -> set[int]:

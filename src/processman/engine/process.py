@@ -44,7 +44,7 @@ from processman.engine.resources import TreeUsage, apply_limits, read_stat
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
 from processman.engine.states import Desired, Status, check_transition
 from processman.environment import PocketBaseInfo, child_environment
-from processman.errors import ManagerNotRunning, ProcessAlreadyRunning, SpawnError
+from processman.errors import ManagerNotRunning, ProcessAlreadyRunning, ProcessNotRunning, SpawnError
 from processman.interpreter import command_line, resolve_interpreter
 from processman.logs import STDERR, SYSTEM, LogFileOptions, ProcessOutput
 
@@ -636,13 +636,15 @@ class ManagedProcess:
         def escalate(survivors: int) -> None:
             message = (
                 f"{survivors} process(es) still running {format_duration(self.config.stop_timeout)} after "
-                f"SIGTERM; sending SIGKILL (raise stopTimeout if the process needs longer to shut down)"
+                f"{self.config.stop_signal}; sending SIGKILL (raise stopTimeout if the process needs longer "
+                "to shut down)"
             )
             logger.warning("%s: %s", self.config.id, message)
             self.output.note(message)
 
         try:
-            await self._tree.terminate(signal.SIGTERM, self.config.stop_timeout, on_escalate=escalate)
+            stop_signal = signal.Signals[self.config.stop_signal]
+            await self._tree.terminate(stop_signal, self.config.stop_timeout, on_escalate=escalate)
             if child.alive:  # killed but not reaped yet
                 await child.exited
         except asyncio.CancelledError:
@@ -650,6 +652,26 @@ class ManagedProcess:
             raise
         self._tree.cleanup()
         self._context.registry.group_gone(child.pid)
+
+    async def send_signal(self, sig: signal.Signals, *, tree: bool = False) -> int:
+        """Send ``sig`` to the main process (the started child, or a forking process's daemon), or with
+        ``tree`` to every process of its tree. Returns how many processes it was sent to. Raises
+        ProcessNotRunning when there is none."""
+        if self._live_run() is None:
+            raise ProcessNotRunning(self.config.id)
+        if tree:
+            count = await self._tree.signal(sig)
+        else:
+            try:
+                os.kill(self.pid, sig)
+                count = 1
+            except ProcessLookupError:
+                count = 0
+        if count == 0:
+            raise ProcessNotRunning(self.config.id)
+        target = f"the tree ({count} process(es))" if tree else f"pid {self.pid}"
+        self.output.note(f"{sig.name} sent to {target}")
+        return count
 
     def kill_now(self) -> None:
         """SIGKILL to the whole tree at once (the manager is being forced down)."""

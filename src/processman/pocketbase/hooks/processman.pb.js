@@ -37,6 +37,8 @@ routerAdd("POST", "/api/pm/{id}/stop", (e) => require(`${__hooks}/processman_lib
   $apis.requireSuperuserAuth())
 routerAdd("POST", "/api/pm/{id}/restart", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "restart"),
   $apis.requireSuperuserAuth())
+routerAdd("POST", "/api/pm/{id}/signal", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "signal"),
+  $apis.requireSuperuserAuth())
 routerAdd("GET", "/api/pm/{id}/logs", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "logs"),
   $apis.requireSuperuserAuth())
 // Every other route of the API. Each method is registered on its own: "*" matches nothing in 0.40, and

@@ -132,6 +132,15 @@ export class Api {
     return this.request("GET", "health");
   }
 
+  /** Sends a signal by name to the main process, or with tree to every process of its tree. */
+  signal(id, name, tree = false) {
+    return call(apiUrl(`${encodeURIComponent(id)}/signal`), {
+      method: "POST",
+      headers: this.session.headers(),
+      body: { signal: name, tree },
+    });
+  }
+
   action(id, verb) {
     return this.request("POST", `${encodeURIComponent(id)}/${verb}`);
   }

@@ -113,6 +113,7 @@ const list = new ProcessList($("#rows"), $("#row-template"), store, {
 
 const panel = new Panel($("#panel"), store, {
   onAction: (id, verb) => runAction(id, verb),
+  onSignal: (id, name, tree) => sendSignal(id, name, tree),
   onClose: () => closeProcess(),
   live: () => live,
 });
@@ -250,6 +251,16 @@ async function runAction(id, verb, { quiet = false } = {}) {
   } finally {
     list.setBusy(id, null);
     if (panel.id === id) panel.setBusy(null);
+  }
+}
+
+async function sendSignal(id, name, tree) {
+  try {
+    const answer = await api.signal(id, name, tree);
+    toast(`${answer.signal} sent to ${id} (${answer.processes} process${answer.processes === 1 ? "" : "es"}).`, "ok");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) signOut(authMessage(error));
+    toast(`Sending ${name} to ${id} failed: ${error.message}`, "error");
   }
 }
 
