@@ -31,11 +31,11 @@ import psutil
 import pytest
 
 import processman
-from processman import ProcessManager
+from processman import ProcessConfig, ProcessManager
 from processman.engine import cgroups
 from processman.engine.containment import ContainmentError, choose
 from processman.engine.posix import TagScanner
-from tests.conftest import alive, config, free_port, wait_for
+from tests.conftest import alive, config, free_port, wait_for, wait_until
 
 CGROUPS = cgroups.find_mount() is not None and os.geteuid() == 0
 needs_cgroups = pytest.mark.skipif(not CGROUPS, reason="needs cgroup v2 and root")
@@ -460,3 +460,23 @@ async def test_a_stop_right_after_the_start_stops_a_child_not_yet_in_its_cgroup(
         await manager.start_process("quick")
         await asyncio.wait_for(manager.stop_process("quick"), 10)
     assert manager.containment.name == "cgroup"
+
+
+@needs_cgroups
+async def test_resource_figures_count_the_members_that_lost_their_tag(
+    manager_factory: Callable[..., ProcessManager], tmp_path: Path
+) -> None:
+    # The sampler finds a tree by its tag and group; the cgroup lists the rest.
+    entry = _untagged_setsid(tmp_path)
+    hider = ProcessConfig(id="hider", command=entry["command"], args=tuple(entry["args"]))
+    manager = manager_factory(hider, containment="cgroup", metrics_interval=0.1)
+    await manager.start()
+    escapee = await asyncio.to_thread(wait_for, lambda: _read_pid(tmp_path / "escapee"), 20, "the escapee")
+    assert alive(escapee)
+
+    def counted() -> bool:
+        usage = manager.state("hider")
+        process = manager._processes["hider"]
+        return usage.pid != 0 and process.usage is not None and process.usage.processes == 2
+
+    await wait_until(manager, counted, what="both processes counted")

@@ -72,6 +72,11 @@ class ProcessTree(Protocol):
         """Every live process of the tree."""
         ...
 
+    def listed(self) -> list[int]:
+        """The members the containment lists without scanning /proc (a cgroup: ``cgroup.procs``);
+        [] when only a scan finds them (tags). Cheap: the resource sampler calls it every sample."""
+        ...
+
     async def signal(self, sig: Signals) -> int:
         """Send ``sig`` to every member; returns how many were sent it."""
         ...
@@ -145,6 +150,9 @@ class TagTree:
 
     async def members(self) -> list[int]:
         return await self._scanner.tree(self._tag, self._group)
+
+    def listed(self) -> list[int]:
+        return []
 
     async def signal(self, sig: Signals) -> int:
         targets = await self.members()
@@ -229,6 +237,9 @@ class CgroupTree:
         return 1
 
     async def members(self) -> list[int]:
+        return cgroups.members(self.path)
+
+    def listed(self) -> list[int]:
         return cgroups.members(self.path)
 
     async def signal(self, sig: Signals) -> int:

@@ -653,6 +653,10 @@ class ManagedProcess:
         self._tree.cleanup()
         self._context.registry.group_gone(child.pid)
 
+    def listed_members(self) -> list[int]:
+        """For the resource sampler: the members its containment lists without a scan."""
+        return self._tree.listed() if self._live_run() is not None else []
+
     async def send_signal(self, sig: signal.Signals, *, tree: bool = False) -> int:
         """Send ``sig`` to the main process (the started child, or a forking process's daemon), or with
         ``tree`` to every process of its tree. Returns how many processes it was sent to. Raises
