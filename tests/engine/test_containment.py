@@ -291,6 +291,7 @@ def test_nothing_is_left(case: Case, containment: str, scenario: str, tmp_path: 
         if second is not None:
             second.close()
         _kill(escapee)
+        _kill(case.escapee(tmp_path))  # the second run's, which the tag containment loses too
         _remove_cgroup(_run_cgroup(data))
 
 
@@ -412,6 +413,7 @@ def test_unprivileged_manager_in_a_delegated_cgroup(
         if second is not None:
             second.close()
         _kill(escapee)
+        _kill(_read_pid(out))  # the second run's, which the tag containment loses too
 
 
 # ---- the pieces ------------------------------------------------------------------------------------
