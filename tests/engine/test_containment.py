@@ -266,6 +266,7 @@ def test_nothing_is_left(case: Case, containment: str, scenario: str, tmp_path: 
     escapee: int | None = None
     second: Serve | None = None
     try:
+        serve.wait_for_line(f"containment: {containment} (")  # serve's start-up line says which
         serve.wait_for_line("started pid")
         escapee = wait_for(lambda: case.escapee(tmp_path), 20, f"the {case.name} descendant")
         assert escapee is not None and alive(escapee)
