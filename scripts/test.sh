@@ -30,6 +30,17 @@ if [ -n "$missing" ]; then
     fi
 fi
 
+# systemd-notify (Debian's systemd package) for the sd_notify tests; no systemd needs to run.
+if ! command -v systemd-notify >/dev/null 2>&1; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing systemd-notify (Debian package systemd) for the sd_notify tests"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null
+    else
+        echo "== systemd-notify is missing: its tests are skipped (apt-get install -y systemd)" >&2
+    fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi

@@ -24,11 +24,13 @@ from processman.config import (
 # For each field: values the loader and the schema both accept, and values both refuse.
 EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
     "id": (["a", "web.1", "A-b_c", "x" * 64], ["", "-a", "a b", "a/b", "x" * 65, 5, None]),
+    "group": (["ai", "Workers.2", "a-b_c"], ["", "1ai", "-a", "a:b", "a b", "x" * 65, 5, None]),
     "script": (["app.py"], ["", 5, None, ["a"], "a\0b"]),
     "command": (["true"], ["", 5, None, "a\0b"]),
     "args": ([[], ["-c", "x"]], ["x", [1], None, ["a\0"]]),
     "cwd": ([".", "sub/dir"], ["", 5, "a\0"]),
     "env": ([{}, {"A": "1", "PORT": 8000, "F": 1.5}], [[], "A=1", {"A": [1]}, {"A": None}, {"A=B": "1"}]),
+    "envFile": ([".env", ["a.env", "/etc/b.env"], []], ["", [""], 5, [1], None, "a\0", {"a": 1}]),
     "interpreter": (["auto", "python3"], ["", 3]),
     "maxRetries": ([-1, 0, 10], [-2, "3", 1.5, True]),
     "backoff": (["500ms", "2s", "1m30s", "0s"], ["fast", 5, "10", "1d", "-1s", "", "5 s"]),
@@ -37,7 +39,6 @@ EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
     "watchDebounce": (["50ms"], [0.5]),
     "stopTimeout": (["10s"], ["ten"]),
     "stopSignal": (["SIGTERM", "QUIT", "sigint", "SIGKILL"], ["SIGSTOP", "TERMINATE", "", 15, None]),
-    "type": (["simple", "forking"], ["notify-later", "Forking", None, 1]),
     "pidFile": (["redis.pid", "/run/app.pid"], ["", 1, None]),
     "minUptime": (["1h"], [10]),
     "maxMemory": (
@@ -78,6 +79,29 @@ EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
     "restart": (["always", "on-failure", "never"], ["sometimes", None, 1]),
     "logMaxSize": (["50MB", "0", 0, 1], ["big", -1]),
     "logBackups": ([0, 5, 100], [-1, 101, "5"]),
+    "type": (["simple", "notify", "forking"], ["oneshot", "Forking", "", 1, None]),
+    "watchdogSec": (["30s", "500ms"], [30, "soon", "-1s"]),
+    "notify": (
+        [
+            [],
+            [{"webhook": "https://hooks.slack.com/services/T/B/x", "format": "slack"}],
+            [{"command": ["notify-send", "x"], "events": ["crashed", "failed"]}],
+            [{"email": "ops@example.com", "stormRestarts": 3, "stormWindow": "1m"}],
+        ],
+        [
+            {},
+            [{}],
+            [{"webhook": "ftp://x"}],
+            [{"webhook": "http://x", "command": ["a"]}],
+            [{"command": []}],
+            [{"email": "not an address"}],
+            [{"webhook": "http://x", "format": "teams"}],
+            [{"command": ["a"], "format": "slack"}],
+            [{"webhook": "http://x", "events": ["exploded"]}],
+            [{"webhook": "http://x", "stormRestarts": 1}],
+            [{"webhook": "http://x", "retries": 3}],
+        ],
+    ),
 }
 
 

@@ -145,3 +145,15 @@ async def test_the_watch_reports_a_hostile_edit_and_applies_a_later_good_one(
     path.write_text(json.dumps([python_entry("a", SLEEPER), python_entry("b", SLEEPER)]))
     await wait_until(manager, lambda: manager.ids == ["a", "b"], what="the good edit applied")
     await wait_until(manager, lambda: manager.state("b").status is Status.RUNNING, what="b running")
+
+
+def test_reading_a_folder_or_a_fifo_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    # The config is read again at every reload: a descriptor left open each time would add up.
+    folder = tmp_path / "folder.json"
+    folder.mkdir()
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    before = len(os.listdir("/proc/self/fd"))
+    for path in (folder, fifo) * 20:
+        assert load_config(path).errors
+    assert len(os.listdir("/proc/self/fd")) == before

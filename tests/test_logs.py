@@ -64,7 +64,10 @@ async def test_ring_keeps_the_last_1000_lines_oldest_first(manager_factory: Fact
     assert [line.content for line in manager.logs("count", 3)] == ["1497", "1498", "1499"]
     assert [line.content for line in manager.logs_since("count", 1498)] == ["1498", "1499"]
     first = line_to_json(lines[0])
-    assert set(first) == {"timestamp", "processId", "stream", "content"} and first["processId"] == "count"
+    assert (
+        set(first) == {"timestamp", "processId", "stream", "content", "level"}
+        and first["processId"] == "count"
+    )
 
 
 async def test_stdout_is_info_and_stderr_is_error_in_python_logging(

@@ -1,10 +1,13 @@
-"""The environment a child starts with (SPEC 5): the manager's, then PocketBase's, then the config's."""
+"""The environment a child starts with (SPEC 5): the manager's, then PocketBase's, then the config's
+``envFile`` files, then its ``env`` (each wins over the ones before)."""
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 
 _TEMPLATE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$([A-Za-z_][A-Za-z0-9_]*)")
 
@@ -58,14 +61,29 @@ def child_environment(
     *,
     pocketbase: PocketBaseInfo | None,
     tag: str,
+    file_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     # processman's own credentials are not the sidecars' business.
     env = {name: value for name, value in base.items() if name not in PRIVATE_VARIABLES}
     if pocketbase is not None:
         env.update(pocketbase.variables())
+    # ``env`` may quote what an envFile holds: "postgres://app:${DB_PASSWORD}@db/app".
+    source = {**base, **file_env} if file_env else base
+    if file_env:
+        env.update(file_env)
     for name, value in config_env.items():
-        env[name] = expand(value, base)
+        env[name] = expand(value, source)
     # Unbuffered Python output reaches the logs as it is written; other programs ignore it.
     env.setdefault("PYTHONUNBUFFERED", "1")
     env[TAG_VARIABLE] = tag
     return env
+
+
+def activate_venv(env: MutableMapping[str, str], venv: Path, bin_folder: str = "bin") -> None:
+    """What ``source <venv>/bin/activate`` does: ``VIRTUAL_ENV`` set, the virtualenv's ``bin`` first on
+    ``PATH`` (once), ``PYTHONHOME`` unset. It overrides a virtualenv processman itself runs in."""
+    bin_path = str(venv / bin_folder)
+    rest = [entry for entry in env.get("PATH", os.defpath).split(os.pathsep) if entry and entry != bin_path]
+    env["PATH"] = os.pathsep.join([bin_path, *rest])
+    env["VIRTUAL_ENV"] = str(venv)
+    env.pop("PYTHONHOME", None)

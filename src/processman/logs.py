@@ -7,6 +7,7 @@ falls behind and counts what it dropped.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import functools
@@ -21,10 +22,13 @@ from itertools import count, repeat
 from pathlib import Path
 
 from processman.engine.events import Event, EventBus, LogLines
+from processman.levels import levels_of
 
 MAX_LINE = 64 * 1024
 SPLIT_MARKER = " [line continues]"
 RING_CAPACITY = 1000
+# A line redrawn with carriage returns is shown at most this often per process (five times a second).
+PARTIAL_INTERVAL = 0.2
 # The streams of a process's log: what the child wrote, and processman's own notes about it.
 STDOUT, STDERR, SYSTEM = "stdout", "stderr", "system"
 
@@ -53,38 +57,78 @@ def _whole_second(second: int) -> str:
 
 
 class LineSplitter:
-    """Turns a byte stream into text lines: UTF-8 with replacement, ``\\r\\n`` folded, long lines split."""
+    """Turns a byte stream into text lines: UTF-8 with replacement, ``\r\n`` folded, long lines split.
+
+    A carriage return inside a line redraws it (a progress bar): the line's text is its last non-empty
+    piece, and while such a line is unfinished ``partial`` holds its latest state. Only that state is
+    kept, so a bar redrawn for hours never piles up into a huge line.
+    """
 
     def __init__(self) -> None:
         self._pending = b""
+        # The latest state of the unfinished line, when a carriage return redrew it; None otherwise.
+        self.partial: str | None = None
 
     def feed(self, data: bytes) -> list[str]:
         buffer = self._pending + data if self._pending else data
         end = buffer.rfind(b"\n")
         if end < 0:
             self._pending = buffer
-            return self._split_pending()
+            return self._settle_pending()
         self._pending = buffer[end + 1 :]
         text = buffer[: end - 1 if buffer[end - 1 : end] == b"\r" else end].decode("utf-8", "replace")
         if "\r" in text:  # a scan for "\r" costs a tenth of what replace costs when there is none
             text = text.replace("\r\n", "\n")
         lines = text.split("\n")
+        if "\r" in text:  # carriage returns inside lines: redrawn lines (progress bars)
+            lines = [_redrawn(line) if "\r" in line else line for line in lines]
         if end > MAX_LINE and max(map(len, lines)) * 4 > MAX_LINE:
             lines = [piece for line in lines for piece in _split_long(line)]
-        return lines + self._split_pending() if len(self._pending) > MAX_LINE else lines
+        pieces = self._settle_pending()
+        return lines + pieces if pieces else lines
+
+    def _settle_pending(self) -> list[str]:
+        """Keeps only the latest state of a redrawn unfinished line; splits a pending line that grew
+        past MAX_LINE."""
+        pending = self._pending
+        if b"\r" not in pending:
+            self.partial = None
+        else:
+            # A \r at the very end may be the first half of \r\n: only one before the text redraws.
+            text = pending.rstrip(b"\r")
+            cut = text.rfind(b"\r")
+            if cut < 0:
+                self.partial = None
+            else:
+                self._pending = pending = pending[cut:]
+                self.partial = text[cut + 1 :].decode("utf-8", "ignore") or None
+        return self._split_pending() if len(pending) > MAX_LINE else []
 
     def _split_pending(self) -> list[str]:
         pieces = []
         while len(self._pending) > MAX_LINE:
             cut = _boundary(self._pending, MAX_LINE)
-            pieces.append(self._pending[:cut].decode("utf-8", "replace") + SPLIT_MARKER)
+            pieces.append(_redrawn(self._pending[:cut].decode("utf-8", "replace")) + SPLIT_MARKER)
             self._pending = self._pending[cut:]
+        self.partial = None
         return pieces
 
     def flush(self) -> list[str]:
         """What remains at end of file: a last line without a newline."""
         rest, self._pending = self._pending, b""
-        return [rest.decode("utf-8", "replace").rstrip("\r")] if rest else []
+        self.partial = None
+        if not rest.rstrip(b"\r"):
+            return []
+        return [_redrawn(rest.decode("utf-8", "replace"))]
+
+
+def _redrawn(line: str) -> str:
+    """What a terminal would leave of a line redrawn with carriage returns: its last non-empty piece
+    (tqdm and pip pad each state to cover the previous one)."""
+    for piece in reversed(line.split("\r")):
+        if piece:
+            return piece
+    return ""
 
 
 def _boundary(data: bytes, limit: int) -> int:
@@ -227,6 +271,10 @@ class ProcessOutput:
         self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
         self._files: dict[str, RotatingFile] = {}
         self._on_file_problem = on_file_problem
+        # Redrawn lines: the state each stream's last partial event showed, and the rate limit.
+        self._partial_shown: dict[str, str] = {}
+        self._partial_at = float("-inf")
+        self._partial_timer: asyncio.TimerHandle | None = None
         if files is not None:
             for stream, suffix in (("stdout", "out"), ("stderr", "err")):
                 path = files.folder / f"{process_id}.{suffix}.log"
@@ -245,10 +293,37 @@ class ProcessOutput:
         file = self._files.get(stream)
         if file is not None:
             file.write(data)
-        self._add(stream, self._splitters[stream].feed(data))
+        splitter = self._splitters[stream]
+        self._add(stream, splitter.feed(data))
+        if splitter.partial is not None and splitter.partial != self._partial_shown.get(stream):
+            self._partial_due()
 
     def end(self, stream: str) -> None:
         self._add(stream, self._splitters[stream].flush())
+
+    def _partial_due(self) -> None:
+        """A redrawn line changed: show it now, or when the rate limit allows (even if nothing more
+        comes, so a bar that stalls still shows where it stopped)."""
+        if self._partial_timer is not None:
+            return
+        wait = self._partial_at + PARTIAL_INTERVAL - time.monotonic()
+        if wait > 0:
+            try:
+                self._partial_timer = asyncio.get_running_loop().call_later(wait, self._show_partials)
+                return
+            except RuntimeError:  # fed outside an event loop (a test, a library user): show it now
+                pass
+        self._show_partials()
+
+    def _show_partials(self) -> None:
+        self._partial_timer = None
+        self._partial_at = time.monotonic()
+        for stream, splitter in self._splitters.items():
+            text = splitter.partial
+            if text is not None and text != self._partial_shown.get(stream):
+                self._partial_shown[stream] = text
+                event = LogLines(self.process_id, stream, self._next_seq, time.time(), (text,), partial=True)
+                self._bus.publish(event)
 
     def note(self, text: str) -> None:
         """A line from the manager itself about this process: the ``system`` stream, kept apart from
@@ -266,6 +341,7 @@ class ProcessOutput:
     def _add(self, stream: str, lines: list[str]) -> None:
         if not lines:
             return
+        self._partial_shown.pop(stream, None)  # the redrawn line, if any, is finished
         now = time.time()
         first = self._next_seq
         self._next_seq += len(lines)
@@ -273,6 +349,15 @@ class ProcessOutput:
         start = first + len(lines) - len(kept)
         self._ring.extend(zip(count(start), repeat(now), repeat(stream), kept, strict=False))
         self._bus.publish(LogLines(self.process_id, stream, first, now, tuple(lines)))
+
+    def partial_lines(self) -> list[LogLines]:
+        """The partial events last shown whose lines are still unfinished."""
+        now = time.time()
+        return [
+            LogLines(self.process_id, stream, self._next_seq, now, (text,), partial=True)
+            for stream, text in self._partial_shown.items()
+            if self._splitters[stream].partial is not None
+        ]
 
     def tail(self, lines: int) -> list[LogLine]:
         """The last ``lines`` lines, oldest first."""
@@ -291,15 +376,31 @@ class ProcessOutput:
         return sum(file.dropped_bytes for file in self._files.values())
 
     def close(self) -> None:
+        if self._partial_timer is not None:
+            self._partial_timer.cancel()
+            self._partial_timer = None
         for file in self._files.values():
             file.close()
 
 
+_LOGGING_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
+
+
 def _log_each_line(event: LogLines) -> None:
-    level = logging.ERROR if event.stream == STDERR else logging.INFO
-    if output_logger.isEnabledFor(level):
-        extra = {"process_id": event.process_id, "stream": event.stream}
-        for line in event.lines:
+    if event.partial:  # logging keeps finished lines only
+        return
+    # Each line at its own level (uvicorn's INFO on stderr is INFO), else stderr ERROR and stdout INFO.
+    default = logging.ERROR if event.stream == STDERR else logging.INFO
+    levels = levels_of(event.lines, event.stream)
+    extra = {"process_id": event.process_id, "stream": event.stream}
+    for index, line in enumerate(event.lines):
+        level = _LOGGING_LEVELS[levels[index]] if levels else default
+        if output_logger.isEnabledFor(level):
             output_logger.log(level, "%s", line, extra=extra)
 
 

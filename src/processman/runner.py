@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from processman.engine.events import LogLines
 from processman.engine.manager import ManagerOptions, ProcessManager
 from processman.engine.posix import TagScanner, send_signal
 from processman.environment import PocketBaseInfo
+from processman.notify import EmailSender
+from processman.preflight import check_environment
 
 logger = logging.getLogger("processman")
 
@@ -45,6 +48,7 @@ class ServeSettings:
     watch_config: bool = True  # apply changes to the config file while running
     output_echo: Callable[[LogLines], None] | None = None  # prints child output (None: not shown)
     log_drops: Callable[[], Mapping[str, int]] | None = None  # lines a console dropped, by consumer
+    email_sender: EmailSender | None = None  # sends "email" notifications (PocketBase mode)
 
     @property
     def state_dir(self) -> Path:
@@ -59,6 +63,17 @@ def report_config(loaded: LoadedConfig) -> None:
     for problem in loaded.problems:
         log = logger.error if problem.severity == "error" else logger.warning
         log("%s", problem)
+    # What they name must exist too; the engine says why each of these fails when it tries to start it.
+    missing = check_environment(loaded, os.environ)
+    if missing:
+        logger.warning(
+            "%d process(es) configured in %s; %d cannot start: %s",
+            len(loaded.processes),
+            loaded.path,
+            len(missing),
+            ", ".join(problem.entry for problem in missing),
+        )
+        return
     logger.info("%d process(es) configured in %s", len(loaded.processes), loaded.path)
 
 
@@ -124,6 +139,8 @@ class Runner:
                 log_output=self.settings.output_echo is not None,
                 output_echo=self.settings.output_echo,
                 log_drops=self.settings.log_drops,
+                notify=loaded.notify,
+                email_sender=self.settings.email_sender,
             )
             self.manager = manager = ProcessManager(loaded.processes, options)
             # Only the HTTP API reads the figures here, and it says when: sample slowly otherwise.

@@ -111,7 +111,7 @@ async def test_logs_default_to_the_last_100_oldest_first(served: Served) -> None
     assert response.status_code == 200
     lines = response.json()
     assert len(lines) == 100
-    assert set(lines[0]) == {"timestamp", "processId", "stream", "content"}
+    assert set(lines[0]) == {"timestamp", "processId", "stream", "content", "level"}
     assert lines[-1] == {**lines[-1], "processId": "echo", "stream": "stderr", "content": "the last line"}
     assert [line["content"] for line in lines[:2]] == ["line 1101", "line 1102"]
 

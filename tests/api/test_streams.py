@@ -13,7 +13,7 @@ import pytest
 
 from processman import ProcessManager
 from processman.api import AdminToken
-from processman.api.streams import StreamHub, log_stream, status_stream
+from processman.api.streams import StreamHub, log_stream, merged_log_stream, status_stream
 from tests.api.conftest import TICKER, TOKEN, EventReader, Served, running, serving
 from tests.conftest import config, wait_until
 
@@ -226,3 +226,36 @@ async def test_a_reload_that_removes_a_process_ends_its_stream_and_resends_the_l
         snapshot = await status.until(lambda event: event.event == "snapshot")
         assert [state["id"] for state in json.loads(snapshot.data)] == ["ticker", "echo"]
     assert (await served.client.get("/api/pm/idle/logs")).status_code == 404
+
+
+async def test_a_slow_reader_of_merged_logs_catches_up_on_every_process(
+    manager_factory: Callable[..., ProcessManager],
+) -> None:
+    code = """
+        import time
+        for i in range(40):
+            print(f"n {i}", flush=True)
+            time.sleep(0.005)
+        time.sleep(3600)
+    """
+    manager = manager_factory(config("a", code), config("b", code))
+    hub = StreamHub(queue_size=2)
+    stream = merged_log_stream(manager, hub, lambda: manager.ids, lines=1000)
+    assert (await anext(stream)).startswith("retry:")
+    await manager.start()  # subscribed before the first line, through a queue of two events
+    received: dict[str, list[int]] = {"a": [], "b": []}
+
+    def take(chunk: str) -> None:
+        assert "event: dropped" not in chunk
+        for text in chunk.splitlines():
+            if text.startswith("data: "):
+                line = json.loads(text.removeprefix("data: "))
+                received[line["processId"]].append(line["seq"])
+
+    take(await anext(stream))  # whatever was written before this
+    await wait_until(manager, lambda: min(map(manager.last_log_seq, "ab")) >= 40, what="40 lines each")
+    while min(len(seqs) for seqs in received.values()) < 40:
+        take(await asyncio.wait_for(anext(stream), 5))
+    await stream.aclose()
+    assert received == {"a": list(range(1, 41)), "b": list(range(1, 41))}, "every line once, in order"
+    assert hub.catch_ups >= 1 and len(hub) == 0

@@ -128,6 +128,7 @@ def test_system_lines_keep_their_stream() -> None:
         "processId": "web",
         "stream": "system",
         "content": "restarting: restart requested",
+        "level": "info",
     }
 
 

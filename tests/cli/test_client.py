@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from processman.cli.client import format_line, format_table
 from tests.api.conftest import SECRET_VALUE, free_port
 from tests.cli import assert_follow_shows_a_new_tick
 from tests.cli.imports import SERVER_MODULES, run_command
+from tests.conftest import wait_for
 
 TICKER = """
 import itertools, time
@@ -49,12 +51,18 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data_dir = tmp_path_factory.mktemp("cli") / "pb_data"
     data_dir.mkdir()
     processes = [
-        {"id": "ticker", "command": sys.executable, "args": ["-u", "-c", textwrap.dedent(TICKER)]},
+        {
+            "id": "ticker",
+            "command": sys.executable,
+            "args": ["-u", "-c", textwrap.dedent(TICKER)],
+            "group": "bg",
+        },
         {
             "id": "idle",
             "command": sys.executable,
             "args": ["-c", "import time; time.sleep(3600)"],
             "env": {"OPENAI_API_KEY": SECRET_VALUE},
+            "group": "bg",
         },
         {"id": "broken", "command": "/nonexistent/agent-binary", "maxRetries": 0},
     ]
@@ -128,7 +136,18 @@ def test_list_prints_a_table(server: Server) -> None:
     result = cli(server, "list")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["ID", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST", "ERROR"]
+    assert lines[0].split() == [
+        "ID",
+        "STATUS",
+        "PID",
+        "UPTIME",
+        "RESTARTS",
+        "LAST",
+        "ERROR",
+        "/",
+        "STATUS",
+        "TEXT",
+    ]
     rows = {line.split()[0]: line for line in lines[1:-1]}
     assert list(rows) == ["ticker", "idle", "broken"]
     assert lines[-1].split()[:2] in (["containment:", "cgroup"], ["containment:", "tags"])
@@ -319,3 +338,87 @@ def test_a_server_that_is_not_processman(server: Server) -> None:
     assert one_error_line(result).endswith(
         "did not answer /api/pm/list with JSON: is it a processman server?"
     )
+
+
+def test_logs_without_an_id_interleaves_every_process(server: Server) -> None:
+    wait_status(server, "broken", "failed")
+    result = cli(server, "logs", "-n", "1000")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split(maxsplit=3) for line in result.stdout.splitlines()]
+    assert {"ticker", "broken"} <= {row[1] for row in rows}
+    assert any(row[1] == "broken" and "not found" in row[3] for row in rows), "processman's note on broken"
+    stamps = [row[0] for row in rows]
+    assert stamps == sorted(stamps), "one timeline, oldest first"
+
+
+def test_logs_since_and_grep_narrow_what_is_shown(server: Server) -> None:
+    wait_for(lambda: cli(server, "logs", "ticker", "-n", "60").stdout.count("\n") == 60, 20, "60 ticks")
+    matching = cli(server, "logs", "ticker", "--grep", r"tick \d*7$")
+    assert matching.returncode == 0, matching.stderr
+    shown = matching.stdout.splitlines()
+    assert shown and all(line.endswith("7") for line in shown)
+    assert cli(server, "logs", "--since", "1h", "-n", "3").stdout.count("\n") == 3
+    everything = cli(server, "logs", "ticker", "-n", "1000").stdout.splitlines()
+    recent = cli(server, "logs", "ticker", "--since", "1s").stdout.splitlines()
+    assert 0 < len(recent) < len(everything), "only the last second's lines"
+    bad = cli(server, "logs", "--since", "a while")
+    assert bad.returncode == 2 and "expected a duration like" in bad.stderr
+    assert cli(server, "logs", "--grep", "(").returncode == 2
+
+
+def test_logs_follow_without_an_id_filters_live_lines(server: Server) -> None:
+    follower = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "processman", "logs", "-f", "-n", "0"),
+            *("--grep", r"tick \d*3$", "--dir", str(server.data_dir)),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(server),
+    )
+    try:
+        assert follower.stdout is not None
+        for _ in range(2):
+            line = follower.stdout.readline()
+            assert " ticker | tick " in line and line.rstrip().endswith("3"), line
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=10) == 130
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+        follower.communicate()
+
+
+def test_describe_shows_one_process_on_one_screen(server: Server) -> None:
+    result = cli(server, "describe", "idle")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout
+    sections = ("State", "Config", "Environment (secrets masked)", "Resources", "Recent exits", "Last 10")
+    for section in sections:
+        assert f"\n{section}" in text, section
+    assert "OPENAI_API_KEY  ****" in text and SECRET_VALUE not in text
+    assert re.search(r"\n  group +bg\n", text)
+    assert "memory" in text and "desired: running" in text
+    broken = cli(server, "describe", "broken")
+    assert "gave up after 1 consecutive failed starts" in broken.stdout
+    assert "code" in broken.stdout.split("Recent exits")[1] or "cannot start" in broken.stdout
+    missing = cli(server, "describe", "nobody")
+    assert missing.returncode == 1 and "unknown process id 'nobody'" in missing.stderr
+
+
+def test_a_group_is_acted_on_as_one(server: Server) -> None:
+    wait_status(server, "idle", "running")
+    result = cli(server, "restart", "group:bg")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "group:bg: Group restart initiated (ticker, idle)"
+    wait_status(server, "ticker", "running")
+    shown = cli(server, "logs", "group:bg", "-n", "20").stdout
+    assert " ticker | " in shown and " broken " not in shown
+    listed = cli(server, "list", "group:bg")
+    assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == ["ticker", "idle"]
+    assert cli(server, "list", "group:nobody").stdout == "no process is in group:nobody\n"
+    assert cli(server, "list", "bg").returncode == 2
+    missing = cli(server, "stop", "group:nobody")
+    assert missing.returncode == 1
+    assert one_error_line(missing) == "Error: no process is in group 'nobody' (see `processman list`)"

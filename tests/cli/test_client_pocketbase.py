@@ -3,7 +3,9 @@ commands, and ``logs -f`` over PocketBase realtime (streams cannot pass through 
 
 from __future__ import annotations
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -50,3 +52,38 @@ def test_the_client_works_through_pocketbase(pocketbase: PocketBase) -> None:
     assert "not authorised: the token is not a superuser's" in user.stderr
 
     assert_follow_shows_a_new_tick(env)
+
+    # Every process's lines over realtime (one topic per process), and describe, through PocketBase.
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "processman", "logs", "-f", "-n", "0", "--grep", "tick"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert follower.stdout is not None
+        line = follower.stdout.readline()
+        assert " ticker | tick " in line, line
+        follower.send_signal(signal.SIGINT)
+        assert follower.wait(timeout=10) == 130
+    finally:
+        if follower.poll() is None:
+            follower.kill()
+        follower.communicate()
+    described = cli("describe", "ticker")
+    assert described.returncode == 0, described.stderr
+    assert "Recent exits" in described.stdout and "restart requested" in described.stdout
+
+    # The supervisor records PocketBase's address (not its own private API's) in the data folder.
+    record = json.loads((pocketbase.data_dir / "processman" / "server.json").read_text())
+    assert (record["url"], record["pocketbase"]) == (pocketbase.url, True)
+    found = {key: value for key, value in env.items() if key != "PROCESSMAN_URL"}
+    command = [sys.executable, "-m", "processman", "list", "--dir", str(pocketbase.data_dir)]
+    listed = subprocess.run(command, capture_output=True, text=True, timeout=60, env=found)
+    assert listed.returncode == 0, listed.stderr
+    del found["PROCESSMAN_TOKEN"]
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=60, env=found)
+    assert refused.returncode == 4
+    assert f"no token: {pocketbase.url} is PocketBase" in refused.stderr
+    assert "pass --token with a superuser's token" in refused.stderr

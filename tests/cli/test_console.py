@@ -15,6 +15,7 @@ import pytest
 
 from processman.cli.console import Console, ConsoleFormatter
 from processman.engine.events import LogLines
+from tests.conftest import wait_for
 
 BATCHES = [
     ("plain ASCII", ("first", "second\twith a tab", "")),
@@ -128,19 +129,21 @@ def test_a_console_nobody_reads_drops_records_and_says_so_where_they_are_missing
     console = Console(stream, ConsoleFormatter(colour=False), max_records=10)
     big = "x" * 70_000  # more than the pipe holds: the console's thread now waits for a reader
     console.record(big)
+    wait_for(lambda: console._records == 0, 10, "the console's thread to take the big record")
     for number in range(100):
         console.record(f"record {number}")  # returns at once
-    assert console.dropped >= 100 - 10
+    assert console.dropped == 100 - 10
     dropped = console.dropped
     reader = threading.Thread(target=lambda: result.append(_read_all(read_end)))
     result: list[str] = []
     reader.start()
+    wait_for(lambda: console._records == 0, 10, "the console to catch up")
     console.record("after the reader came back")
     console.close(timeout=10)
     stream.close()
     reader.join(10)
     lines = result[0].splitlines()
-    shown = 100 - dropped  # 10, or 9 if the thread had not taken the big one yet
+    shown = 100 - dropped
     assert lines[0] == big
     assert lines[1 : 1 + shown] == [f"record {number}" for number in range(shown)]
     notice = f"processman | {dropped} log records dropped: this output was not read in time"

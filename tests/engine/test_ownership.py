@@ -16,6 +16,7 @@ from processman import ProcessConfig, ProcessManager, Status
 from processman.config import Probe
 from processman.engine import policy
 from processman.engine.events import Event, LogLines, StatusChanged
+from processman.engine.states import Desired
 from tests.conftest import alive, config, tagged_processes, wait_until
 from tests.engine.clock import ManualClock, settle
 
@@ -38,16 +39,23 @@ ENGINE = Path(__file__).resolve().parents[2] / "src" / "processman" / "engine"
 async def test_a_spawn_that_fails_after_the_fork_leaves_nothing_running(
     manager_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_pidfd_open = os.pidfd_open
     calls: list[int] = []
 
-    def pidfd_open_out_of_descriptors(pid: int, flags: int = 0) -> int:
-        calls.append(pid)
-        if len(calls) == 1:  # the first child's pidfd: as if the descriptor table were full
-            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-        return real_pidfd_open(pid, flags)
+    class OutOfDescriptors:
+        """The os module as spawn sees it, but the first child's pidfd fails as if the descriptor
+        table were full (the guardian's own pidfd, opened elsewhere, is not affected)."""
 
-    monkeypatch.setattr(os, "pidfd_open", pidfd_open_out_of_descriptors)
+        def __getattr__(self, name: str) -> object:
+            return getattr(os, name)
+
+        @staticmethod
+        def pidfd_open(pid: int, flags: int = 0) -> int:
+            calls.append(pid)
+            if len(calls) == 1:
+                raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+            return os.pidfd_open(pid, flags)
+
+    monkeypatch.setattr("processman.engine.spawn.os", OutOfDescriptors())
     manager = manager_factory(config("web", SLEEPER, backoff=60))
     await manager.start()
     first = calls[0]
@@ -281,3 +289,121 @@ async def test_a_failing_probe_command_is_shown_with_its_secrets_masked(manager_
     shown += [line.content for p in ("live", "ready") for line in manager.logs(p)]
     assert any("--password ****" in text for text in shown), shown
     assert not [text for text in shown if "hunter2" in text]
+
+
+# ---- intents that must never be lost or hang a caller -----------------------------------------------
+
+
+async def test_a_restart_while_waiting_for_dependencies_does_not_hold_up_close(
+    manager_factory: Factory, free_tcp: Probe
+) -> None:
+    manager = manager_factory(
+        config("db", SLEEPER, readiness=free_tcp), config("web", SLEEPER, depends_on={"db": "healthy"})
+    )
+    await manager.start()
+    async with asyncio.timeout(10):
+        await manager.restart_process("web")  # returns: the new start waits for db again
+        await wait_until(
+            manager, lambda: manager.state("web").last_error == "waiting for db (healthy)", what="waiting"
+        )
+        await manager.close()
+    assert tagged_processes(f"{manager.run_id}:") == []
+
+
+async def test_a_failing_event_listener_touches_no_other_process(manager_factory: Factory) -> None:
+    manager = manager_factory(config("a", SLEEPER), config("b", SLEEPER))
+    broken = False
+
+    def listener(event: Event) -> None:
+        if broken and isinstance(event, StatusChanged) and event.process_id == "a":
+            raise RuntimeError("listener bug")
+
+    manager.add_listener(listener)
+    await manager.start()
+    b = manager.state("b").pid
+    broken = True
+    await manager.stop_process("a")
+    broken = False
+    await manager.restart_process("a")  # the manager still runs
+    assert manager.state("b").pid == b and alive(b) and not manager.state("b").exits
+
+
+STUBBORN_GRANDCHILD = (
+    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "print('held', flush=True)\ntime.sleep(60)"
+)
+ONE_SHOT_WITH_STUBBORN_GRANDCHILD = f"""
+import subprocess, sys
+held = subprocess.Popen([sys.executable, "-c", {STUBBORN_GRANDCHILD!r}], stdout=subprocess.PIPE)
+held.stdout.readline()  # it ignores SIGTERM from now on
+print("done", flush=True)
+"""
+
+
+async def test_a_restart_during_the_clean_up_of_a_finished_run_is_not_lost(manager_factory: Factory) -> None:
+    job = config("job", ONE_SHOT_WITH_STUBBORN_GRANDCHILD, restart="on-failure", stop_timeout=1.0)
+    manager = manager_factory(job)
+    await manager.start()
+    await wait_until(manager, lambda: manager.state("job").status is Status.STOPPING, what="the clean-up")
+    await manager.restart_process("job")
+    await wait_until(manager, lambda: manager.state("job").restart_count == 1, what="the restart")
+    await wait_until(manager, lambda: len(manager.state("job").exits) == 2, what="the second run", timeout=15)
+    assert [record.reason for record in manager.state("job").exits] == ["exited with code 0"] * 2
+
+
+async def test_a_start_after_a_cancelled_stop_leaves_no_start_behind(manager_factory: Factory) -> None:
+    crasher = f"""
+import subprocess, sys
+held = subprocess.Popen([sys.executable, "-c", {STUBBORN_GRANDCHILD!r}], stdout=subprocess.PIPE)
+held.stdout.readline()  # it ignores SIGTERM from now on
+sys.exit(1)
+"""
+    flaky = config("flaky", crasher, stop_timeout=1.0, max_retries=1, backoff=0.2)
+    manager = manager_factory(flaky)
+    process = manager._processes["flaky"]
+    failed: list[StatusChanged] = []
+    manager.add_listener(
+        lambda e: (
+            failed.append(e)
+            if isinstance(e, StatusChanged) and e.status is Status.FAILED and e.previous is not e.status
+            else None
+        )
+    )
+    await manager.start()
+    # Crashed, and its grandchild (deaf to SIGTERM) is being cleared: a stop comes, and is cancelled.
+    await wait_until(manager, lambda: manager.state("flaky").status is Status.CRASHED, what="the crash")
+    stopping = asyncio.create_task(manager.stop_process("flaky"))
+    await wait_until(manager, lambda: process.desired is Desired.STOPPED, what="the stop posted")
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+    await manager.start_process("flaky")
+    await wait_until(
+        manager, lambda: manager.state("flaky").status is Status.FAILED, what="give up", timeout=20
+    )
+    # A start left over would begin at once and give up again: nothing may move for a while.
+    with pytest.raises(AssertionError, match="timed out"):
+        await wait_until(manager, lambda: len(failed) > 1, timeout=2.0)
+
+
+async def test_a_process_registered_on_a_running_manager_starts_at_once(manager_factory: Factory) -> None:
+    manager = manager_factory()
+    await manager.start()
+    manager.register(config("late", SLEEPER))
+    await manager.start_process("late")
+    assert manager.state("late").status is Status.RUNNING
+
+
+async def test_a_start_after_a_cancelled_close_waits_for_the_close_then_runs(
+    manager_factory: Factory,
+) -> None:
+    manager = manager_factory(config("stubborn", STUBBORN, stop_timeout=0.5))
+    await manager.start()
+    closing = asyncio.create_task(manager.close())
+    await wait_until(manager, lambda: manager.state("stubborn").status is Status.STOPPING, what="stopping")
+    closing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await closing
+    await manager.start()
+    assert manager.state("stubborn").status is Status.RUNNING
+    await manager.restart_process("stubborn")

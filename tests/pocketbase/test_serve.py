@@ -30,8 +30,14 @@ while True: time.sleep(1)
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PocketBase]:
     pocketbase = PocketBase(tmp_path_factory.mktemp("pb"))
     try:
-        early = {"id": "early", "command": "sh", "args": ["-c", "echo early bird; exec sleep 1000"]}
-        processes = [sidecar("greeter", GREETER), sidecar("sleeper", SLEEPER, stopTimeout="2s"), early]
+        early = {
+            "id": "early",
+            "command": "sh",
+            "args": ["-c", "echo early bird; exec sleep 1000"],
+            "group": "background",
+        }
+        sleeper = sidecar("sleeper", SLEEPER, stopTimeout="2s", group="background")
+        processes = [sidecar("greeter", GREETER), sleeper, early]
         pocketbase.install(processes)
         pocketbase.start()
         yield pocketbase
@@ -86,7 +92,7 @@ def test_start_stop_restart_and_logs_through_pocketbase(app: PocketBase) -> None
 
     logs = app.http.get("/api/pm/greeter/logs", params={"lines": 1}, headers=su)
     assert logs.status_code == 200 and len(logs.json()) == 1
-    assert set(logs.json()[0]) == {"timestamp", "processId", "stream", "content"}
+    assert set(logs.json()[0]) == {"timestamp", "processId", "stream", "content", "level"}
     assert app.http.get("/api/pm/greeter/logs", params={"lines": "x"}, headers=su).status_code == 400
     missing = app.http.post("/api/pm/nobody/restart", headers=su)
     assert (missing.status_code, missing.json()["status"]) == (404, 404)
@@ -204,3 +210,27 @@ def test_metrics_pass_through_for_superusers_only(app: PocketBase) -> None:
         for sample in family.samples
     }
     assert up["greeter"] == 1
+
+
+def test_groups_through_pocketbase(app: PocketBase) -> None:
+    su = app.superuser()
+    before = app.wait_running("sleeper", "early")
+    listed = app.http.get("/api/pm/list", params={"group": "background"}, headers=su)
+    assert [state["id"] for state in listed.json()] == ["sleeper", "early"]
+    response = app.http.post("/api/pm/group:background/restart", headers=su, timeout=30)
+    assert response.status_code == 200, response.text
+    assert response.json() == {
+        "message": "Group restart initiated",
+        "id": "group:background",
+        "ids": ["sleeper", "early"],
+    }
+    after = app.wait_running("sleeper", "early")
+    assert all(after[i]["pid"] != before[i]["pid"] for i in ("sleeper", "early"))
+    lines = app.http.get("/api/pm/logs", params={"group": "background"}, headers=su).json()
+    assert "early bird" in [line["content"] for line in lines]
+    assert {line["processId"] for line in lines} <= {"sleeper", "early"}
+    everything = app.http.get("/api/pm/logs", headers=su).json()
+    assert "greeter" in {line["processId"] for line in everything}
+    for path in ("/api/pm/logs", "/api/pm/group:background/logs"):
+        follow = app.http.get(path, params={"follow": "1"}, headers=su, timeout=5)
+        assert follow.status_code == 400 and "realtime topic pm/logs/<id>" in follow.json()["message"]

@@ -105,3 +105,28 @@ def test_the_stop_budget_is_the_longest_stop_timeout_plus_a_margin(tmp_path: Pat
         ]
     )
     assert runner.stop_budget() == 25 + STOP_MARGIN
+
+
+CRASHING_SUPERVISOR = """
+import sys
+from processman.pocketbase import supervisor
+
+async def broken(self, *args, **kwargs):
+    raise RuntimeError("a bug in the supervisor")
+
+supervisor.SupervisorRunner.run = broken
+sys.exit(supervisor.supervise({"PB_HTTP": "127.0.0.1:9", "PB_DATA_DIR": sys.argv[1], "PM_SECRET": "s"}))
+"""
+
+
+def test_an_internal_error_of_the_supervisor_is_written_to_its_log(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_SUPERVISOR, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 1, done.stderr
+    log = (tmp_path / "processman" / "supervisor.log").read_text()
+    assert "the supervisor stopped on an internal error" in log and "a bug in the supervisor" in log

@@ -31,6 +31,7 @@ TALKER = """
         signal.pause()
 """
 SERVICES = [f"svc-{n:02d}" for n in range(47)]
+WORKERS = SERVICES[:5]  # the group "workers"
 NO_VALUE = "\N{EN DASH}"
 
 
@@ -42,10 +43,20 @@ def fleet() -> list[dict[str, Any]]:
     """50 processes: a talker that prints on SIGUSR1, one that keeps crashing (a long backoff holds it in
     "crashed"), one that gives up at once, and 47 quiet services."""
     return [
-        python("talker", TALKER, env={"API_KEY": "s3cret-value", "REGION": "eu-west"}, backoff="50ms"),
+        python(
+            "talker",
+            TALKER,
+            env={"API_KEY": "s3cret-value", "REGION": "eu-west"},
+            envFile=".env",
+            backoff="50ms",
+        ),
         shell("crasher", "echo 'database unreachable' >&2; exit 3", backoff="1m"),
         shell("failer", "echo 'missing config' >&2; exit 1", maxRetries=0),
-        *({"id": name, "command": "sleep", "args": ["3600"], "stopTimeout": "2s"} for name in SERVICES),
+        *(
+            {"id": name, "command": "sleep", "args": ["3600"], "stopTimeout": "2s"}
+            | ({"group": "workers"} if name in WORKERS else {})
+            for name in SERVICES
+        ),
     ]
 
 
@@ -60,7 +71,9 @@ def settled(states: dict[str, dict[str, Any]]) -> bool:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    running = Server(tmp_path_factory.mktemp("fleet"), fleet()).start()
+    folder = tmp_path_factory.mktemp("fleet")
+    (folder / ".env").write_text("DB_PASSWORD=dotenv-s3cret\nZONE=north\n")
+    running = Server(folder, fleet()).start()
     try:
         running.wait_for_states(settled, "every process to settle")
         yield running
@@ -222,13 +235,17 @@ def test_details_show_the_resolved_config_with_secrets_masked(pages: Pages, serv
     assert "code 3" in text
     assert "database unreachable" in details.locator("table.exits").inner_text()  # the exit's last lines
     assert "none (the command runs directly)" in text
+    assert "looked for .venv" not in text, "a shell command is not a Python program"
 
     page.goto(server.url + "#/process/talker")
     page.click("#tab-details")
     details.locator("text=API_KEY").wait_for()
-    env_text = details.locator("table.env").inner_text()
+    env_text = details.locator("table.env").first.inner_text()
     assert "s3cret-value" not in page.content()
     assert "hidden" in env_text and "eu-west" in env_text
+    from_file = details.locator("section", has_text="(at the last start)").inner_text()
+    assert "ZONE" in from_file and "north" in from_file and "DB_PASSWORD" in from_file
+    assert "dotenv-s3cret" not in page.content()
     screenshot(page, "dashboard-details")
 
 
@@ -258,6 +275,17 @@ def test_filter_and_search_narrow_the_list(pages: Pages, server: Server) -> None
     page.click("#clear-filters")
     expect(visible).to_have_count(50)
     assert page.locator("#empty").is_hidden()
+
+    # The group filter lists the config's groups.
+    page.select_option("#group-filter", "workers")
+    expect(visible).to_have_count(5)
+    assert sorted(visible.evaluate_all("rows => rows.map(r => r.dataset.id)")) == WORKERS
+    page.click("#overview [data-filter=failed]")
+    page.locator("#empty").wait_for()
+    assert "group workers" in page.inner_text("#empty")
+    page.click("#clear-filters")
+    expect(visible).to_have_count(50)
+    assert page.input_value("#group-filter") == "all"
 
 
 def test_batch_restart_and_a_confirmation_before_stopping_everything(pages: Pages, server: Server) -> None:

@@ -27,7 +27,7 @@ _ID = {
     "name": "id",
     "in": "path",
     "required": True,
-    "description": "The process id from the config.",
+    "description": "The process id from the config, or `group:NAME` for every process of a group.",
     "schema": {"type": "string"},
 }
 _AUTH_ERRORS = {
@@ -50,7 +50,15 @@ _SCHEMAS: dict[str, Any] = {
     "Message": {
         "type": "object",
         "required": ["message", "id"],
-        "properties": {"message": {"type": "string"}, "id": {"type": "string"}},
+        "properties": {
+            "message": {"type": "string"},
+            "id": {"type": "string"},
+            "ids": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "With group:NAME: the processes of the group acted on.",
+            },
+        },
     },
     "ProcessState": {
         "type": "object",
@@ -89,6 +97,28 @@ _SCHEMAS: dict[str, Any] = {
                 "type": "integer",
                 "description": "Bytes of output that could not be written to the log files.",
             },
+            "virtualenv": {
+                "type": ["string", "null"],
+                "description": "The virtualenv it runs in (VIRTUAL_ENV, its bin first on PATH).",
+            },
+            "virtualenvLookedIn": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "A Python program without a virtualenv: the folders looked in for one.",
+            },
+            "envFromFiles": {
+                "type": "object",
+                "additionalProperties": {"type": "string"},
+                "description": "What its envFile files held at the last start; secrets shown as ****.",
+            },
+            "statusText": {
+                "type": "string",
+                "description": "What the process says it is doing (sd_notify STATUS=); empty when nothing.",
+            },
+            "mainPid": {
+                "type": ["integer", "null"],
+                "description": "The pid the process named as its main one (sd_notify MAINPID=).",
+            },
             "config": {
                 "type": "object",
                 "description": "The process's config; env values of secrets are shown as ****.",
@@ -120,6 +150,12 @@ _SCHEMAS: dict[str, Any] = {
                 "description": "system: processman's own notes about the process (a restart, readiness).",
             },
             "content": {"type": "string"},
+            "level": {
+                "type": "string",
+                "enum": ["debug", "info", "warn", "error"],
+                "description": 'The line\'s own level (INFO:, [INFO], level=info, JSON "level"), else '
+                "stderr's error or info.",
+            },
         },
     },
 }
@@ -171,12 +207,43 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
             "schema": {"type": "integer", "minimum": 0},
         },
     ]
+    group_parameter = {
+        "name": "group",
+        "in": "query",
+        "description": "Only the processes of this group.",
+        "schema": {"type": "string", "minLength": 1},
+    }
     paths = {
         "/list": {
             "get": _operation(
                 "List processes",
                 "Every configured process, in config order.",
-                {"200": _json({"type": "array", "items": _ref("ProcessState")}, "The states."), **auth},
+                {
+                    "200": _json({"type": "array", "items": _ref("ProcessState")}, "The states."),
+                    "400": _error("An empty group."),
+                    **auth,
+                },
+                parameters=[group_parameter],
+            )
+        },
+        "/logs": {
+            "get": _operation(
+                "Read or follow every process's output, interleaved",
+                "The last lines of every process (or of a group), oldest first; with follow=1 a live stream "
+                "that first sends them. Stream events: `log` (a LogLine plus `seq`, which counts one "
+                "process's lines: no event ids, no resuming), `dropped` ({count, processId}).",
+                {
+                    "200": {
+                        "description": "The lines, or a stream of them.",
+                        "content": {
+                            "application/json": {"schema": {"type": "array", "items": _ref("LogLine")}},
+                            "text/event-stream": {"schema": {}},
+                        },
+                    },
+                    "400": _error("Bad lines, follow or group."),
+                    **_AUTH_ERRORS,
+                },
+                parameters=[group_parameter, *logs_parameters[1:3]],
             )
         },
         "/reload": {
@@ -248,7 +315,8 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
             "get": _operation(
                 "Read or follow a process's output",
                 "The last lines, oldest first; with follow=1 a live stream that first sends them. Stream "
-                "events: `log` (a LogLine plus `seq`), `dropped` ({count}: lines no longer in the buffer).",
+                "events: `log` (a LogLine plus `seq`), `dropped` ({count}: lines no longer in the buffer), "
+                "`partial` (a LogLine plus `partial: true`: the latest state of a line being redrawn).",
                 {
                     "200": {
                         "description": "The lines, or a stream of them.",

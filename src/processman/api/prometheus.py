@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from processman.engine.process import ProcessState
 from processman.engine.resources import ManagerUsage, TreeUsage
 from processman.engine.states import Status
+from processman.notify import NotifyStats
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -197,5 +198,35 @@ def render_metrics(
         "which then catch up from the buffer; console: processman's own log records serve's console "
         "could not show). The log files keep every line.",
         [({"consumer": name}, count) for name, count in sorted(manager.log_lines_dropped.items())],
+    )
+    return out.text()
+
+
+def render_notify_metrics(stats: NotifyStats) -> str:
+    """Notification deliveries by target (named without credentials), and what a full queue dropped."""
+    out = Exposition()
+    out.family(
+        "processman_notifications_sent_total",
+        "counter",
+        "Notification messages delivered (several events that happened together make one message).",
+        [({"target": name}, count) for name, count in sorted(stats.sent.items())],
+    )
+    out.family(
+        "processman_notifications_failed_total",
+        "counter",
+        "Notification messages given up after every retry (each is also in the log).",
+        [({"target": name}, count) for name, count in sorted(stats.failed.items())],
+    )
+    out.family(
+        "processman_notifications_retries_total",
+        "counter",
+        "Tries to deliver a notification that failed and were tried again.",
+        [({"target": name}, count) for name, count in sorted(stats.retried.items())],
+    )
+    out.family(
+        "processman_notifications_dropped_total",
+        "counter",
+        "Notifications dropped because too many waited to be sent.",
+        [({}, stats.dropped)],
     )
     return out.text()

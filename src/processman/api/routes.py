@@ -6,7 +6,9 @@ manager's error, into JSON. No route touches a child process.
 
 from __future__ import annotations
 
+import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -16,11 +18,20 @@ from starlette.routing import BaseRoute, Route
 from processman.api.auth import Authenticator
 from processman.api.errors import ApiError
 from processman.api.openapi import openapi_document
-from processman.api.prometheus import CONTENT_TYPE, render_metrics
-from processman.api.streams import KEEPALIVE, StreamHub, log_stream, status_stream
+from processman.api.prometheus import CONTENT_TYPE, render_metrics, render_notify_metrics
+from processman.api.streams import (
+    KEEPALIVE,
+    StreamHub,
+    line_dict,
+    log_stream,
+    merged_log_stream,
+    merged_logs,
+    status_stream,
+)
 from processman.api.wire import containment_to_json, line_to_json, plan_to_json, state_to_json
+from processman.config import GROUP_PREFIX
 from processman.engine.manager import ProcessManager
-from processman.errors import ConfigError, ProcessNotFound
+from processman.errors import ConfigError, ProcessAlreadyRunning, ProcessNotFound
 
 DEFAULT_LINES = 100
 MAX_LINES = 1000
@@ -77,6 +88,7 @@ class Endpoints:
             Route("/events", self.events, methods=["GET"], name="events"),
             Route("/auth-info", self.auth_info, methods=["GET"], name="auth-info"),
             Route("/openapi.json", self.openapi, methods=["GET"], name="openapi"),
+            Route("/logs", self.all_logs, methods=["GET"], name="all-logs"),
             Route("/{id}/start", self.start, methods=["POST"], name="start"),
             Route("/{id}/stop", self.stop, methods=["POST"], name="stop"),
             Route("/{id}/restart", self.restart, methods=["POST"], name="restart"),
@@ -91,34 +103,83 @@ class Endpoints:
             raise ProcessNotFound(process_id)
         return process_id
 
+    def _group(self, name: str) -> list[str]:
+        """The ids of a group's processes, in config order."""
+        return [state.id for state in self.manager.states() if state.config.group == name]
+
+    def _targets(self, request: Request) -> tuple[str, list[str]]:
+        """The id asked for and the processes it means: one process, or every process of ``group:NAME``
+        (a group name starts with a letter, so it never reads as an instance "<entry>:<n>"). An
+        unknown id or an empty group is a 404 before anything is done."""
+        target: str = request.path_params["id"]
+        if target in self.manager.ids:
+            return target, [target]
+        if target.startswith(GROUP_PREFIX):
+            members = self._group(target.removeprefix(GROUP_PREFIX))
+            if members:
+                return target, members
+        raise ProcessNotFound(target)
+
+    def _group_query(self, request: Request) -> str | None:
+        name = request.query_params.get("group")
+        if name is not None and not name:
+            raise _invalid("group", name, "a group name")
+        return name
+
     async def list_processes(self, request: Request) -> Response:
-        return JSONResponse([state_to_json(state) for state in self.manager.states()])
+        group = self._group_query(request)
+        states = self.manager.states()
+        if group is not None:
+            states = [state for state in states if state.config.group == group]
+        return JSONResponse([state_to_json(state) for state in states])
 
     async def metrics(self, request: Request) -> Response:
         manager = self.manager
         sampler = manager.resources
         text = render_metrics(
             manager.states(), manager.manager_usage(), sampler.usage(), sampler.cpu_seconds()
-        )
+        ) + render_notify_metrics(manager.notifier.stats)
         return Response(text, media_type=CONTENT_TYPE)
 
     async def health(self, request: Request) -> Response:
         return JSONResponse(containment_to_json(self.manager))
 
     async def start(self, request: Request) -> Response:
-        process_id = self._id(request)
-        await self.manager.start_process(process_id)
-        return _message("Process start initiated", process_id)
+        target, ids = self._targets(request)
+        if ids == [target]:
+            await self.manager.start_process(target)
+            return _message("Process start initiated", target)
+        # A group: start those not already started, all at once.
+        idle = [state.id for state in map(self.manager.state, ids) if str(state.status) not in _STARTED]
+        await _each(self.manager.start_process, idle, ignore=ProcessAlreadyRunning)
+        return _message("Group start initiated", target, idle)
 
     async def stop(self, request: Request) -> Response:
-        process_id = self._id(request)
-        await self.manager.stop_process(process_id)
-        return _message("Process stopped", process_id)
+        target, ids = self._targets(request)
+        await _each(self.manager.stop_process, ids)
+        return _message("Process stopped" if ids == [target] else "Group stopped", target, ids)
 
     async def restart(self, request: Request) -> Response:
-        process_id = self._id(request)
-        await self.manager.restart_process(process_id)
-        return _message("Process restart initiated", process_id)
+        target, ids = self._targets(request)
+        await _each(self.manager.restart_process, ids)
+        message = "Process restart initiated" if ids == [target] else "Group restart initiated"
+        return _message(message, target, ids)
+
+    async def all_logs(self, request: Request) -> Response:
+        """Every process's log (or a group's, ``?group=``), interleaved; ``follow=1`` streams it."""
+        group = self._group_query(request)
+
+        def members() -> list[str]:
+            return self.manager.ids if group is None else self._group(group)
+
+        return self._merged_logs(request, members)
+
+    def _merged_logs(self, request: Request, members: Callable[[], list[str]]) -> Response:
+        lines = parse_lines(request.query_params.get("lines"))
+        if not parse_flag("follow", request.query_params.get("follow")):
+            return JSONResponse([line_dict(line) for line in merged_logs(self.manager, members(), lines)])
+        stream = merged_log_stream(self.manager, self.hub, members, lines=lines, keepalive=self.keepalive)
+        return StreamingResponse(stream, media_type="text/event-stream", headers=_STREAM_HEADERS)
 
     async def signal(self, request: Request) -> Response:
         """``{"signal": "HUP", "tree": false, "force": false}``: to the main process, or every member."""
@@ -140,7 +201,11 @@ class Endpoints:
         return JSONResponse(answer)
 
     async def logs(self, request: Request) -> Response:
-        process_id = self._id(request)
+        target, ids = self._targets(request)
+        if ids != [target]:
+            group = target.removeprefix(GROUP_PREFIX)
+            return self._merged_logs(request, lambda: self._group(group))
+        process_id = target
         query = request.query_params
         lines = parse_lines(query.get("lines"))
         if not parse_flag("follow", query.get("follow")):
@@ -185,9 +250,24 @@ async def _json_object(request: Request) -> dict[str, Any]:
     return body
 
 
-def _message(message: str, process_id: str) -> Response:
+_STARTED = ("starting", "running")
+
+
+def _message(message: str, process_id: str, ids: list[str] | None = None) -> Response:
     body: dict[str, Any] = {"message": message, "id": process_id}
+    if ids is not None and ids != [process_id]:
+        body["ids"] = ids  # the processes of a group that were acted on
     return JSONResponse(body)
+
+
+async def _each(
+    action: Callable[[str], Awaitable[None]], ids: list[str], ignore: type[Exception] | None = None
+) -> None:
+    """``action`` on every id at once; the first error (other than ``ignore``) is raised once all end."""
+    results = await asyncio.gather(*(action(process_id) for process_id in ids), return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not (ignore and isinstance(result, ignore)):
+            raise result
 
 
 __all__ = ["KEEPALIVE", "Endpoints", "parse_lines"]

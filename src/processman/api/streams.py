@@ -7,13 +7,19 @@ the streams notice and catch up from the manager's state and log buffer instead 
 Log events carry ``id: <seq>`` (the line's sequence number): a client that reconnects with
 ``Last-Event-ID`` (or ``after=``) gets every line after it that is still in the buffer, and a
 ``dropped`` event with the count of lines that are not.
+
+A line the child redraws with carriage returns (a progress bar) comes as ``partial`` events while it
+changes (at most five a second), each replacing the previous one of its stream, without an id; the
+finished line then comes as an ordinary ``log`` event. Clients that only listen to ``log`` events see
+finished lines only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any, Final
 
 from processman.api.sse import format_comment, format_event
@@ -140,12 +146,17 @@ async def log_stream(
             cursor = after
             catch_up, cursor = _catch_up(manager, process_id, cursor)
             yield catch_up
+        if partials := manager.partial_lines(process_id):
+            yield "".join(map(_partial_events, partials))
         dropped = 0
         while (item := await _next(subscription, keepalive)) is not None:
             if item is _TIMEOUT:
                 if process_id not in manager.ids:
                     return
                 yield format_comment("keep-alive")
+                continue
+            if isinstance(item, LogLines) and item.partial:
+                yield _partial_events(item)
                 continue
             # Any event may be the first after a drop: the queue may have filled with status changes.
             behind = isinstance(item, LogLines) and item.first_seq > cursor + 1
@@ -169,6 +180,10 @@ async def log_stream(
         hub.release(subscription)
 
 
+def _partial_events(event: LogLines) -> str:
+    return "".join(format_event(json.dumps(line), event="partial") for line in lines_event_to_json(event))
+
+
 def _catch_up(manager: ProcessManager, process_id: str, cursor: int) -> tuple[str, int]:
     """Every buffered line after ``cursor``, preceded by a ``dropped`` event for lines no longer kept."""
     missing = manager.logs_since(process_id, cursor)
@@ -178,3 +193,84 @@ def _catch_up(manager: ProcessManager, process_id: str, cursor: int) -> tuple[st
     if first_kept > cursor + 1:
         text = format_event(json.dumps({"count": first_kept - cursor - 1}), event="dropped")
     return text + _log_events(map(line_dict, missing)), (missing[-1].seq if missing else max(cursor, last))
+
+
+def merged_logs(manager: ProcessManager, ids: Iterable[str], lines: int) -> list[LogLine]:
+    """The last ``lines`` lines of several processes together, oldest first (by time, then id)."""
+    merged: list[LogLine] = []
+    for process_id in ids:
+        with contextlib.suppress(ProcessNotFound):  # removed by a reload meanwhile
+            merged.extend(manager.logs(process_id, lines))
+    merged.sort(key=lambda line: (line.timestamp, line.process_id, line.seq))
+    return merged[-lines:] if lines else []
+
+
+async def merged_log_stream(
+    manager: ProcessManager,
+    hub: StreamHub,
+    members: Callable[[], list[str]],
+    *,
+    lines: int,
+    keepalive: float = KEEPALIVE,
+) -> AsyncGenerator[str, None]:
+    """Several processes' logs interleaved, as ``pm2 logs`` shows them: the last ``lines`` lines of them
+    all, then each new line of any of them. ``members()`` says which processes count, asked again
+    when the set of processes changes (a reload adds one to the group, or removes one). A client that
+    falls behind gets a ``dropped`` event per process and the lines still buffered; there is no
+    resuming with ``Last-Event-ID``: sequence numbers are per process."""
+    subscription = hub.open(manager)
+    try:
+        yield f"retry: {RETRY_MS}\n\n"
+        ids = manager.ids
+        wanted = set(members())
+        backlog = merged_logs(manager, wanted, lines)
+        cursors = {process_id: manager.last_log_seq(process_id) for process_id in wanted}
+        yield _merged_events(map(line_dict, backlog))
+        dropped = 0
+        while (item := await _next(subscription, keepalive)) is not None:
+            if item is _TIMEOUT:
+                yield format_comment("keep-alive")
+                continue
+            if manager.ids != ids:
+                ids = manager.ids
+                wanted = set(members())
+                cursors = {pid: cursors.get(pid, manager.last_log_seq(pid)) for pid in wanted}
+            if subscription.dropped_events != dropped:
+                dropped = subscription.dropped_events
+                hub.catch_ups += 1
+                for process_id in sorted(wanted):
+                    text, cursors[process_id] = _merged_catch_up(manager, process_id, cursors[process_id])
+                    yield text
+                continue
+            if not isinstance(item, LogLines) or item.process_id not in wanted:
+                continue
+            cursor = cursors[item.process_id]
+            if item.first_seq > cursor + 1:  # lines of this process were missed: catch up on it
+                text, cursors[item.process_id] = _merged_catch_up(manager, item.process_id, cursor)
+                yield text
+                continue
+            fresh = [line for line in lines_event_to_json(item) if line["seq"] > cursor]
+            if fresh:
+                cursors[item.process_id] = fresh[-1]["seq"]
+                yield _merged_events(fresh)
+    except ProcessNotFound:
+        return
+    finally:
+        hub.release(subscription)
+
+
+def _merged_events(lines: Iterable[dict[str, Any]]) -> str:
+    # No event ids: a sequence number is one process's, so there is no one cursor to resume from.
+    return "".join(format_event(json.dumps(line), event="log") for line in lines)
+
+
+def _merged_catch_up(manager: ProcessManager, process_id: str, cursor: int) -> tuple[str, int]:
+    """As ``_catch_up``, for one process of a merged stream: its ``dropped`` event names the process."""
+    missing = manager.logs_since(process_id, cursor)
+    last = manager.last_log_seq(process_id)
+    first_kept = missing[0].seq if missing else last + 1
+    text = ""
+    if first_kept > cursor + 1:
+        lost = {"count": first_kept - cursor - 1, "processId": process_id}
+        text = format_event(json.dumps(lost), event="dropped")
+    return text + _merged_events(map(line_dict, missing)), (missing[-1].seq if missing else max(cursor, last))

@@ -13,12 +13,14 @@ from __future__ import annotations
 import signal
 from typing import Any
 
-from processman.config import config_to_json
+from processman.config import config_to_json, mask_env
 from processman.durations import format_duration
 from processman.engine.events import LogLines, ProcessExited, StatusChanged
 from processman.engine.manager import ProcessManager
 from processman.engine.process import ExitRecord, ProcessState
 from processman.engine.reload import ReloadPlan
+from processman.interpreter import uses_system_python
+from processman.levels import levels_of, line_level, stream_level
 from processman.logs import LogLine, format_timestamp
 
 __all__ = [
@@ -70,6 +72,7 @@ def state_to_json(state: ProcessState) -> dict[str, Any]:
     """A process state (SPEC 3). The config is masked: secrets in env and probes never leave."""
     config = config_to_json(state.config, mask=True)
     config["interpreter"] = state.interpreter if state.interpreter is not None else config.get("interpreter")
+    outside_venv = uses_system_python(state.config, state.venv)
     return {
         "id": state.id,
         "pid": state.pid,
@@ -85,6 +88,13 @@ def state_to_json(state: ProcessState) -> dict[str, Any]:
         "memory": state.memory,
         "logError": state.log_error,
         "logDroppedBytes": state.log_dropped_bytes,
+        # The virtualenv it runs in; a Python program without one: the folders looked in for one.
+        "virtualenv": str(state.venv.venv) if state.venv.venv is not None else None,
+        "virtualenvLookedIn": [str(folder) for folder in state.venv.looked_in] if outside_venv else [],
+        # What its envFile files held at the last start, masked as env values are.
+        "envFromFiles": mask_env(state.env_from_files),
+        "statusText": state.status_text,
+        "mainPid": state.main_pid or None,
         "config": config,
     }
 
@@ -116,24 +126,43 @@ def exit_event_to_json(event: ProcessExited) -> dict[str, Any]:
 
 
 def line_to_json(line: LogLine) -> dict[str, Any]:
-    """A log line; ``stream`` is ``stdout``, ``stderr`` or ``system`` (processman's own notes)."""
+    """A log line; ``stream`` is ``stdout``, ``stderr`` or ``system`` (processman's own notes); ``level``
+    is ``debug``, ``info``, ``warn`` or ``error``: the line's own, else stderr's Error or Info."""
     return {
         "timestamp": format_timestamp(line.timestamp),
         "processId": line.process_id,
         "stream": line.stream,
         "content": line.content,
+        "level": line_level(line.content, line.stream),
     }
 
 
 def lines_event_to_json(event: LogLines) -> list[dict[str, Any]]:
-    """The lines of one output event, each with its sequence number."""
+    """The lines of one output event, each with its sequence number and level (see ``levels``); a
+    partial line (the latest state of a line redrawn with carriage returns) is marked
+    ``"partial": true`` and has no sequence number."""
     stamp = format_timestamp(event.timestamp)
+    levels = levels_of(event.lines, event.stream)
+    default = stream_level(event.stream)
+    if event.partial:
+        return [
+            {
+                "timestamp": stamp,
+                "processId": event.process_id,
+                "stream": event.stream,
+                "content": content,
+                "level": levels[index] if levels else default,
+                "partial": True,
+            }
+            for index, content in enumerate(event.lines)
+        ]
     return [
         {
             "timestamp": stamp,
             "processId": event.process_id,
             "stream": event.stream,
             "content": content,
+            "level": levels[index] if levels else default,
             "seq": event.first_seq + index,
         }
         for index, content in enumerate(event.lines)

@@ -15,6 +15,7 @@ from processman import __version__
 # command name -> (module, attribute) of its click command
 COMMANDS = {
     "check": ("processman.cli.serve", "check"),
+    "describe": ("processman.cli.describe", "describe_command"),
     "list": ("processman.cli.client", "list_command"),
     "logs": ("processman.cli.client", "logs_command"),
     "pocketbase": ("processman.cli.pocketbase", "pocketbase"),

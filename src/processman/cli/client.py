@@ -1,8 +1,10 @@
 """Client commands that talk to a running ``processman serve`` over HTTP, in the style of pm2 and
 supervisorctl: ``list``, ``start``/``stop``/``restart`` (an id, or ``all``), ``logs [-f]``.
 
-The server is ``--url`` or ``$PROCESSMAN_URL`` (default http://127.0.0.1:8091); the token is
-``--token`` or ``$PROCESSMAN_TOKEN``, else the file ``serve`` wrote (``--dir``/processman/token).
+The server is ``--url`` or ``$PROCESSMAN_URL``, else the one ``serve`` recorded in its data folder
+(``DATA_DIR/processman/server.json``): ``--dir``'s, or without ``--dir`` ``./pb_data``, ``.`` or a
+folder here (``serve --dir examples`` is found from the app's folder), else http://127.0.0.1:8091. The
+token is ``--token`` or ``$PROCESSMAN_TOKEN``, else the file ``serve`` wrote in the same data folder.
 Every failure is one line on stderr and an exit code: 1 the request failed (unknown id, already
 running), 3 the server cannot be reached, 4 not authorised.
 
@@ -29,6 +31,7 @@ from urllib.parse import quote, urlencode, urlsplit
 import click
 
 from processman.cli.console import SYSTEM_BAR, as_system_note, terminal_safe
+from processman.serverfile import SERVER_FILE, ServerRecord, read_server_file, server_path
 from processman.sse import EventParser, ServerSentEvent
 from processman.tokenfile import TOKEN_ENV, read_token, token_path
 
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
     import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8091"
+GROUP_PREFIX = "group:"  # "group:NAME" stands for every process of a group, as the API takes it
+DEFAULT_LINES = 100
+MAX_LINES = 1000  # the lines the server keeps per process
 URL_ENV = "PROCESSMAN_URL"
 EXIT_FAILED = 1
 EXIT_UNREACHABLE = 3
@@ -79,6 +85,9 @@ class Unauthorised(ClientError):
 
 def unknown_id(process_id: str) -> ClientError:
     shown = process_id if len(process_id) <= 80 else process_id[:80] + "..."
+    if process_id.startswith(GROUP_PREFIX):
+        group = shown.removeprefix(GROUP_PREFIX)
+        return ClientError(f"no process is in group {group!r} (see `processman list`)", status=404)
     return ClientError(f"unknown process id {shown!r} (see `processman list`)", status=404)
 
 
@@ -93,11 +102,14 @@ def tls_context() -> ssl.SSLContext:
 
 @dataclass
 class Connection:
-    """Where the server is and how to prove who we are; ``token_source`` is said in auth errors."""
+    """Where the server is and how to prove who we are; ``token_source`` is said in auth errors, and
+    ``found`` (how the server was looked for) when it cannot be reached."""
 
     url: str
     token: str | None
     token_source: str
+    found: str = ""
+    pocketbase: bool = False  # found as PocketBase's address: its token is a superuser's
 
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
@@ -166,9 +178,14 @@ class Connection:
             ) from None
 
     def unreachable(self, exc: Exception) -> ClientError:
+        if not self.found:
+            return Unreachable(
+                f"cannot reach the processman server at {self.url} ({exc}); is `processman serve` "
+                f"running? (set --url or ${URL_ENV} for another address)"
+            )
         return Unreachable(
-            f"cannot reach the processman server at {self.url} ({exc}); is `processman serve` running? "
-            f"(set --url or ${URL_ENV} for another address)"
+            f"cannot reach the processman server at {self.url} ({exc}); {self.found}: is `processman "
+            f"serve` running? Pass --dir DATA_DIR (the folder given to `serve --dir`) or --url"
         )
 
     def check_reply(self, reply: httpx.Response) -> None:
@@ -196,8 +213,16 @@ class Connection:
         raise ClientError(f"{message} (HTTP {status}){details}", status=status)
 
     def _token_advice(self) -> str:
+        if self.token is None and self.pocketbase:
+            return (
+                f"no token: {self.url} is PocketBase ({self.found}); pass --token with a superuser's "
+                f"token or set ${TOKEN_ENV}"
+            )
         if self.token is None:
-            return f"no token ({self.token_source}); pass --token or set ${TOKEN_ENV}"
+            return (
+                f"no token ({self.token_source}); pass --dir DATA_DIR (the folder given to `serve --dir`), "
+                f"--token or set ${TOKEN_ENV}"
+            )
         return f"the server refused the token from {self.token_source}"
 
 
@@ -206,18 +231,18 @@ def connection_options(command: F) -> F:
         click.option(
             "--url",
             envvar=URL_ENV,
-            default=DEFAULT_URL,
-            show_default=True,
-            help=f"Server address [${URL_ENV}].",
+            default=None,
+            help=f"Server address [${URL_ENV}; default: the one recorded in the data folder, "
+            f"else {DEFAULT_URL}].",
         ),
         click.option("--token", envvar=TOKEN_ENV, default=None, help=f"API token [${TOKEN_ENV}]."),
         click.option(
             "--dir",
             "data_dir",
             type=click.Path(path_type=Path, file_okay=False),
-            default=Path("pb_data"),
-            show_default=True,
-            help="Data folder of the server, to read its token file when no token is given.",
+            default=None,
+            help="Data folder of the server (as given to `serve --dir`): its address and token are read "
+            "there. Default: ./pb_data, the current folder, or a folder here holding a running server's.",
         ),
     ]
     for option in reversed(options):
@@ -225,7 +250,53 @@ def connection_options(command: F) -> F:
     return command
 
 
-def connect(url: str, token: str | None, data_dir: Path) -> Connection:
+DEFAULT_DIR = Path("pb_data")
+
+
+def _data_dirs(data_dir: Path | None) -> list[Path]:
+    """Where a server's data folder may be: ``--dir``, else ./pb_data, the current folder and the
+    folders here that hold a server file (an app started with ``serve --dir examples``)."""
+    if data_dir is not None:
+        return [data_dir]
+    found = [DEFAULT_DIR, Path(".")]
+    found.extend(sorted(path.parent.parent for path in Path(".").glob(f"*/processman/{SERVER_FILE}")))
+    unique: dict[Path, Path] = {}
+    for folder in found:
+        unique.setdefault(folder.absolute(), folder)
+    return list(unique.values())
+
+
+def find_server(data_dir: Path | None) -> tuple[Path | None, ServerRecord | None, str]:
+    """The data folder of a running server and its record, or (None, None); and how it was looked for,
+    for the messages."""
+    folders = _data_dirs(data_dir)
+    running = []
+    for folder in folders:
+        record = read_server_file(server_path(folder))
+        if record is not None and record.alive:
+            running.append((folder, record))
+    if len(running) > 1:
+        shown = ", ".join(f"{folder} ({record.url})" for folder, record in running)
+        raise ClientError(f"several servers run here: {shown}; pass --dir DATA_DIR to choose")
+    if running:
+        folder, record = running[0]
+        return folder, record, f"the server recorded in {_shown_path(server_path(folder))}"
+    shown = ", ".join(_shown_path(server_path(folder)) for folder in folders)
+    return None, None, f"no running server is recorded in {shown}"
+
+
+def _shown_path(path: Path) -> str:
+    return str(path) if path.is_absolute() or str(path).startswith(".") else f"./{path}"
+
+
+def connect(url: str | None, token: str | None, data_dir: Path | None) -> Connection:
+    folder: Path | None = None
+    found = ""
+    pocketbase = False
+    if url is None:
+        folder, record, found = find_server(data_dir)
+        url = record.url if record is not None else DEFAULT_URL
+        pocketbase = record is not None and record.pocketbase
     url = url.rstrip("/")
     parts = urlsplit(url)
     try:
@@ -235,11 +306,11 @@ def connect(url: str, token: str | None, data_dir: Path) -> Connection:
     if not valid:
         raise click.BadParameter(f"expected an http:// or https:// URL, got {url!r}", param_hint="--url")
     if token:
-        return Connection(url, token, f"--token or ${TOKEN_ENV}")
-    path = token_path(data_dir)
-    found = read_token(path)
-    source = f"the file {path}" if found else f"none given, and no token file at {path}"
-    return Connection(url, found, source)
+        return Connection(url, token, f"--token or ${TOKEN_ENV}", found, pocketbase)
+    path = token_path(folder or data_dir or DEFAULT_DIR)
+    token_found = None if pocketbase else read_token(path)
+    source = f"the file {path}" if token_found else f"none given, and no token file at {path}"
+    return Connection(url, token_found, source, found, pocketbase)
 
 
 def process_path(process_id: str, action: str) -> str:
@@ -250,8 +321,9 @@ def process_path(process_id: str, action: str) -> str:
 
 
 def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
-    """The rows of ``processman list``: id, status, pid, uptime, restarts, last error (cut to fit)."""
-    headers = ("ID", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST ERROR")
+    """The rows of ``processman list``: id, status, pid, uptime, restarts, and the last error or, when
+    there is none, what the process says it is doing (sd_notify STATUS=), cut to fit."""
+    headers = ("ID", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST ERROR / STATUS TEXT")
     rows = [
         (
             str(state["id"]),
@@ -259,10 +331,11 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
             str(state["pid"]) if state.get("pid") else "-",
             str(state.get("uptime") or "-") if state.get("pid") else "-",
             str(state.get("restartCount", 0)),
-            " ".join(str(state.get("lastError") or "").split()),
+            " ".join(terminal_safe(str(state.get("lastError") or state.get("statusText") or "")).split()),
         )
         for state in states
     ]
+    errors = [bool(state.get("lastError")) for state in states]
     widths = [max(len(row[i]) for row in [headers, *rows]) for i in range(5)]
     room = max(width - sum(widths) - 2 * 5, 20)
     lines = []
@@ -273,7 +346,7 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
         else:
             cells[1] = click.style(cells[1], **_STATUS_STYLE.get(row[1], {}))
         error = row[5] if len(row[5]) <= room else row[5][: room - 3] + "..."
-        if index > 0 and error:
+        if index > 0 and error and errors[index - 1]:
             error = click.style(error, fg="red")
         elif index == 0:
             error = click.style(error, bold=True)
@@ -282,17 +355,25 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
 
 
 @click.command("list")
+@click.argument("group", metavar="[group:NAME]", required=False)
 @connection_options
 @click.option("--json", "as_json", is_flag=True, help="Print the server's JSON as is.")
-def list_command(url: str, token: str | None, data_dir: Path, as_json: bool) -> None:
-    """Show every process: id, status, pid, uptime, restarts and last error."""
+def list_command(
+    group: str | None, url: str | None, token: str | None, data_dir: Path | None, as_json: bool
+) -> None:
+    """Show every process (or a group's): id, status, pid, uptime, restarts and last error."""
+    params: dict[str, str | int] | None = None
+    if group is not None:
+        if not group.startswith(GROUP_PREFIX) or group == GROUP_PREFIX:
+            raise click.BadParameter(f"expected group:NAME, got {group!r}", param_hint="group")
+        params = {"group": group.removeprefix(GROUP_PREFIX)}
     connection = connect(url, token, data_dir)
-    states = connection.request("GET", "/api/pm/list")
+    states = connection.request("GET", "/api/pm/list", params=params)
     if as_json:
         click.echo(json.dumps(states, indent=2))
         return
     if not states:
-        click.echo("no processes configured")
+        click.echo(f"no process is in {group}" if group else "no processes configured")
     else:
         for line in format_table(states, shutil.get_terminal_size((120, 24)).columns):
             click.echo(line)
@@ -317,11 +398,15 @@ def containment_line(connection: Connection) -> str:
 
 def _act(connection: Connection, action: str, process_id: str) -> str:
     answer = connection.request("POST", process_path(process_id, action), timeout=ACTION_TIMEOUT)
-    return str(answer.get("message", "done"))
+    message = str(answer.get("message", "done"))
+    if isinstance(answer.get("ids"), list):  # a group: the processes acted on
+        message += f" ({', '.join(map(str, answer['ids'])) or 'none'})"
+    return message
 
 
 def run_action(connection: Connection, action: str, target: str) -> None:
-    """``target`` is an id, or ``all``: every process, acted on in parallel."""
+    """``target`` is an id, ``group:NAME`` (the server acts on every member at once), or ``all``: every
+    process, acted on in parallel."""
     from concurrent.futures import ThreadPoolExecutor
 
     if target != "all":
@@ -352,10 +437,10 @@ def run_action(connection: Connection, action: str, target: str) -> None:
 
 
 def _action_command(action: str, summary: str) -> click.Command:
-    @click.command(action, help=f"{summary} a process by id; `all` means every process.")
-    @click.argument("process_id", metavar="ID|all")
+    @click.command(action, help=f"{summary} a process by id, `group:NAME` or `all` (every process).")
+    @click.argument("process_id", metavar="ID|group:NAME|all")
     @connection_options
-    def command(process_id: str, url: str, token: str | None, data_dir: Path) -> None:
+    def command(process_id: str, url: str | None, token: str | None, data_dir: Path | None) -> None:
         run_action(connect(url, token, data_dir), action, process_id)
 
     return command
@@ -429,25 +514,53 @@ def format_line(line: dict[str, Any]) -> str:
     return f"{stamp} {terminal_safe(str(line.get('processId', '')))} {bar} {content}"
 
 
-def follow_events(connection: Connection, process_id: str, lines: int) -> Iterator[ServerSentEvent]:
-    """The events of the live log stream. A dropped connection is resumed from the last line received
-    (``Last-Event-ID``) for a few seconds before giving up, so a server restart loses nothing kept."""
+class FollowPrinter:
+    """Prints followed lines. A partial line (the latest state of a progress bar) is redrawn in place on
+    a terminal, and erased by the next line; elsewhere (a pipe, a file) only finished lines are printed."""
+
+    ERASE = "\r\x1b[K"
+
+    def __init__(self, terminal: bool | None = None) -> None:
+        self.terminal = sys.stdout.isatty() if terminal is None else terminal
+        self.drawn = False
+
+    def __call__(self, line: dict[str, Any]) -> None:
+        if line.get("partial"):
+            if self.terminal:
+                prefix = format_line({**line, "content": ""})
+                room = shutil.get_terminal_size().columns - len(click.unstyle(prefix)) - 1
+                content = terminal_safe(str(line.get("content", "")))[: max(room, 0)]
+                click.echo(self.ERASE + prefix + content, nl=False, color=True)  # only on a terminal
+                self.drawn = True
+            return
+        if self.drawn:
+            click.echo(self.ERASE, nl=False, color=True)
+            self.drawn = False
+        click.echo(format_line(line))
+
+
+def follow_events(connection: Connection, path: str, lines: int) -> Iterator[ServerSentEvent]:
+    """The events of the live log stream at ``path``. A dropped connection is resumed from the last
+    line received (``Last-Event-ID``) for a few seconds before giving up, so a server restart loses
+    nothing kept. A merged stream (several processes) has no event ids: it is resumed from then on."""
     import httpx
 
     parser = EventParser()
-    path = process_path(process_id, "logs")
     gone_since: float | None = None
+    received = False
     with connection.client(timeout=None) as client:
         while True:
             headers = {"Last-Event-ID": parser.last_id} if parser.last_id else {}
             try:
-                params = {"follow": 1, "lines": lines}
+                backlog = 0 if received and not parser.last_id else lines  # never the same lines twice
+                params = {"follow": 1, "lines": backlog}
                 with client.stream("GET", path, params=params, headers=headers) as reply:
                     connection.check_reply(reply)
                     gone_since = None
                     for text in reply.iter_lines():
                         event = parser.feed(text)
                         if event is not None:
+                            received = True
                             yield event
             except httpx.TransportError as exc:
                 if gone_since is None and parser.last_id is None:
@@ -459,13 +572,13 @@ def follow_events(connection: Connection, process_id: str, lines: int) -> Iterat
             time.sleep(0.5)
 
 
-def follow_realtime(connection: Connection, process_id: str) -> Iterator[dict[str, Any]]:
-    """Lines of a process through PocketBase, which cannot pass a stream on: its hooks publish them on
+def follow_realtime(connection: Connection, process_ids: list[str]) -> Iterator[dict[str, Any]]:
+    """Lines of processes through PocketBase, which cannot pass a stream on: its hooks publish them on
     the realtime topic ``pm/logs/<id>`` to superusers."""
     import httpx
 
     parser = EventParser()
-    topic = f"pm/logs/{process_id}"
+    topics = [f"pm/logs/{process_id}" for process_id in process_ids]
     with connection.client(timeout=None) as client:
         try:
             with client.stream("GET", "/api/realtime") as reply:
@@ -476,9 +589,9 @@ def follow_realtime(connection: Connection, process_id: str) -> Iterator[dict[st
                         continue
                     if event.event == "PB_CONNECT":
                         client_id = json.loads(event.data)["clientId"]
-                        subscription = {"clientId": client_id, "subscriptions": [topic]}
+                        subscription = {"clientId": client_id, "subscriptions": topics}
                         connection.check_reply(client.post("/api/realtime", json=subscription))
-                    elif event.event == topic:
+                    elif event.event in topics:
                         yield from json.loads(event.data)
         except httpx.TransportError as exc:
             raise Unreachable(f"lost the connection to {connection.url}: {exc}") from None
@@ -493,24 +606,89 @@ def behind_pocketbase(connection: Connection) -> bool:
     return isinstance(info, dict) and info.get("mode") == "pocketbase"
 
 
-def print_follow(connection: Connection, process_id: str, lines: int) -> None:
+def _show_all(line: dict[str, Any]) -> bool:
+    return True
+
+
+def print_follow(
+    connection: Connection,
+    process_id: str | None,
+    lines: int,
+    keep: Callable[[dict[str, Any]], bool] = _show_all,
+) -> None:
+    """Print a process's lines (``process_id`` None: every process's, interleaved) as they come; a
+    progress bar's line is redrawn in place on a terminal."""
+    path = logs_path(process_id)
+    show = FollowPrinter()
     try:
-        for event in follow_events(connection, process_id, lines):
-            if event.event == "log":
-                click.echo(format_line(json.loads(event.data)))
+        for event in follow_events(connection, path, lines):
+            if event.event in ("log", "partial"):
+                line = json.loads(event.data)
+                if keep(line):
+                    show(line)
             elif event.event == "dropped":
-                count = json.loads(event.data).get("count", "?")
-                notice = f"... {count} lines were lost (no longer in the buffer)"
+                lost = json.loads(event.data)
+                whose = f" of {lost['processId']}" if "processId" in lost else ""
+                notice = f"... {lost.get('count', '?')} lines{whose} were lost (no longer in the buffer)"
                 click.echo(click.style(notice, fg="yellow"), err=True)
     except ClientError as exc:
         if exc.status != 400 or not behind_pocketbase(connection):
             raise
         # PocketBase: the last lines from the API, then new ones from realtime. Lines written while
         # this switches over may be missed: realtime messages carry no sequence number to resume from.
-        for line in connection.request("GET", process_path(process_id, "logs"), params={"lines": lines}):
-            click.echo(format_line(line))
-        for line in follow_realtime(connection, process_id):
-            click.echo(format_line(line))
+        for line in connection.request("GET", path, params={"lines": lines}):
+            if keep(line):
+                click.echo(format_line(line))
+        for line in follow_realtime(connection, members(connection, process_id)):
+            if keep(line):
+                show(line)
+
+
+def logs_path(process_id: str | None) -> str:
+    """One process's log (or a group's, ``group:NAME``), or with no id every process's, interleaved."""
+    return process_path(process_id, "logs") if process_id else "/api/pm/logs"
+
+
+def members(connection: Connection, process_id: str | None) -> list[str]:
+    """The process ids an id stands for: itself, a group's members, or (None) every process."""
+    if process_id and not process_id.startswith(GROUP_PREFIX):
+        return [process_id]
+    params: dict[str, str | int] | None = None
+    if process_id:
+        params = {"group": process_id.removeprefix(GROUP_PREFIX)}
+    return [str(state["id"]) for state in connection.request("GET", "/api/pm/list", params=params)]
+
+
+def line_filter(since: str | None, pattern: str | None) -> Callable[[dict[str, Any]], bool] | None:
+    """What ``--since`` and ``--grep`` keep (None: every line)."""
+    import re
+
+    from processman.durations import parse_duration
+
+    if since is None and pattern is None:
+        return None
+    cutoff = None
+    if since is not None:
+        try:
+            cutoff = time.time() - parse_duration(since)
+        except ValueError:
+            expected = f'expected a duration like "30s", "10m" or "2h", got {since!r}'
+            raise click.BadParameter(expected, param_hint="--since") from None
+    try:
+        regex = re.compile(pattern) if pattern is not None else None
+    except re.error as exc:
+        raise click.BadParameter(f"not a regular expression: {exc}", param_hint="--grep") from None
+
+    def keep(line: dict[str, Any]) -> bool:
+        if cutoff is not None:
+            try:
+                if datetime.fromisoformat(str(line.get("timestamp"))).timestamp() < cutoff:
+                    return False
+            except ValueError:
+                pass
+        return regex is None or regex.search(str(line.get("content", ""))) is not None
+
+    return keep
 
 
 class _Stopped(BaseException):
@@ -533,28 +711,52 @@ def stop_on_signals() -> None:
 
 
 @click.command("logs")
-@click.argument("process_id", metavar="ID")
+@click.argument("process_id", metavar="[ID|group:NAME]", required=False)
 @click.option(
-    "-n", "--lines", type=click.IntRange(0, 1000), default=100, show_default=True, help="Last lines."
+    "-n",
+    "--lines",
+    type=click.IntRange(0, 1000),
+    default=None,
+    help="Last lines [default: 100; with --since or --grep, of every line kept (1000 per process)].",
 )
 @click.option(
     "-f", "--follow", is_flag=True, help="Keep printing new lines until Ctrl+C (exit 130) or SIGTERM (143)."
 )
+@click.option("--since", metavar="DURATION", help="Only lines of the last DURATION: 30s, 10m, 2h.")
+@click.option("--grep", "pattern", metavar="REGEX", help="Only lines matching this Python regex.")
 @connection_options
 def logs_command(
-    process_id: str, lines: int, follow: bool, url: str, token: str | None, data_dir: Path
+    process_id: str | None,
+    lines: int | None,
+    follow: bool,
+    since: str | None,
+    pattern: str | None,
+    url: str | None,
+    token: str | None,
+    data_dir: Path | None,
 ) -> None:
-    """Print the last lines of a process's output, oldest first; -f follows it live."""
+    """Print the last lines of a process's output, oldest first; -f follows it live. With no id, every
+    process's lines, interleaved and prefixed with its id (as `pm2 logs`)."""
+    keep = line_filter(since, pattern)
     connection = connect(url, token, data_dir)
+    # Filtered: read every line kept, then show the last --lines of those that match.
+    fetch = MAX_LINES if keep is not None else (lines if lines is not None else DEFAULT_LINES)
     try:
         if not follow:
-            for line in connection.request("GET", process_path(process_id, "logs"), params={"lines": lines}):
+            found = connection.request("GET", logs_path(process_id), params={"lines": fetch})
+            if keep is not None:
+                found = [line for line in found if keep(line)]
+                if lines is not None or since is None:
+                    found = found[-(lines if lines is not None else DEFAULT_LINES) :] if found else []
+            for line in found:
                 click.echo(format_line(line))
             return
         stop_on_signals()
-        print_follow(connection, process_id, lines)
+        print_follow(connection, process_id, fetch, keep or _show_all)
     except ClientError as exc:
-        raise (unknown_id(process_id) if exc.status == 404 else exc) from None
+        if exc.status == 404 and process_id:
+            raise unknown_id(process_id) from None
+        raise
     except _Stopped as stopped:
         sys.exit(128 + stopped.signum)
     except KeyboardInterrupt:
@@ -567,7 +769,7 @@ def logs_command(
 @click.command("reload")
 @connection_options
 @click.option("--dry-run", is_flag=True, help="Only show what would change.")
-def reload_command(url: str, token: str | None, data_dir: Path, dry_run: bool) -> None:
+def reload_command(url: str | None, token: str | None, data_dir: Path | None, dry_run: bool) -> None:
     """Apply the changed config file: add, remove and restart only what changed."""
     query = "?dryRun=1" if dry_run else ""
     plan = connect(url, token, data_dir).request("POST", f"/api/pm/reload{query}", timeout=ACTION_TIMEOUT)

@@ -15,13 +15,17 @@ import logging
 import os
 import re
 import select
+import shutil
 import sys
 import threading
 import time
 import zlib
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 import click
+
+from processman.levels import ERROR, WARN, levels_of, line_level, stream_level
 
 if TYPE_CHECKING:  # the client commands use this module: the engine is not imported for them
     from processman.engine.events import LogLines
@@ -68,16 +72,20 @@ class ConsoleFormatter(logging.Formatter):
     def _paint(self, text: str, **styles: object) -> str:
         return click.style(text, **styles) if self.colour else text  # type: ignore[arg-type]
 
-    def prefix(self, created: float, process_id: str, stream: str) -> str:
-        """``12:00:01 web        | `` for a line of ``process_id`` (``!`` for stderr, ``~`` for a note of
-        processman's own, whose text :meth:`note` dims)."""
+    def prefix(self, created: float, process_id: str, stream: str, level: str | None = None) -> str:
+        """``12:00:01 web        | `` for a line of ``process_id``: ``!`` marks an error (red) or a
+        warning (yellow), by the line's own level or else its stream's (stderr: error); ``~`` a note
+        of processman's own, whose text :meth:`note` dims."""
         stamp = time.strftime("%H:%M:%S", time.localtime(created))
         colour = _COLOURS[zlib.crc32(process_id.encode()) % len(_COLOURS)]
         name = self._paint(process_id.ljust(self.width), fg=colour)
-        if stream == "stderr":
-            bar = self._paint("!", fg="red", bold=True)
-        elif stream == "system":
+        level = level or stream_level(stream)
+        if stream == "system":
             bar = self._paint(SYSTEM_BAR, dim=True)
+        elif level == ERROR:
+            bar = self._paint("!", fg="red", bold=True)
+        elif level == WARN:
+            bar = self._paint("!", fg="yellow", bold=True)
         else:
             bar = self._paint("|", fg=colour)
         return f"{stamp} {name} {bar} "
@@ -93,7 +101,8 @@ class ConsoleFormatter(logging.Formatter):
             note = as_system_note(stream, (text,))
             if note is not None:
                 return self.prefix(record.created, process_id, "system") + self.note(note[0])
-            return self.prefix(record.created, process_id, stream) + text
+            message = record.getMessage()
+            return self.prefix(record.created, process_id, stream, line_level(message, stream)) + text
         stamp = time.strftime("%H:%M:%S", time.localtime(record.created))
         name = self._paint("processman".ljust(self.width), bold=True)
         message = record.getMessage()
@@ -131,15 +140,49 @@ def format_batch(formatter: ConsoleFormatter, event: LogLines, encoding: str) ->
             for line in note
         )
         return (lines.encode(encoding, "backslashreplace"),)
-    prefix = formatter.prefix(event.timestamp, event.process_id, event.stream)
-    prefix_bytes = prefix.encode(encoding, "backslashreplace")
     text = "\n".join(event.lines)
+    levels = levels_of(event.lines, event.stream, text, marks_only=True)
+    if levels is None:
+        return _pieces(formatter, event, event.lines, text, None, encoding)
+    pieces: list[bytes] = []  # lines with levels of their own: one run of lines per level, in order
+    start = 0
+    for end in range(1, len(levels) + 1):
+        if end == len(levels) or levels[end] != levels[start]:
+            run = event.lines[start:end]
+            pieces += _pieces(formatter, event, run, "\n".join(run), levels[start], encoding)
+            start = end
+    return tuple(pieces)
+
+
+def _pieces(
+    formatter: ConsoleFormatter,
+    event: LogLines,
+    lines: Sequence[str],
+    text: str,
+    level: str | None,
+    encoding: str,
+) -> tuple[bytes, ...]:
+    prefix = formatter.prefix(event.timestamp, event.process_id, event.stream, level)
+    prefix_bytes = prefix.encode(encoding, "backslashreplace")
     data = _clean_ascii(text)
     if data is None:
         if _CONTROL_BUT_NEWLINE.search(text):
-            text = "\n".join(map(terminal_safe, event.lines))
+            text = "\n".join(map(terminal_safe, lines))
         data = text.encode(encoding, "backslashreplace")
     return prefix_bytes, data.replace(b"\n", b"\n" + prefix_bytes), b"\n"
+
+
+# Back to the start of the line and erase it: how a redrawn line is replaced on a terminal.
+_ERASE_LINE = b"\r\x1b[K"
+
+
+def format_partial(formatter: ConsoleFormatter, event: LogLines, encoding: str) -> bytes:
+    """The latest state of a line being redrawn (a progress bar), cut to the terminal's width (a
+    wrapped line could not be redrawn), to be drawn without a newline."""
+    prefix = formatter.prefix(event.timestamp, event.process_id, event.stream)
+    room = shutil.get_terminal_size().columns - len(_SGR.sub("", prefix)) - 1
+    text = terminal_safe(event.lines[-1])[: max(room, 0)]
+    return _ERASE_LINE + (prefix + text).encode(encoding, "backslashreplace")
 
 
 class _Gap:
@@ -188,6 +231,10 @@ class Console:
         self._broken = False
         self._cond = threading.Condition()
         self.dropped = 0  # processman's own records not shown, since the start
+        # A partial line (a progress bar) is drawn only on a terminal, and erased by what comes next.
+        self._terminal = bool(getattr(stream, "isatty", lambda: False)())
+        self._partial: bytes | None = None  # the latest partial line not drawn yet
+        self._partial_drawn = False
         self.handler = ConsoleHandler(self)
         self.handler.setFormatter(formatter)
         self._thread = threading.Thread(target=self._run, name="processman-console", daemon=True)
@@ -214,13 +261,22 @@ class Console:
             self._cond.notify()
 
     def echo(self, event: LogLines) -> None:
-        """Queue a batch of a child's lines; waits while too many batches wait."""
+        """Queue a batch of a child's lines; waits while too many batches wait. A partial line (the
+        latest state of a progress bar) is drawn on a terminal only; only the newest one waits."""
+        if event.partial:
+            if self._terminal and event.lines:
+                drawing = format_partial(self.formatter, event, self.encoding)
+                with self._cond:
+                    self._partial = drawing
+                    self._cond.notify()
+            return
         data = format_batch(self.formatter, event, self.encoding)
         with self._cond:
             while self._batches >= self._max_batches and not (self._closing or self._broken):
                 self._cond.wait()
             if self._closing or self._broken:
                 return
+            self._partial = None  # finished lines supersede a progress bar not drawn yet
             self._batches += 1
             self._items.append((False, data))
             self._cond.notify()
@@ -235,10 +291,15 @@ class Console:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._items and not self._closing:
+                while not self._items and self._partial is None and not self._closing:
                     self._cond.wait()
                 if not self._items:
-                    return
+                    if self._partial is None:
+                        return
+                    drawing, self._partial = self._partial, None
+                    self._partial_drawn = True
+                    self._write((drawing,))
+                    continue
                 item = self._items.popleft()
                 data: tuple[bytes, ...]
                 if isinstance(item, _Gap):
@@ -250,6 +311,9 @@ class Console:
                     else:
                         self._batches -= 1
                         self._cond.notify_all()
+                if self._partial_drawn:  # what comes next replaces the progress bar's line
+                    self._partial_drawn = False
+                    data = (_ERASE_LINE, *data)
             self._write(data)
 
     def _gap_notice(self, count: int) -> bytes:

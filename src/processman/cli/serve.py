@@ -82,7 +82,9 @@ def build_services(
         service.bind()
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {address}: {exc.strerror or exc}") from exc
-    return [service]
+    from processman.serverfile import Announced, local_url
+
+    return [Announced(service, data_dir, lambda: local_url(address.host, service.port))]
 
 
 @click.command()
@@ -174,11 +176,24 @@ def check(config_path: Path | None, data_dir: Path) -> None:
     if not loaded.exists:
         click.echo(f"{path}: file not found", err=True)
         sys.exit(1)
+    from processman.preflight import check_environment, env_file_warnings, venv_notes
+
     for problem in loaded.problems:
         label = click.style(problem.severity, fg="red" if problem.severity == "error" else "yellow")
         click.echo(f"{label}: {problem}", err=True)
-    if loaded.errors:
-        click.echo(f"{len(loaded.errors)} error(s), {len(loaded.warnings)} warning(s) in {path}", err=True)
+    # What the config names must exist too: a script, a command, a folder, an envFile.
+    missing = check_environment(loaded, os.environ)
+    for found in missing:
+        click.echo(f"{click.style('error', fg='red')}: {loaded.path}: {found}", err=True)
+    skipped = env_file_warnings(loaded)
+    for warning in skipped:
+        click.echo(f"{click.style('warning', fg='yellow')}: {loaded.path}: {warning}", err=True)
+    for note in venv_notes(loaded):
+        click.echo(f"{click.style('note', fg='cyan')}: {note}", err=True)
+    errors = len(loaded.errors) + len(missing)
+    if errors:
+        warnings = len(loaded.warnings) + len(skipped)
+        click.echo(f"{errors} error(s), {warnings} warning(s) in {path}", err=True)
         sys.exit(1)
     click.echo(f"{len(loaded.processes)} processes OK")
 

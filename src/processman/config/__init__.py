@@ -6,6 +6,7 @@
     loader.py   load_config: a file to configs and problems, never an exception
     schema.py   json_schema, from the same tables
     masking.py  secrets in env values, probe URLs and commands, and free text
+    notify.py   notification targets (``notify``), top level and per process
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from processman.config.fields import (
     DEPENDENCY_CONDITIONS,
     DURATION_EXPECTED,
+    GROUP_PREFIX,
     ID_MAX_LENGTH,
     ID_PATTERN,
     LIMIT_NAMES,
@@ -47,6 +49,7 @@ from processman.config.model import (
     probe_to_json,
     shown_field,
 )
+from processman.config.notify import NOTIFY_EVENTS, NotifyTarget, notify_to_json
 from processman.config.schema import json_schema
 
 __all__ = [
@@ -54,6 +57,7 @@ __all__ = [
     "DEPENDENCY_CONDITIONS",
     "DURATION_EXPECTED",
     "FIELDS",
+    "GROUP_PREFIX",
     "ID_MAX_LENGTH",
     "ID_PATTERN",
     "LIMIT_NAMES",
@@ -63,6 +67,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_INSTANCES",
     "MAX_LOG_BACKUPS",
+    "NOTIFY_EVENTS",
     "PROBE_FIELDS",
     "PROCESS_FIELDS",
     "RESTART_POLICIES",
@@ -71,6 +76,7 @@ __all__ = [
     "ConfigProblem",
     "Field",
     "LoadedConfig",
+    "NotifyTarget",
     "Probe",
     "ProcessConfig",
     "config_to_json",
@@ -84,6 +90,7 @@ __all__ = [
     "mask_env",
     "mask_text",
     "mask_url",
+    "notify_to_json",
     "parse_processes",
     "probe_to_json",
     "shown_field",

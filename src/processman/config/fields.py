@@ -20,11 +20,13 @@ from processman.sizes import SIZE_PATTERN, format_size, parse_size
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ID_MAX_LENGTH = 64
 ID_EXPECTED = f"letters, digits, '.', '_' or '-', starting with a letter or digit, at most {ID_MAX_LENGTH}"
+# A group starts with a letter: "group:<name>" then never reads as an instance id "<entry>:<n>".
+GROUP_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
+GROUP_EXPECTED = f"letters, digits, '.', '_' or '-', starting with a letter, at most {ID_MAX_LENGTH}"
+GROUP_PREFIX = "group:"
 DURATION_EXPECTED = 'a duration like "500ms", "2s" or "1m"'
 SIZE_EXPECTED = 'a size like "512MB" or "1GB"'
 RESTART_POLICIES = ("always", "on-failure", "never")
-# "notify" (SPEC 12) joins these when it is implemented.
-SERVICE_TYPES = ("simple", "forking")
 LIMIT_NAMES = ("openFiles", "cpuSeconds", "coreSize")
 DEPENDENCY_CONDITIONS = ("started", "healthy", "completed")
 # Strings handed to a program (argv, environment) cannot hold a NUL byte.
@@ -131,6 +133,39 @@ class Folder(Kind):
 
     def schema(self) -> dict[str, Any]:
         return Text().schema()
+
+
+class Files(Kind):
+    """One path or an array of paths: relative to the config file's folder in a file, to the current
+    directory in code (where ``ProcessConfig`` makes them absolute). Always a tuple in Python."""
+
+    EXPECTED = "a path or an array of paths"
+
+    def read(self, raw: Any, at: str, problems: Problems, base_dir: Path) -> tuple[Path, ...] | None:
+        items = [raw] if isinstance(raw, str) else raw
+        if not isinstance(items, list | tuple) or not all(isinstance(item, str) and item for item in items):
+            problems.expect(at, self.EXPECTED, raw)
+            return None
+        if any("\0" in item for item in items):
+            problems.expect(at, "paths without NUL characters", raw)
+            return None
+        return tuple(base_dir / item for item in items)
+
+    def check(self, value: Any, at: str, problems: Problems) -> None:
+        items = [value] if isinstance(value, str | os.PathLike) else value
+        if not isinstance(items, list | tuple) or not all(
+            isinstance(item, str | os.PathLike) and str(item) for item in items
+        ):
+            problems.expect(at, self.EXPECTED, value)
+        elif any("\0" in str(item) for item in items):
+            problems.expect(at, "paths without NUL characters", [str(item) for item in items])
+
+    def show(self, value: Any, *, mask: bool) -> Any:
+        return [str(item) for item in value]
+
+    def schema(self) -> dict[str, Any]:
+        text = Text().schema()
+        return {"oneOf": [text, {"type": "array", "items": text}]}
 
 
 class Strings(Kind):
@@ -441,6 +476,21 @@ class Identifier(Kind):
 
     def schema(self) -> dict[str, Any]:
         return {"type": "string", "pattern": ID_PATTERN.pattern, "maxLength": ID_MAX_LENGTH}
+
+
+def valid_group(value: str) -> bool:
+    return len(value) <= ID_MAX_LENGTH and GROUP_PATTERN.fullmatch(value) is not None
+
+
+class GroupName(Kind):
+    def read(self, raw: Any, at: str, problems: Problems, base_dir: Path) -> str | None:
+        if not isinstance(raw, str) or not valid_group(raw):
+            problems.expect(at, GROUP_EXPECTED, raw)
+            return None
+        return raw
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "pattern": GROUP_PATTERN.pattern, "maxLength": ID_MAX_LENGTH}
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 from processman.config.fields import Problems, describe, read_fields
 from processman.config.model import FIELDS, PROCESS_FIELDS, ProcessConfig, check_target
+from processman.config.notify import NotifyTarget, NotifyTargets
 from processman.errors import ConfigError
 from processman.sizes import format_size
 
@@ -53,6 +54,8 @@ class LoadedConfig:
     exists: bool
     processes: tuple[ProcessConfig, ...]
     problems: tuple[ConfigProblem, ...]
+    # The top-level ``notify`` of the object form: targets for the events of every process.
+    notify: tuple[NotifyTarget, ...] = ()
 
     @property
     def errors(self) -> tuple[ConfigProblem, ...]:
@@ -74,12 +77,12 @@ class _Unreadable(Exception):
 def _read_text(path: Path) -> str:
     # O_NONBLOCK: opening a FIFO nobody writes to must not block; fstat then refuses it.
     descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    # Checked before open(): given a folder's descriptor, open() raises and leaves the descriptor open.
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise _Unreadable("it is a folder, not a file" if stat.S_ISDIR(mode) else "it is not a regular file")
     with open(descriptor, "rb") as file:
-        info = os.fstat(descriptor)
-        if stat.S_ISDIR(info.st_mode):
-            raise _Unreadable("it is a folder, not a file")
-        if not stat.S_ISREG(info.st_mode):
-            raise _Unreadable("it is not a regular file")
         data = file.read(MAX_CONFIG_BYTES + 1)
     if len(data) > MAX_CONFIG_BYTES:
         raise _Unreadable(f"it is larger than {format_size(MAX_CONFIG_BYTES)}")
@@ -123,9 +126,22 @@ def load_config(path: str | os.PathLike[str]) -> LoadedConfig:
         return unusable("invalid JSON: too large to decode")
     try:
         processes, problems = parse_processes(data, file=name, base_dir=file_path.parent)
+        notify, notify_problems = parse_notify(data, file=name, base_dir=file_path.parent)
     except (RecursionError, MemoryError) as exc:
         return unusable(f"cannot be read: {type(exc).__name__}")
-    return LoadedConfig(file_path, True, processes, problems)
+    return LoadedConfig(file_path, True, processes, problems + notify_problems, notify)
+
+
+def parse_notify(
+    data: Any, *, file: str, base_dir: Path
+) -> tuple[tuple[NotifyTarget, ...], tuple[ConfigProblem, ...]]:
+    """The top-level ``notify`` of the object form: the valid targets, and a problem for each other."""
+    if not isinstance(data, dict) or "notify" not in data:
+        return (), ()
+    found = Problems()
+    targets = NotifyTargets().read(data["notify"], "notify", found, base_dir)
+    problems = tuple(ConfigProblem(file, "top level", f"{line}; target skipped") for line in found.lines())
+    return targets or (), problems
 
 
 def parse_processes(
@@ -266,7 +282,7 @@ def _read_entry(entry: Any, base_dir: Path, problems: Problems) -> ProcessConfig
     if problems:
         return None
     try:
-        return ProcessConfig(**values)
+        return ProcessConfig(**values, root=base_dir)
     except ConfigError as exc:  # a rule the reading missed: still a problem, never a crash
         problems.error("entry", str(exc))
         return None

@@ -13,14 +13,15 @@ from typing import Any, Literal
 
 from processman.config.fields import (
     RESTART_POLICIES,
-    SERVICE_TYPES,
     Bool,
     Choice,
     Dependencies,
     Duration,
     Environment,
     Field,
+    Files,
     Folder,
+    GroupName,
     Identifier,
     Kind,
     Limits,
@@ -35,6 +36,7 @@ from processman.config.fields import (
     signal_name,
 )
 from processman.config.masking import mask_command, mask_text
+from processman.config.notify import NotifyTarget, NotifyTargets
 from processman.errors import ConfigError
 
 # Log files rotate at 50 MB and keep 5 older files, as supervisord does (50 MB, 10): a burst of
@@ -45,6 +47,7 @@ MAX_LOG_BACKUPS = 100
 # Dev mode folds every change within this many seconds after the first into one restart (SPEC 7).
 WATCH_DEBOUNCE = 0.5
 MAX_INSTANCES = 1000
+PROCESS_TYPES = ("simple", "notify", "forking")
 
 PROBE_KINDS = ("http", "tcp", "command")
 PROBE_EXPECTED = 'an object with "http" (a URL), "tcp" ("host:port" or a port) or "command" (an array)'
@@ -199,11 +202,20 @@ def probe_to_json(probe: Probe, *, mask: bool = True) -> dict[str, Any]:
 # The fields of a process, in the order the reported config lists them.
 PROCESS_FIELDS: tuple[Field, ...] = (
     Field("id", "id", Identifier(), None, "unique name of the process", required=True),
+    Field("group", "group", GroupName(), None, 'a group: "group:<name>" acts on all its processes'),
     Field("script", "script", Text(), None, "script run through an interpreter"),
     Field("command", "command", Text(), None, "executable looked up on PATH"),
     Field("args", "args", Strings(), (), "arguments"),
     Field("cwd", "cwd", Folder(), Path("."), "working directory, relative to this file's folder"),
     Field("env", "env", Environment(), {}, "environment variables added"),
+    Field(
+        "envFile",
+        "env_file",
+        Files(),
+        (),
+        "dotenv files read at every start, relative to this file's folder (env wins over them)",
+        omit_empty=True,
+    ),
     Field("interpreter", "interpreter", Text(), "auto", "what runs a script"),
     Field(
         "maxRetries",
@@ -218,13 +230,6 @@ PROCESS_FIELDS: tuple[Field, ...] = (
     Field("watchDebounce", "watch_debounce", Duration(), WATCH_DEBOUNCE, "changes folded into one restart"),
     Field("stopTimeout", "stop_timeout", Duration(), 10.0, "time between the stop signal and SIGKILL"),
     Field("stopSignal", "stop_signal", SignalName(), "SIGTERM", "the signal that asks the tree to stop"),
-    Field(
-        "type",
-        "type",
-        Choice(SERVICE_TYPES),
-        "simple",
-        "simple: the started process is the service; forking: it exits 0 after starting a daemon",
-    ),
     Field("pidFile", "pid_file", Text(), None, "type forking: the daemon's pid file (relative to cwd)"),
     Field("minUptime", "min_uptime", Duration(), 10.0, "a run this long resets the failure count"),
     Field("maxMemory", "max_memory", Size(1), None, "restart above this resident memory"),
@@ -240,6 +245,14 @@ PROCESS_FIELDS: tuple[Field, ...] = (
         'copies of this entry, "<id>:0" .. "<id>:N-1"',
     ),
     Field("restart", "restart", Choice(RESTART_POLICIES), "always", "when an exit is followed by a start"),
+    Field(
+        "type",
+        "type",
+        Choice(PROCESS_TYPES),
+        "simple",
+        "notify: ready when it sends READY=1 (sd_notify); forking: it exits 0 after starting a daemon",
+    ),
+    Field("watchdogSec", "watchdog_sec", Duration(), None, "restart when no WATCHDOG=1 comes for this long"),
     Field("logMaxSize", "log_max_size", Size(0), LOG_MAX_SIZE, "log file size that rotates it (0: never)"),
     Field(
         "logBackups",
@@ -248,6 +261,7 @@ PROCESS_FIELDS: tuple[Field, ...] = (
         LOG_BACKUPS,
         "older log files kept",
     ),
+    Field("notify", "notify", NotifyTargets(), (), "where this process's events are sent", omit_empty=True),
 )
 
 # JSON field name -> Python attribute name, in the order of the reported config.
@@ -284,6 +298,8 @@ class ProcessConfig:
     args: tuple[str, ...] = ()
     cwd: Path = _PROCESS_DEFAULT["cwd"]
     env: Mapping[str, str] = field(default_factory=dict)
+    # Dotenv files read at every start (later files win; ``env`` wins over them).
+    env_file: tuple[Path, ...] = ()
     interpreter: str = _PROCESS_DEFAULT["interpreter"]
     max_retries: int = _PROCESS_DEFAULT["max_retries"]
     backoff: float = _PROCESS_DEFAULT["backoff"]
@@ -292,9 +308,6 @@ class ProcessConfig:
     watch_debounce: float = _PROCESS_DEFAULT["watch_debounce"]
     stop_timeout: float = _PROCESS_DEFAULT["stop_timeout"]
     stop_signal: str = _PROCESS_DEFAULT["stop_signal"]  # a name from STOP_SIGNALS ("SIGTERM")
-    # simple: the started process is the service. forking: it exits 0 once its daemon runs, and the
-    # service runs while its tree has members (systemd's Type=forking).
-    type: Literal["simple", "forking"] = _PROCESS_DEFAULT["type"]
     pid_file: str | None = None  # type forking: where the daemon writes its pid (relative to cwd)
     # A run longer than this is healthy: the failure count resets and the restart is immediate.
     min_uptime: float = _PROCESS_DEFAULT["min_uptime"]
@@ -313,11 +326,22 @@ class ProcessConfig:
     # When an exit is followed by a new start: always (keep-alive), on-failure (not after exit code 0:
     # one-shot tasks), never.
     restart: Literal["always", "on-failure", "never"] = _PROCESS_DEFAULT["restart"]
+    # simple: ready once started (or when its readiness probe passes); notify: ready when it sends
+    # READY=1 on its NOTIFY_SOCKET (the sd_notify protocol); forking: the started process exits 0 once
+    # its daemon runs, and the process runs while its tree has members (systemd's Type=forking).
+    type: Literal["simple", "notify", "forking"] = _PROCESS_DEFAULT["type"]
+    # With a watchdog, the process sends WATCHDOG=1 at least this often (seconds) or is restarted.
+    watchdog_sec: float | None = None
     # Each log file rotates when it would grow past log_max_size bytes (0: never), keeping
     # log_backups older files (name.1 .. name.N).
     log_max_size: int = _PROCESS_DEFAULT["log_max_size"]
     log_backups: int = _PROCESS_DEFAULT["log_backups"]
+    # Where this process's events (crashed, failed, ...) are sent, besides the top-level targets.
+    notify: tuple[NotifyTarget, ...] = ()
     entry: str = ""  # the config entry this process comes from (its id without ":<n>")
+    # The config file's folder: the search for a virtualenv goes from cwd up to it (None: cwd only).
+    root: Path | None = None
+    group: str | None = None  # processes of a group are acted on together: "group:<name>"
 
     def __post_init__(self) -> None:
         problems = Problems()
@@ -330,10 +354,15 @@ class ProcessConfig:
         object.__setattr__(self, "env", dict(self.env))
         object.__setattr__(self, "limits", dict(self.limits))
         object.__setattr__(self, "depends_on", dict(self.depends_on))
+        object.__setattr__(self, "notify", tuple(self.notify))
         if not self.entry:
             object.__setattr__(self, "entry", self.id.partition(":")[0])
         object.__setattr__(self, "cwd", Path(os.path.abspath(self.cwd)))
         object.__setattr__(self, "stop_signal", signal_name(self.stop_signal))
+        if self.root is not None:
+            object.__setattr__(self, "root", Path(os.path.abspath(self.root)))
+        files = [self.env_file] if isinstance(self.env_file, str | os.PathLike) else self.env_file
+        object.__setattr__(self, "env_file", tuple(Path(os.path.abspath(item)) for item in files))
         if self.dev_mode and not self.watch_paths:
             object.__setattr__(self, "watch_paths", (".",))
 

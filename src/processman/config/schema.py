@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from processman.config.model import PROCESS_FIELDS
+from processman.config.notify import NotifyTargets
 
 
 def json_schema() -> dict[str, Any]:
@@ -33,7 +34,13 @@ def json_schema() -> dict[str, Any]:
             {
                 "type": "object",
                 "required": ["processes"],
-                "properties": {"processes": {"type": "array", "items": process}},
+                "properties": {
+                    "processes": {"type": "array", "items": process},
+                    "notify": {
+                        **NotifyTargets().schema(),
+                        "description": "where the events of every process are sent",
+                    },
+                },
             },
         ],
     }

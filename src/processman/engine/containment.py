@@ -92,6 +92,11 @@ class ProcessTree(Protocol):
         """SIGKILL to the whole tree without waiting (a stop cancelled part-way)."""
         ...
 
+    async def sweep(self, sig: Signals, timeout: float) -> None:
+        """The stop ladder for what is left of a run that is over (tags: by tag only, since the
+        group id of a child that was reaped may be someone else's now)."""
+        ...
+
     async def wait_empty(self, timeout: float | None) -> bool:
         """Wait until no process of the tree is left, at most ``timeout`` (None: no limit); True when
         none is."""
@@ -167,6 +172,9 @@ class TagTree:
     def kill_now(self) -> None:
         child = self._child
         kill_tree_now(child.pid if child is not None and child.alive else None, self._tag, self._scanner)
+
+    async def sweep(self, sig: Signals, timeout: float) -> None:
+        await terminate_tree(None, self._tag, self._scanner, timeout, sig=sig)
 
     async def wait_empty(self, timeout: float | None) -> bool:
         loop = asyncio.get_running_loop()
@@ -265,6 +273,10 @@ class CgroupTree:
     def kill_now(self) -> None:
         self._signal_child(Signals.SIGKILL)
         cgroups.kill(self.path)
+
+    async def sweep(self, sig: Signals, timeout: float) -> None:
+        await self.terminate(sig, timeout)
+        self.cleanup()
 
     async def wait_empty(self, timeout: float | None) -> bool:
         return await cgroups.wait_empty(self.path, timeout)

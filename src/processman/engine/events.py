@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
 from processman.engine.states import Status
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,13 +42,21 @@ class ProcessExited:
 
 @dataclass(frozen=True, slots=True)
 class LogLines:
-    """Consecutive lines of one stream: line ``i`` has sequence number ``first_seq + i``."""
+    """Consecutive lines of one stream: line ``i`` has sequence number ``first_seq + i``.
+
+    With ``partial``, the event holds one line that is not finished: the latest state of a line the
+    child keeps redrawing with carriage returns (a progress bar). It replaces the previous partial line
+    of the same stream and is itself replaced by the next event of that stream: another partial state,
+    or the finished line (the first line of the next event without ``partial``). A partial line is not
+    in the ring and has no sequence number of its own (``first_seq`` is the one it will probably get).
+    """
 
     process_id: str
     stream: str  # "stdout" | "stderr" | "system" (processman's own notes)
     first_seq: int
     timestamp: float
     lines: tuple[str, ...]
+    partial: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +89,7 @@ class Subscription:
             return
         if len(self._queue) >= self._maxsize:
             self.dropped_events += 1
-            if isinstance(event, LogLines):
+            if isinstance(event, LogLines) and not event.partial:
                 self.dropped_lines += len(event.lines)
                 self._bus.dropped_lines += len(event.lines)
             return
@@ -144,7 +155,10 @@ class EventBus:
         for subscription in tuple(self._subscriptions):
             subscription._offer(event)
         for listener in tuple(self._listeners):
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # a listener's bug is its own: the publisher and the others go on
+                logger.exception("an event listener failed on %r", event)
 
     def close(self) -> None:
         for subscription in tuple(self._subscriptions):

@@ -7,11 +7,11 @@ import logging
 import secrets
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from processman.config import ProcessConfig, load_config
+from processman.config import NotifyTarget, ProcessConfig, load_config
 from processman.config_watch import watch_file
 from processman.engine.clock import SYSTEM_CLOCK, Clock
 from processman.engine.containment import Containment, choose, clean_up_previous_cgroup
@@ -30,8 +30,9 @@ from processman.engine.reload import ReloadPlan, plan_reload
 from processman.engine.resources import ManagerUsage, ResourceSampler
 from processman.engine.states import Desired
 from processman.environment import PocketBaseInfo
-from processman.errors import ConfigError, DuplicateProcess, ProcessNotFound, SignalRefused
+from processman.errors import ConfigError, DuplicateProcess, ManagerNotRunning, ProcessNotFound, SignalRefused
 from processman.logs import LoggingSink, LogLine
+from processman.notify import EmailSender, Notifier, NotifierOptions
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,11 @@ class ManagerOptions:
     # How process trees are kept together: "auto" (cgroup v2 where the manager may create cgroups, else
     # tags), "cgroup" or "tags"; None reads PROCESSMAN_CONTAINMENT (see engine/containment.py).
     containment: str | None = None
+    # Where every process's events go (the config's top-level "notify"; each process adds its own),
+    # how emails are sent (PocketBase mode), and the pace of deliveries.
+    notify: tuple[NotifyTarget, ...] = ()
+    email_sender: EmailSender | None = None
+    notifier: NotifierOptions = field(default_factory=NotifierOptions)
 
 
 class ProcessManager:
@@ -115,6 +121,14 @@ class ProcessManager:
         self.resources = ResourceSampler(
             self.run_id, lambda: self._processes.values(), self.options.metrics_interval, self._dropped_lines
         )
+        self.notifier = Notifier(
+            self.events,
+            self._state_if_known,
+            lambda process_id: process.config if (process := self._processes.get(process_id)) else None,
+            self.options.notify,
+            email=self.options.email_sender,
+            options=self.options.notifier,
+        )
         self._running = False
         self._shutdown: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
@@ -159,7 +173,10 @@ class ProcessManager:
             raise ConfigError(f"{loaded.path}: file not found; nothing changed")
         if loaded.errors:
             raise ConfigError("\n".join(str(problem) for problem in loaded.errors) + "\nnothing changed")
-        return await self.apply(loaded.processes, dry_run=dry_run)
+        plan = await self.apply(loaded.processes, dry_run=dry_run)
+        if not dry_run:
+            self.notifier.targets = loaded.notify
+        return plan
 
     async def _remove(self, process_id: str) -> None:
         process = self._processes[process_id]
@@ -201,7 +218,8 @@ class ProcessManager:
     def _own(self, process: ManagedProcess) -> None:
         assert self._tasks is not None, "the manager runs"
         process_id = process.config.id
-        self._owners[process_id] = self._tasks.create_task(process.run(), name=f"process {process_id}")
+        process.has_owner = True
+        self._owners[process_id] = self._tasks.create_task(_owner(process), name=f"process {process_id}")
 
     @property
     def ids(self) -> list[str]:
@@ -216,6 +234,10 @@ class ProcessManager:
     def state(self, process_id: str) -> ProcessState:
         return self._get(process_id).state()
 
+    def _state_if_known(self, process_id: str) -> ProcessState | None:
+        process = self._processes.get(process_id)
+        return None if process is None else process.state()
+
     def states(self) -> list[ProcessState]:
         """Every process, in registration (config) order."""
         return [process.state() for process in self._processes.values()]
@@ -227,6 +249,11 @@ class ProcessManager:
     def logs_since(self, process_id: str, seq: int) -> list[LogLine]:
         """Lines after sequence number ``seq`` still in memory: resume a stream from a cursor."""
         return self._get(process_id).output.since(seq)
+
+    def partial_lines(self, process_id: str) -> list[LogLines]:
+        """The lines the process is redrawing (progress bars) as last shown: one partial event per stream
+        at most, for a stream that starts while a bar is on screen."""
+        return self._get(process_id).output.partial_lines()
 
     def last_log_seq(self, process_id: str) -> int:
         return self._get(process_id).output.last_seq
@@ -257,6 +284,7 @@ class ProcessManager:
 
     async def start_process(self, process_id: str) -> None:
         process = self._get(process_id)
+        self._check_not_closing(process_id)
         await process.start()
         self._ensure_watcher(process)
 
@@ -265,6 +293,7 @@ class ProcessManager:
 
     async def restart_process(self, process_id: str) -> None:
         process = self._get(process_id)
+        self._check_not_closing(process_id)
         await process.restart("restart requested")
         self._ensure_watcher(process)
 
@@ -279,6 +308,10 @@ class ProcessManager:
         sig = parse_signal(name, force=force)
         return sig, await process.send_signal(sig, tree=tree)
 
+    def _check_not_closing(self, process_id: str) -> None:
+        if self._shutdown is not None:  # a start now would be killed without grace by the shutdown
+            raise ManagerNotRunning(process_id)
+
     # ---- the whole set ---------------------------------------------------------------------------
 
     async def __aenter__(self) -> ProcessManager:
@@ -292,11 +325,11 @@ class ProcessManager:
 
     async def start(self) -> None:
         """Prepare the machinery and start every registered process, in parallel."""
-        if self._running:
-            return
         if self._shutdown is not None:
             await self.close()  # a close() that was cancelled part-way finishes first
             self._shutdown = None
+        if self._running:
+            return
         self._running = True
         options = self.options
         raise_open_file_limit()
@@ -326,6 +359,7 @@ class ProcessManager:
         group_ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._root = asyncio.create_task(self._run_tasks(group_ready), name="processman manager")
         await group_ready
+        self._spawn(self.notifier.run(), "notifications")
         for process in self._processes.values():
             self._own(process)
         await asyncio.gather(*(self.start_process(pid) for pid in self._processes))
@@ -495,6 +529,20 @@ def parse_signal(name: str, *, force: bool = False) -> signal.Signals:
             f'"force": true, or --force)'
         )
     return sig
+
+
+async def _owner(process: ManagedProcess) -> None:
+    """Runs a process's owner; if the owner itself ever fails, the tree is killed, the process shown
+    failed with the error, and a new owner takes over: one process's fault never ends the others."""
+    while True:
+        try:
+            await process.run()
+            return
+        except Exception as exc:
+            logger.exception("%s: the process's owner failed; a new one takes over", process.config.id)
+            process.has_owner = True
+            process._kill_now()
+            process.fail(f"internal error in processman, process stopped: {exc!r}")
 
 
 async def _logged(coroutine: Awaitable[None], name: str) -> None:

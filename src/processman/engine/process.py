@@ -41,12 +41,22 @@ from processman.engine.policy import Action, Outcome, decide
 from processman.engine.posix import TagScanner
 from processman.engine.probes import Prober, ProbeSite
 from processman.engine.resources import TreeUsage, apply_limits, read_stat
+from processman.engine.sdnotify import NotifyListener
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
 from processman.engine.states import Desired, Status, check_transition
-from processman.environment import PocketBaseInfo, child_environment
+from processman.envfile import read_env_files, skipped_lines
+from processman.environment import PocketBaseInfo, activate_venv, child_environment
 from processman.errors import ManagerNotRunning, ProcessAlreadyRunning, ProcessNotRunning, SpawnError
-from processman.interpreter import command_line, resolve_interpreter
+from processman.interpreter import (
+    VENV_BIN,
+    VenvLookup,
+    command_line,
+    find_venv,
+    resolve_interpreter,
+    uses_system_python,
+)
 from processman.logs import STDERR, SYSTEM, LogFileOptions, ProcessOutput
+from processman.preflight import missing_cwd, missing_program, missing_script
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +97,10 @@ class ProcessState:
     ready: bool = False  # its readiness probe passed (at once without one)
     log_error: str = ""  # why its log files cannot be written ("" while they can)
     log_dropped_bytes: int = 0  # output that could not be written to its log files
+    env_from_files: Mapping[str, str] = field(default_factory=dict)  # its envFile values at the last start
+    venv: VenvLookup = field(default_factory=lambda: VenvLookup(None))  # its virtualenv, or where looked
+    status_text: str = ""  # what the process says it is doing (sd_notify STATUS=)
+    main_pid: int = 0  # the pid the process named as the service's (sd_notify MAINPID=; 0: none)
 
 
 @dataclass(frozen=True)
@@ -128,9 +142,11 @@ class ManagedProcess:
         if context.log_folder is not None:
             files = LogFileOptions(context.log_folder, config.log_max_size, config.log_backups)
         self.output = ProcessOutput(config.id, context.bus, files, on_file_problem=self._log_file_problem)
-        self.interpreter = resolve_interpreter(config)
+        self.venv = find_venv(config)
+        self.interpreter = resolve_interpreter(config, self.venv)
         self.exits: collections.deque[ExitRecord] = collections.deque(maxlen=EXIT_HISTORY)
         self.usage: TreeUsage | None = None  # written by the manager's resource sampler
+        self.env_from_files: dict[str, str] = {}  # what the envFile files held at the last start
         self._tag = f"{context.run_id}:{config.id}"
         containment = context.containment or TagContainment(context.scanner)
         self._tree = containment.tree(config.id, self._tag)
@@ -144,6 +160,8 @@ class ManagedProcess:
         # type forking: the daemon's pid once the started process exited 0 (the run goes on while the
         # tree has members); None before that and in a simple run.
         self._daemon: int | None = None
+        self._cleared: Child | None = None  # the last run whose leftovers were stopped
+        self.has_owner = False  # set by the manager once it runs run() for this process
         # Intents: what was asked of the owner and not yet done.
         self.desired = Desired.STOPPED
         self._start_wanted = False
@@ -158,6 +176,11 @@ class ManagedProcess:
         self._lock = asyncio.Lock()  # one user operation at a time
         self._tasks: asyncio.TaskGroup | None = None
         self._run_first_seq = 0  # the last log sequence number before the current run began
+        self._run_env: dict[str, str] = {}  # the current run's environment (its probes run with it)
+        # The current run's NOTIFY_SOCKET (type notify, or a watchdog), and what came through it.
+        self._notify: NotifyListener | None = None
+        self._status_text = ""
+        self._main_pid = 0
 
     def __repr__(self) -> str:
         return (
@@ -203,21 +226,35 @@ class ManagedProcess:
             last_error=self._last_error,
             config=self.config,
             interpreter=self.interpreter,
+            venv=self.venv,
             exits=tuple(self.exits),
             cpu=self.usage.cpu_percent if child and self.usage else None,
             memory=self.usage.memory if child and self.usage else None,
             ready=self._ready,
             log_error=self._log_error,
             log_dropped_bytes=self.output.dropped_file_bytes,
+            env_from_files=dict(self.env_from_files),
+            status_text=self._status_text,
+            main_pid=self._main_pid if child else 0,
         )
 
     def environment(self) -> dict[str, str]:
-        """The environment of a spawn (probe commands run with it too)."""
+        """The environment of a spawn, its envFile files read now (SpawnError when one cannot be), in its
+        virtualenv when it has one. The run's probe commands get the same."""
         config = self.config
         base = self._context.environ if self._context.environ is not None else os.environ
-        env = child_environment(base, config.env, pocketbase=self._context.pocketbase, tag=self._tag)
+        # Read at every start, so an edited file applies on the next restart (SpawnError if unreadable).
+        self.env_from_files = read_env_files(config.env_file) if config.env_file else {}
+        for note in skipped_lines(config.env_file):
+            self.output.note(note)
+            logger.warning("%s: %s", config.id, note)
+        env = child_environment(
+            base, config.env, pocketbase=self._context.pocketbase, tag=self._tag, file_env=self.env_from_files
+        )
         if config.instance is not None:
             env["PROCESSMAN_INSTANCE"] = str(config.instance)
+        if self.venv.venv is not None:
+            activate_venv(env, self.venv.venv, VENV_BIN)
         return env
 
     # ---- user operations: post an intent, wake the owner, wait for the effect ---------------------
@@ -227,12 +264,16 @@ class ManagedProcess:
         its dependencies). Raises ProcessAlreadyRunning when it is starting or running; during a backoff
         wait it starts at once instead of waiting."""
         async with self._lock:
-            if self.desired is Desired.RUNNING and self._active:
-                if self._status is not Status.CRASHED:
+            self._check_owner()
+            if self._active and self._status in (Status.STARTING, Status.RUNNING):
+                if self.desired is Desired.RUNNING:
                     raise ProcessAlreadyRunning(self.config.id)
+                self.desired = Desired.RUNNING  # a stop the owner has not begun yet is undone
+                return
+            self.desired = Desired.RUNNING
+            if self._active and self._status is Status.CRASHED:
                 self._skip_backoff = True
             else:
-                self.desired = Desired.RUNNING
                 self._start_wanted = True
                 self._update(last_error="")
             await self._next_attempt()
@@ -246,20 +287,28 @@ class ManagedProcess:
             self._wake()
             await self._until(lambda: not self._active and not self._start_wanted)
             if self._status is not Status.STOPPED and not self._active:
+                # Gave up, or failed inside processman: what its runs left behind goes too.
                 self._update(status=Status.STOPPING)
+                await self._sweep()
                 self._update(status=Status.STOPPED)
 
     async def restart(self, reason: str = "restart requested") -> None:
         """Stop the tree and start again; returns once the new attempt is made. Never a failure."""
         async with self._lock:
-            self._update(last_error="")
-            self._post_restart(reason)
-            await self._next_attempt()
+            await self._restart(reason)
 
     async def restart_if_running(self, reason: str) -> None:
-        """For automatic triggers (file changes): only while the user wants it running."""
-        if self.desired is Desired.RUNNING:
-            await self.restart(reason)
+        """For automatic triggers (file changes): only while the user wants it running (decided under
+        the lock, so a stop that came first wins)."""
+        async with self._lock:
+            if self.desired is Desired.RUNNING:
+                await self._restart(reason)
+
+    async def _restart(self, reason: str) -> None:
+        self._check_owner()
+        self._update(last_error="")
+        self._post_restart(reason)
+        await self._next_attempt()
 
     def restart_for(self, reason: str) -> None:
         """An automatic restart of a running process whose reason is kept in lastError and in the exit
@@ -277,9 +326,11 @@ class ManagedProcess:
             self._start_wanted = True
         self._wake()
 
-    async def _next_attempt(self) -> None:
-        if self._tasks is None:
+    def _check_owner(self) -> None:
+        if not self.has_owner:
             raise ManagerNotRunning(self.config.id)
+
+    async def _next_attempt(self) -> None:
         target = self._attempts + 1
         self._wake()
         await self._until(
@@ -313,23 +364,47 @@ class ManagedProcess:
                         await self._fault(exc)
                     finally:
                         self._active = False
+                        self._carry_over()
                         self._settle()
         except asyncio.CancelledError:
             self._kill_now()
             raise
         finally:
             self._tasks = None
+            self.has_owner = False
+
+    def _carry_over(self) -> None:
+        """The keep-alive loop ended (stopped, finished, gave up): intents posted while it was ending
+        are not lost. A restart or a start asked for meanwhile begins a new start."""
+        restart, self._restart_reason = self._restart_reason, None
+        skip, self._skip_backoff = self._skip_backoff, False
+        self._unhealthy = None
+        if self.desired is Desired.RUNNING and (restart is not None or skip):
+            if restart is not None:
+                self._begin_restart(restart)
+            self._start_wanted = True
 
     async def _fault(self, exc: Exception) -> None:
-        logger.error("%s: internal error, process stopped: %r", self.config.id, exc, exc_info=exc)
+        """A fault of the loop itself: stop the tree, show the error, stay startable."""
         reason = f"internal error in processman, process stopped: {exc!r}"
-        self.output.note(reason)
+        logger.error("%s: %s", self.config.id, reason, exc_info=exc)
         try:
-            await self._clear_leftovers()
+            self.output.note(reason)
+            if self._child is not None and self._child.alive:
+                await self._terminate(self._child)
+            await self._sweep()
         except Exception:
             logger.exception("%s: cannot stop the tree after an internal error", self.config.id)
             self._kill_now()
-        self._update(status=Status.FAILED, last_error=reason, ready=False, force=True)
+        self.fail(reason)
+
+    def fail(self, reason: str) -> None:
+        """Mark the process failed whatever its status (an internal fault); never raises."""
+        try:
+            self._update(status=Status.FAILED, last_error=reason, ready=False, force=True)
+        except Exception:
+            logger.exception("%s: cannot publish the failure", self.config.id)
+            self._status, self._last_error, self._ready = Status.FAILED, reason, False
 
     async def _keep_alive(self) -> None:
         failures = 0
@@ -337,12 +412,15 @@ class ManagedProcess:
         while True:
             self._update(status=Status.STARTING, ready=False)
             if wait_for_dependencies and self.config.depends_on:
-                self._attempts += 1  # start() returns while it waits for its dependencies
-                self._settle()
-                if not await self._dependencies_met():
+                self._attempt()  # start() returns while it waits for its dependencies
+                interrupted = await self._dependencies_met()
+                if interrupted is _RunEnd.STOP:
                     self._update(status=Status.STOPPING)
                     self._update(status=Status.STOPPED)
                     return
+                if interrupted is _RunEnd.RESTART:
+                    self._begin_restart(self._take_restart())
+                    continue
             wait_for_dependencies = False
             outcome, ended = await self._run_once()
             if ended is _RunEnd.STOP:
@@ -359,7 +437,8 @@ class ManagedProcess:
                 return
             hint = self._last_stderr_hint() if outcome.spawned else ""
             self._update(status=Status.CRASHED, last_error=outcome.reason + hint)
-            await self._clear_leftovers()
+            if outcome.spawned:
+                await self._clear_leftovers()
             if decision.action is Action.GIVE_UP:
                 reason = (
                     f"gave up after {failures} consecutive failed starts (maxRetries is "
@@ -384,13 +463,38 @@ class ManagedProcess:
     async def _run_once(self) -> tuple[Outcome, _RunEnd]:
         """One run: spawn, watch until it exits or an intent ends it, record the exit."""
         try:
+            return await self._run_once_notified()
+        finally:
+            if self._notify is not None:
+                self._notify.close()
+                self._notify = None
+
+    async def _run_once_notified(self) -> tuple[Outcome, _RunEnd]:
+        config = self.config
+        if config.type == "notify" or config.watchdog_sec:
+            self._notify = NotifyListener(
+                self._context.run_id,
+                config.id,
+                _Report(self),
+                self._clock,
+                notify_type=config.type == "notify",
+                watchdog=config.watchdog_sec,
+            )
+            try:
+                self._notify.open()
+            except OSError as exc:
+                self._attempts += 1
+                reason = f"cannot start: cannot open its NOTIFY_SOCKET: {exc.strerror or exc}"
+                self.output.note(reason)
+                return Outcome(spawned=False, reason=reason), _RunEnd.EXITED
+        try:
             child = self._spawn()
         except SpawnError as exc:
-            self._attempts += 1
+            self._attempt()
             self.output.note(str(exc))
             logger.error("%s: %s", self.config.id, exc)
             return Outcome(spawned=False, reason=str(exc)), _RunEnd.EXITED
-        self._attempts += 1
+        self._attempt()
         self._update(published=True)  # the pid changed
         try:
             ended = await self._watch(child)
@@ -444,7 +548,11 @@ class ManagedProcess:
             )
             monitor = self._spawn_task(health.run(), f"health {self.config.id}")
         forking = self.config.type == "forking"
-        if self.config.readiness is None and not forking:
+        watchdog: asyncio.Task[None] | None = None
+        if self._notify is not None and self._notify.watchdog is not None:
+            watchdog = self._spawn_task(self._notify.watch(), f"watchdog {self.config.id}")
+        # notify: ready on READY=1; forking: once the started process exited 0 and left its daemon.
+        if self.config.readiness is None and self.config.type == "simple":
             self._became_ready()
         try:
             while child.alive:
@@ -459,10 +567,10 @@ class ManagedProcess:
                 return await self._watch_daemon(child)
             return _RunEnd.EXITED
         finally:
-            if monitor is not None:
-                monitor.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await monitor
+            for helper in (monitor, watchdog):
+                if helper is not None:
+                    helper.cancel()
+                    await asyncio.wait([helper])
             self._update(ready=False)
 
     async def _found_daemon(self) -> bool:
@@ -521,9 +629,23 @@ class ManagedProcess:
 
     async def _clear_leftovers(self) -> None:
         """Whatever an exited child left behind (a grandchild holding a port) goes before what comes
-        next."""
-        if self._child is not None:
+        next. Once per run: its process group id may belong to someone else later."""
+        if self._child is not None and self._child is not self._cleared:
             await self._terminate(self._child)
+
+    async def _sweep(self) -> None:
+        """Stop every process still carrying this process's tag (no group: the run is over)."""
+        try:
+            await self._tree.sweep(signal.Signals[self.config.stop_signal], self.config.stop_timeout)
+        except asyncio.CancelledError:
+            self._kill_now()
+            raise
+
+    def _attempt(self) -> None:
+        """A start was made: start() and restart() waiting for it may return."""
+        self._attempts += 1
+        self._start_wanted = False  # a start asked for while this one was on its way is this one
+        self._settle()
 
     def _intent_for_run(self) -> _RunEnd | None:
         if self.desired is not Desired.RUNNING:
@@ -549,22 +671,26 @@ class ManagedProcess:
                 return _RunEnd.TIMER
             await self._wait_for(timeout=left)
 
-    async def _dependencies_met(self) -> bool:
-        """Wait for the dependencies; False when a stop came first."""
-        wait = self._spawn_task(
-            self._context.dependencies.wait(self.config, self._waiting_for), f"dependencies {self.config.id}"
+    async def _dependencies_met(self) -> _RunEnd | None:
+        """Wait for the dependencies: None once met; STOP or RESTART when that came first."""
+        assert self._tasks is not None, "the owner runs"
+        wait = self._tasks.create_task(
+            _captured(self._context.dependencies.wait(self.config, self._waiting_for)),
+            name=f"dependencies {self.config.id}",
         )
         try:
             while not wait.done():
-                if self.desired is not Desired.RUNNING:
-                    return False
+                interrupted = self._intent_for_run()
+                if interrupted in (_RunEnd.STOP, _RunEnd.RESTART):
+                    return interrupted
                 await self._wait_for(wait)
-            wait.result()
-            return self.desired is Desired.RUNNING
+            fault = wait.result()
+            if fault is not None:
+                raise fault
+            return _RunEnd.STOP if self.desired is not Desired.RUNNING else None
         finally:
             wait.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await wait
+            await asyncio.wait([wait])
             if self._last_error.startswith("waiting for "):  # it no longer waits
                 self._update(last_error="")
 
@@ -591,14 +717,26 @@ class ManagedProcess:
 
     def _spawn(self) -> Child:
         config = self.config
-        if not config.cwd.is_dir():
-            raise SpawnError(f"cannot start: working directory {config.cwd} does not exist")
+        problem = missing_cwd(config)
+        if problem is not None:
+            raise SpawnError(problem)
+        # Looked for at every start: a virtualenv made after processman started is used on the next.
+        self.venv = find_venv(config)
+        self.interpreter = resolve_interpreter(config, self.venv)
         argv = command_line(config, self.interpreter)
+        # An interpreter would start and then fail on a missing script: say so instead.
+        problem = missing_script(config, self.interpreter)
+        if problem is not None:
+            raise SpawnError(problem)
+        env = self._run_env = self.environment()
+        if self._notify is not None:
+            env.update(self._notify.environment())
+        self._status_text, self._main_pid = "", 0  # what the last run said no longer holds
         try:
             child = spawn(
                 argv,
                 cwd=config.cwd,
-                env=self.environment(),
+                env=env,
                 output=self.output,
                 registry=self._context.registry,
                 clock=self._clock,
@@ -606,7 +744,9 @@ class ManagedProcess:
             )
         except SpawnError as exc:
             if isinstance(exc.__cause__, FileNotFoundError) and exc.__cause__.filename in (None, argv[0]):
-                raise SpawnError(self._not_found_message(argv)) from exc.__cause__
+                # In the words `processman check` uses for the same problem.
+                missing = missing_program(config, self.interpreter, env)
+                raise SpawnError(missing or str(exc)) from exc.__cause__
             raise
         self._child = child
         self._tree.spawned(child)
@@ -615,20 +755,12 @@ class ManagedProcess:
             self.output.note(problem)
             logger.warning("%s: %s", config.id, problem)
             self._update(last_error=problem)
-        logger.info("%s: started pid %d: %s", config.id, child.pid, shlex.join(argv)[:200])
+        logger.info(
+            "%s: started pid %d: %s (%s)", config.id, child.pid, shlex.join(argv)[:200], self.venv.describe()
+        )
+        if uses_system_python(config, self.venv):
+            self.output.note(f"{argv[0]} runs outside any virtualenv: {self.venv.describe()}")
         return child
-
-    def _not_found_message(self, argv: list[str]) -> str:
-        config = self.config
-        if config.command is not None:
-            return (
-                f"cannot start: command {config.command!r} not found (looked in the PATH and in {config.cwd})"
-            )
-        if self.interpreter is not None and not os.path.exists(argv[1]):
-            return f"cannot start: script {argv[1]} does not exist"
-        if self.interpreter is not None:
-            return f'cannot start: interpreter {self.interpreter!r} not found (set "interpreter" to its path)'
-        return f"cannot start: script {argv[0]} does not exist"
 
     async def _terminate(self, child: Child) -> None:
         """The stop ladder for the run's tree. Cancelled part-way, it kills the tree at once."""
@@ -651,6 +783,7 @@ class ManagedProcess:
             self._kill_now()
             raise
         self._tree.cleanup()
+        self._cleared = child
         self._context.registry.group_gone(child.pid)
 
     def listed_members(self) -> list[int]:
@@ -682,14 +815,18 @@ class ManagedProcess:
         self._tree.kill_now()
 
     def _kill_now(self) -> None:
+        """SIGKILL the tree without waiting (a stop cut short); never raises."""
         child = self._child
         if child is not None and (child.alive or self._status is not Status.STOPPED):
-            self._tree.kill_now()
+            try:
+                self._tree.kill_now()
+            except Exception:
+                logger.exception("%s: cannot kill the tree", self.config.id)
 
     def _probe_site(self) -> ProbeSite:
         registry = self._context.registry
         return ProbeSite(
-            cwd=self.config.cwd, env=self.environment(), owned_pids=registry.owned, on_reaped=registry.reaped
+            cwd=self.config.cwd, env=self._run_env, owned_pids=registry.owned, on_reaped=registry.reaped
         )
 
     # ---- what the run wrote ----------------------------------------------------------------------
@@ -762,6 +899,19 @@ class ManagedProcess:
         self._unhealthy = reason
         self._wake()
 
+    def _set_status_text(self, text: str) -> None:
+        if text != self._status_text:
+            self._status_text = text
+            self._update(published=True)
+
+    def _set_main_pid(self, pid: int) -> None:
+        if pid != self._main_pid:
+            self._main_pid = pid
+            self._update(published=True)
+
+    def _stopping(self) -> None:
+        self._update(ready=False)
+
     def _log_file_problem(self, problem: str) -> None:
         """A log file became unwritable ("": writable again): shown in the state and lastError."""
         previous, self._log_error = self._log_error, problem
@@ -826,7 +976,8 @@ class ManagedProcess:
     def reconfigure(self, config: ProcessConfig) -> None:
         """Take a changed config; it applies from the next start (the caller restarts if needed)."""
         self.config = config
-        self.interpreter = resolve_interpreter(config)
+        self.venv = find_venv(config)
+        self.interpreter = resolve_interpreter(config, self.venv)
         self.output.set_rotation(config.log_max_size, config.log_backups)
 
     def close(self) -> None:
@@ -853,6 +1004,25 @@ class _Report:
 
     def unhealthy(self, reason: str) -> None:
         self._process._mark_unhealthy(reason)
+
+    def status_text(self, text: str) -> None:
+        self._process._set_status_text(text)
+
+    def main_pid(self, pid: int) -> None:
+        self._process._set_main_pid(pid)
+
+    def stopping(self) -> None:
+        self._process._stopping()
+
+
+async def _captured(coroutine: Awaitable[None]) -> Exception | None:
+    """Run ``coroutine``; its fault is returned to the one who awaits the task (a task of the
+    process's group must not raise: the group would cancel the owner)."""
+    try:
+        await coroutine
+    except Exception as exc:
+        return exc
+    return None
 
 
 async def _reported(coroutine: Awaitable[None], process: ManagedProcess, name: str) -> None:

@@ -9,8 +9,10 @@ from typing import Any
 
 from processman.config import ProcessConfig, shown_field
 
-# Changing only the number of instances must not restart the instances that stay.
-_IGNORED = frozenset({"instances"})
+# Changing only the number of instances must not restart the instances that stay; where the config
+# came from (its folder, None when built in code) is no change of the process; where a process's
+# notifications go is no reason to restart it (the new targets apply at once).
+_IGNORED = frozenset({"instances", "root", "notify"})
 
 
 @dataclass(frozen=True)

@@ -197,6 +197,19 @@ class PocketBaseBridge:
                 else:
                     self.events_dropped += count
 
+    async def send_email(self, to: str, subject: str, text: str) -> None:
+        """An email notification, sent by PocketBase with its own mail settings (Settings > Mail).
+        Raises when PocketBase cannot send it (no SMTP server configured, the server refused)."""
+        headers = {"X-PM-Secret": self.secret}
+        async with httpx.AsyncClient(base_url=self.pocketbase.url, headers=headers, timeout=30.0) as client:
+            response = await client.post(
+                "/api/pm/notify-email", json={"to": to, "subject": subject, "text": text}
+            )
+        if response.status_code >= 300:
+            raise RuntimeError(
+                f"PocketBase could not send the email (HTTP {response.status_code}): {response.text[:300]}"
+            )
+
     async def _post(self, client: httpx.AsyncClient, path: str, body: dict[str, Any]) -> bool:
         """One delivery; failures are logged once per outage (PocketBase stops its server before it
         stops processman, so the last messages of a shutdown cannot be delivered)."""

@@ -5,6 +5,10 @@ sends at most ``batch_lines`` lines every ``interval`` (2,500 lines a second by 
 write faster, the oldest waiting lines are dropped here (the newest, such as a traceback before a crash,
 are the ones worth keeping), counted, and a warning in PocketBase's log says how many. processman's own log
 files stay the complete record.
+
+A line a sidecar redraws (a progress bar) reaches PocketBase's log once, finished; while it changes, its
+latest state rides along with the next batch marked ``partial`` (the hook passes it to the realtime topic
+only), and only once every finished line before it is sent, so a follower never sees it out of order.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from processman.engine.events import LogLines
+from processman.levels import line_level
 from processman.logs import LogLine, format_timestamp
 
 MAX_MESSAGE = 8000  # PocketBase truncates longer messages itself
@@ -58,6 +63,8 @@ class LogMirror:
         self.not_mirrored = 0
         self._output: collections.deque[Line] = collections.deque()
         self._records: collections.deque[Line] = collections.deque()
+        # The latest state of each redrawn line, by (process, stream): for the realtime topic only.
+        self._partials: dict[tuple[str, str], Line] = {}
         self._unreported = 0
         self._reported_at = float("-inf")
         self._lock = threading.Lock()
@@ -72,6 +79,25 @@ class LogMirror:
     # ---- producers -------------------------------------------------------------------------------
 
     def add_output(self, event: LogLines) -> None:
+        if event.partial:
+            attrs = {
+                "process": event.process_id,
+                "stream": event.stream,
+                "time": format_timestamp(event.timestamp),
+            }
+            line = {
+                "level": line_level(event.lines[-1], event.stream),
+                "message": _message(event.lines[-1]),
+                "attrs": attrs,
+                "partial": True,
+            }
+            with self._lock:
+                self._partials[event.process_id, event.stream] = line
+            self._notify()
+            return
+        if self._partials:
+            with self._lock:
+                self._partials.pop((event.process_id, event.stream), None)  # finished
         self._add_output(event.process_id, event.stream, event.timestamp, event.lines)
 
     def add_history(self, lines: Iterable[LogLine]) -> None:
@@ -80,12 +106,12 @@ class LogMirror:
             self._add_output(line.process_id, line.stream, line.timestamp, (line.content,))
 
     def _add_output(self, process_id: str, stream: str, timestamp: float, texts: Iterable[str]) -> None:
-        # Only the child's stderr is an error; "system" lines are processman's notes (a restart asked for).
-        level = "error" if stream == "stderr" else "info"
+        # The level is read from the line when it is sent (see take_batch): most lines of a flood never
+        # are, and the reading is not free.
         attrs = {"process": process_id, "stream": stream, "time": format_timestamp(timestamp)}
         with self._lock:
             for text in texts:
-                self._output.append({"level": level, "message": _message(text), "attrs": attrs})
+                self._output.append({"level": None, "message": _message(text), "attrs": attrs})
             overflow = len(self._output) - self.limits.buffer_lines
             if overflow > 0:
                 for _ in range(overflow):
@@ -127,7 +153,7 @@ class LogMirror:
         """Called by the shipper on its loop before the first ``next_batch``."""
         self._loop = loop
         self._wake = asyncio.Event()
-        if self._output or self._records:
+        if self._output or self._records or self._partials:
             self._wake.set()
 
     def _notify(self) -> None:
@@ -151,7 +177,7 @@ class LogMirror:
             if batch:
                 return batch
             self._wake.clear()
-            if self._output or self._records:
+            if self._output or self._records or self._partials:
                 continue
             await self._wake.wait()
 
@@ -165,8 +191,15 @@ class LogMirror:
             while self._records and len(batch) < limit:
                 batch.append(self._records.popleft())
             while self._output and len(batch) < limit:
-                batch.append(self._output.popleft())
+                line = self._output.popleft()
+                # The line's own level (uvicorn's INFO on stderr is Info), else its stream's: the
+                # child's stderr is Error, stdout and processman's notes about it Info.
+                line["level"] = line_level(line["message"], line["attrs"]["stream"])
+                batch.append(line)
             self.mirrored += len(batch) - (1 if report is not None else 0)
+            if self._partials and not self._output:
+                batch.extend(self._partials.values())
+                self._partials.clear()
             return batch
 
     def _report(self) -> Line | None:

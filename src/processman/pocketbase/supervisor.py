@@ -178,16 +178,20 @@ def configure_logging(log_file: Path, mirror: LogMirror) -> None:
 
 def build_runner(hook: HookEnvironment, mirror: LogMirror) -> SupervisorRunner:
     from processman.api import Address, ApiService, SharedSecret
+    from processman.serverfile import Announced
 
     pocketbase = hook.pocketbase
     api = ApiService(Address("127.0.0.1", 0), SharedSecret(hook.secret), dashboard=True, shutdown_timeout=1)
     api.bind()
     bridge = PocketBaseBridge(pocketbase, hook.secret, api.port, mirror)
+    # Clients are sent to PocketBase's /api/pm routes (a superuser's token), not to this private API.
+    announced = Announced(api, hook.data_dir, lambda: pocketbase.url, pocketbase=True)
     settings = ServeSettings(
         config_path=hook.data_dir / CONFIG_FILENAME,
         data_dir=hook.data_dir,
         pocketbase=pocketbase,
-        services=[api, bridge],
+        services=[announced, bridge],
+        email_sender=bridge.send_email,
     )
     return SupervisorRunner(settings)
 
@@ -243,5 +247,10 @@ def supervise(environ: Mapping[str, str] | None = None) -> int:
                 if _parent_speaks(0.2):
                     logger.info("PocketBase stopped before the previous supervisor did; nothing was started")
                     return 0
+            except Exception:
+                # Said in supervisor.log: PocketBase's routes would otherwise answer "starting" with no
+                # word of why.
+                logger.exception("the supervisor stopped on an internal error")
+                return 1
     finally:
         runner.deadline.disarm()

@@ -23,6 +23,8 @@ routerAdd("POST", "/api/pm/ingest", (e) => require(`${__hooks}/processman_lib.js
   $apis.skipSuccessActivityLog())
 routerAdd("POST", "/api/pm/broadcast", (e) => require(`${__hooks}/processman_lib.js`).broadcast(e),
   $apis.skipSuccessActivityLog())
+routerAdd("POST", "/api/pm/notify-email", (e) => require(`${__hooks}/processman_lib.js`).notifyEmail(e),
+  $apis.skipSuccessActivityLog())
 
 // The control API, for superusers only (no token: 401, a regular user's token: 403).
 routerAdd("GET", "/api/pm/bridge", (e) => require(`${__hooks}/processman_lib.js`).bridge(e),
@@ -38,6 +40,8 @@ routerAdd("POST", "/api/pm/{id}/stop", (e) => require(`${__hooks}/processman_lib
 routerAdd("POST", "/api/pm/{id}/restart", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "restart"),
   $apis.requireSuperuserAuth())
 routerAdd("POST", "/api/pm/{id}/signal", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "signal"),
+  $apis.requireSuperuserAuth())
+routerAdd("GET", "/api/pm/logs", (e) => require(`${__hooks}/processman_lib.js`).forwardAllLogs(e),
   $apis.requireSuperuserAuth())
 routerAdd("GET", "/api/pm/{id}/logs", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "logs"),
   $apis.requireSuperuserAuth())

@@ -14,6 +14,8 @@ const KEY_CMD = "processman.cmd"
 const KEY_STDIN = "processman.stdin"
 const KEY_PORT = "processman.port"
 const KEY_STATS = "processman.stats"
+const KEY_FLUSHED = "processman.logsFlushed"
+const FLUSH_EVERY_MS = 1000
 
 // $http.send takes whole seconds. A restart waits for the process's stop ladder (stopTimeout, 10s by
 // default), so leave room for that.
@@ -116,7 +118,8 @@ function register(e) {
 
 // Body: {"lines": [{"level": "info"|"warn"|"error", "message": "...", "attrs": {...}}], "stats": {...}}.
 // Sidecar output carries attrs.process and attrs.stream; it also goes to superusers following that
-// process on the realtime topic pm/logs/<id>.
+// process on the realtime topic pm/logs/<id>. A line marked "partial" (the latest state of a progress
+// bar, replaced by the next line of its stream) goes to the topic only: the log gets the finished line.
 function ingest(e) {
   checkSecret(e)
   const body = JSON.parse(toString(e.request.body))
@@ -126,21 +129,42 @@ function ingest(e) {
   const followed = {}
   for (const line of lines) {
     const attrs = line.attrs || {}
-    const args = []
-    for (const name in attrs) args.push(name, attrs[name])
     const message = String(line.message)
-    if (line.level === "error") log.error(message, ...args)
-    else if (line.level === "warn") log.warn(message, ...args)
-    else log.info(message, ...args)
+    if (!line.partial) {
+      const args = []
+      for (const name in attrs) args.push(name, attrs[name])
+      if (line.level === "error") log.error(message, ...args)
+      else if (line.level === "warn") log.warn(message, ...args)
+      else log.info(message, ...args)
+    }
     if (attrs.process && (attrs.stream === "stdout" || attrs.stream === "stderr")) {
-      const entry = { timestamp: attrs.time, processId: attrs.process, stream: attrs.stream, content: message }
+      const entry = {
+        timestamp: attrs.time, processId: attrs.process, stream: attrs.stream, content: message, level: line.level,
+      }
+      if (line.partial) entry.partial = true
       if (!followed[attrs.process]) followed[attrs.process] = []
       followed[attrs.process].push(entry)
     }
   }
+  flushLogs(e)
   let sent = 0
   for (const id in followed) sent += sendToSuperusers("pm/logs/" + id, JSON.stringify(followed[id]))
   return e.json(200, { accepted: lines.length, sent: sent })
+}
+
+// PocketBase keeps log entries in memory and writes them 200 at a time, or 3 s after the last entry; every
+// new entry pushes that back, so a sidecar printing a line a second would show nothing for minutes. Write
+// what waits at most once a second (processman already bounds the rate of lines).
+function flushLogs(e) {
+  const store = $app.store()
+  const now = Date.now()
+  if (now - (store.get(KEY_FLUSHED) || 0) < FLUSH_EVERY_MS) return
+  store.set(KEY_FLUSHED, now)
+  try {
+    $app.logger().handler().writeAll(e.request.context())
+  } catch (err) {
+    // Not a batching handler (a PocketBase that writes at once): nothing to flush.
+  }
 }
 
 // Body: {"messages": [{"topic": "pm/events", "data": {...}}], "stats": {...}}.
@@ -155,6 +179,29 @@ function broadcast(e) {
     sent += sendToSuperusers(topic, JSON.stringify(message.data))
   }
   return e.json(200, { sent: sent })
+}
+
+// Body: {"to": "ops@example.com", "subject": "...", "text": "..."}: an email notification, sent with
+// PocketBase's own mail settings (Settings > Mail: SMTP, sender name and address).
+function notifyEmail(e) {
+  checkSecret(e)
+  const body = e.requestInfo().body
+  const to = String(body.to || "")
+  if (!to || to.indexOf("@") < 0) throw new BadRequestError("to: expected an email address.")
+  const meta = $app.settings().meta
+  const message = new MailerMessage({
+    from: { address: meta.senderAddress, name: meta.senderName },
+    to: [{ address: to }],
+    subject: String(body.subject || "processman"),
+    text: String(body.text || ""),
+  })
+  try {
+    $app.newMailClient().send(message)
+  } catch (err) {
+    logger().error("processman: cannot send a notification email", "to", to, "error", String(err))
+    return e.json(502, { status: 502, message: "The email could not be sent: " + String(err), data: {} })
+  }
+  return e.noContent(204)
 }
 
 // The bridge's counters (lines mirrored and not mirrored, events sent) come with every delivery.
@@ -249,11 +296,20 @@ function streamAsked(e) {
   return follow !== "" && follow !== "0" && follow !== "false" && follow !== "no"
 }
 
-// The routes of the API, each with its process id re-encoded: pathValue() returns it decoded.
+// The routes of the API, each with its process id re-encoded: pathValue() returns it decoded. The id
+// may be "group:NAME": every process of the group.
 function forwardProcess(e, action) {
   const id = e.request.pathValue("id")
-  if (action === "logs" && streamAsked(e)) return noStreams(e, "pm/logs/" + id)
+  if (action === "logs" && streamAsked(e)) {
+    return noStreams(e, id.indexOf("group:") === 0 ? "pm/logs/<id> of each of its processes" : "pm/logs/" + id)
+  }
   return forward(e, "/api/pm/" + encodeURIComponent(id) + "/" + action, true)
+}
+
+// Every process's lines (or a group's, ?group=), interleaved.
+function forwardAllLogs(e) {
+  if (streamAsked(e)) return noStreams(e, "pm/logs/<id> of each process")
+  return forward(e, "/api/pm/logs", true)
 }
 
 function events(e) {
@@ -273,6 +329,6 @@ function forwardDashboard(e) {
 }
 
 module.exports = {
-  startSupervisor, stopSupervisor, register, ingest, broadcast, bridge, events, forward, forwardProcess, forwardApi,
-  forwardDashboard,
+  startSupervisor, stopSupervisor, register, ingest, broadcast, notifyEmail, bridge, events, forward, forwardProcess,
+  forwardApi, forwardAllLogs, forwardDashboard,
 }

@@ -132,10 +132,25 @@ store.subscribe(({ changed, structural }) => {
 function renderView() {
   const change = pendingView;
   pendingView = null;
+  syncGroups();
   list.sync(change);
   renderOverview();
   renderSelection();
   if (panel.open && (change.changed.has(panel.id) || change.structural)) panel.refresh();
+}
+
+// The group filter lists the groups the config names, and shows only when there is one.
+function syncGroups() {
+  const groups = [...new Set(store.all().map((entry) => entry.config?.group).filter(Boolean))].sort();
+  const select = $("#group-filter");
+  const shown = [...select.options].slice(1).map((option) => option.value);
+  if (shown.join("\n") !== groups.join("\n")) {
+    select.replaceChildren(select.options[0], ...groups.map((name) => new Option(name, name)));
+  }
+  $("#group-filter-field").hidden = groups.length === 0;
+  const current = list.filter.group;
+  if (current !== "all" && !groups.includes(current)) list.filter.group = "all";
+  select.value = list.filter.group;
 }
 
 function renderEmptyState(visible) {
@@ -143,7 +158,7 @@ function renderEmptyState(visible) {
   const empty = $("#empty");
   empty.hidden = visible > 0 || !store.loaded;
   $("#layout").toggleAttribute("data-empty", !empty.hidden);
-  const { status, query } = list.filter;
+  const { status, query, group } = list.filter;
   if (total === 0) {
     $("#empty-title").textContent = "No processes configured";
     $("#empty-text").textContent =
@@ -153,6 +168,7 @@ function renderEmptyState(visible) {
     const parts = [];
     if (query) parts.push(`an id containing “${query}”`);
     if (status !== "all") parts.push(`status ${status}`);
+    if (group !== "all") parts.push(`group ${group}`);
     $("#empty-title").textContent = "No processes match";
     $("#empty-text").textContent = `None of the ${plural(total, "process", "processes")} has ${parts.join(" and ")}.`;
     $("#clear-filters").hidden = false;
@@ -585,6 +601,7 @@ function wire() {
   $("#retry-now").addEventListener("click", () => (live ? live.reconnectNow() : boot()));
   $("#search").addEventListener("input", (event) => list.setFilter({ query: event.target.value.trim() }));
   $("#status-filter").addEventListener("change", (event) => setStatusFilter(event.target.value));
+  $("#group-filter").addEventListener("change", (event) => list.setFilter({ group: event.target.value }));
   for (const button of document.querySelectorAll("#overview [data-filter]")) {
     button.addEventListener("click", () => {
       const filter = button.dataset.filter;
@@ -593,7 +610,8 @@ function wire() {
   }
   $("#clear-filters").addEventListener("click", () => {
     $("#search").value = "";
-    list.setFilter({ query: "" });
+    list.setFilter({ query: "", group: "all" });
+    $("#group-filter").value = "all";
     setStatusFilter("all");
     $("#search").focus();
   });

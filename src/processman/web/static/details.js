@@ -106,6 +106,13 @@ function interpreterText(config) {
   return config.interpreter || "–";
 }
 
+// The virtualenv the process runs in; without one, where processman looked for .venv and venv.
+function virtualenvText(entry) {
+  if (entry.virtualenv) return entry.virtualenv;
+  const looked = entry.virtualenvLookedIn ?? [];
+  return looked.length ? `none (looked for .venv and venv in ${looked.join(", ")})` : "–";
+}
+
 // Whether the process's output reaches its log files (a full disk stops that); the server keeps running it.
 function logFiles(entry) {
   if (!entry.logError) return "written";
@@ -130,6 +137,8 @@ export function renderDetails(container, entry) {
     ["CPU", formatPercent(entry.cpu)],
     ["Memory", formatMemory(entry.memory)],
     ["Last error", entry.lastError || "–"],
+    ...(entry.statusText ? [["Status text", entry.statusText]] : []),
+    ...(entry.mainPid && entry.mainPid !== entry.pid ? [["Main PID", entry.mainPid, { mono: true }]] : []),
     ["Log files", logFiles(entry)],
     ["Dropped output", droppedOutput(entry)],
   ]);
@@ -137,8 +146,10 @@ export function renderDetails(container, entry) {
   const maxRetries = config.maxRetries === -1 ? "-1 (never give up)" : config.maxRetries;
   const configList = pairs([
     [kind, config.script ?? config.command, { mono: true }],
+    ["Group", config.group ?? "–"],
     ["Command line", commandLine(config, { withInterpreter: true }), { mono: true }],
     ["Interpreter", interpreterText(config), { mono: true }],
+    ["Virtualenv", virtualenvText(entry), { mono: true }],
     ["Working dir", config.cwd, { mono: true }],
     ["Arguments", chips(config.args)],
     ["Backoff", config.backoff, { mono: true }],
@@ -152,6 +163,7 @@ export function renderDetails(container, entry) {
     section("Current run", run),
     section("Configuration", configList),
     section("Environment", envTable(config.env)),
+    ...(config.envFile?.length ? [section(`From ${config.envFile.join(", ")} (at the last start)`, envTable(entry.envFromFiles))] : []),
     section("Recent exits", exitsTable(entry.recentExits)),
   );
 }

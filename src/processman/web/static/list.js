@@ -29,7 +29,7 @@ export class ProcessList {
     this.rows = new Map();
     this.selected = new Set();
     this.busy = new Map();
-    this.filter = { status: "all", query: "" };
+    this.filter = { status: "all", query: "", group: "all" };
     this.activeId = null;
     container.addEventListener("click", (event) => this._onClick(event));
     container.addEventListener("change", (event) => this._onChange(event));
@@ -131,9 +131,12 @@ export class ProcessList {
     this._set(row, "memory", formatMemory(entry.memory), (value) => {
       row.memory.textContent = value;
     });
-    this._set(row, "error", entry.lastError || "", (value) => {
-      row.error.textContent = value;
-      row.error.title = value;
+    // The last error, or else what the process says it is doing (sd_notify STATUS=), muted.
+    this._set(row, "error", entry.lastError || (entry.statusText ? `\u0000${entry.statusText}` : ""), (value) => {
+      const text = value.startsWith("\u0000") ? value.slice(1) : value;
+      row.error.textContent = text;
+      row.error.title = text;
+      row.error.classList.toggle("status-text", text !== value);
     });
     this._updateUptime(row, entry);
     this._updateButtons(row, entry);
@@ -192,8 +195,9 @@ export class ProcessList {
   }
 
   matches(entry) {
-    const { status, query } = this.filter;
+    const { status, query, group } = this.filter;
     if (status !== "all" && entry.status !== status) return false;
+    if (group !== "all" && entry.config?.group !== group) return false;
     return !query || entry.id.toLowerCase().includes(query.toLowerCase());
   }
 

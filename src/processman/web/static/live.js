@@ -68,7 +68,7 @@ export class DirectLive {
     let queued = false;
     const flush = () => {
       queued = false;
-      sink.onLines(batch);
+      if (batch.length) sink.onLines(batch);
       batch = [];
     };
     const accept = (line) => {
@@ -107,6 +107,13 @@ export class DirectLive {
         if (event.type === "dropped") {
           const count = parse(event.data)?.count ?? 0;
           sink.onMarker(`… ${plural(count, "line")} dropped: they went by before the page could read them`);
+          return;
+        }
+        if (event.type === "partial") {
+          // The latest state of a line being redrawn (a progress bar): after the lines before it.
+          const line = parse(event.data);
+          if (queued) flush();
+          if (line) sink.onPartial?.(line);
           return;
         }
         if (event.type !== "log") return;
@@ -221,8 +228,22 @@ export class PocketBaseLive {
     // Lines that arrive while the history loads are held back, then merged without repeats.
     this.topics.set(topic, (data) => {
       const lines = Array.isArray(data) ? data : data ? [data] : [];
-      if (loaded) show(lines);
-      else early.push(...lines);
+      if (!loaded) {
+        early.push(...lines.filter((line) => !line.partial));
+        return;
+      }
+      // A partial line (the latest state of a progress bar) comes after the finished lines before it.
+      let finished = [];
+      for (const line of lines) {
+        if (!line.partial) {
+          finished.push(line);
+          continue;
+        }
+        show(finished);
+        finished = [];
+        sink.onPartial?.(line);
+      }
+      show(finished);
     });
     const loadHistory = async () => {
       sink.onState("Loading the last lines…");

@@ -1,7 +1,8 @@
 // The log panel: lines arrive in bursts (a chatty child can print thousands a second), so they are queued
 // and drawn at most once per animation frame, and the page never keeps more than `maxLines` of them.
 // Auto-scroll follows the newest line until the user scrolls up; then the view holds still and a button
-// offers to jump back to the latest lines.
+// offers to jump back to the latest lines. A line the process keeps redrawing (a progress bar) is shown
+// below the others in its latest state, one per stream, until its finished form arrives.
 
 import { formatClock, plural } from "./format.js";
 
@@ -23,6 +24,8 @@ export class LogView {
     this.statusText = root.querySelector(".log-count");
     this.entries = []; // {line, element} drawn, oldest first
     this.pending = []; // lines received but not drawn yet
+    this.partials = new Map(); // stream -> the latest state of the line it is redrawing
+    this.partialElements = new Map(); // stream -> its element, kept below the finished lines
     this.skipped = 0; // lines that went by while the view held still and did not fit in `pending`
     this.received = 0;
     this.query = "";
@@ -41,6 +44,8 @@ export class LogView {
     this.skipped = 0;
     this.received = 0;
     this.following = true;
+    this.partials.clear();
+    this.partialElements.clear();
     this.scroller.replaceChildren();
     this._updateStatus();
   }
@@ -49,12 +54,21 @@ export class LogView {
   add(lines) {
     if (!lines.length) return;
     this.received += lines.length;
-    for (const line of lines) this.pending.push(line);
+    for (const line of lines) {
+      this.pending.push(line);
+      this.partials.delete(line.stream); // finished: its final form is this line
+    }
     if (this.pending.length > this.maxLines) {
       const excess = this.pending.length - this.maxLines;
       this.pending.splice(0, excess);
       this.skipped += excess;
     }
+    this._schedule();
+  }
+
+  /** The latest state of a line being redrawn ({timestamp, stream, content, partial: true}). */
+  partial(line) {
+    this.partials.set(line.stream, line);
     this._schedule();
   }
 
@@ -90,6 +104,7 @@ export class LogView {
     this.frame = requestAnimationFrame(() => {
       this.frame = 0;
       if (this.following) this._flush();
+      this._drawPartials();
       this._updateStatus();
     });
   }
@@ -115,12 +130,36 @@ export class LogView {
       return entry;
     });
     this.scroller.append(fragment);
+    if (this.partials.size) this._drawPartials(); // redrawn lines stay below the finished ones
     this.entries.push(...added);
     const excess = this.entries.length - this.maxLines;
     if (excess > 0) {
       for (const entry of this.entries.splice(0, excess)) entry.element.remove();
     }
     if (this.following) this._scrollToEnd();
+  }
+
+  _drawPartials() {
+    for (const [stream, element] of this.partialElements) {
+      if (!this.partials.has(stream)) {
+        element.remove();
+        this.partialElements.delete(stream);
+      }
+    }
+    for (const [stream, line] of this.partials) {
+      let element = this.partialElements.get(stream);
+      if (element) {
+        element.querySelector("time").textContent = formatClock(new Date(line.timestamp));
+        this._renderText({ line, element });
+      } else {
+        element = this._element(line);
+        element.classList.add("partial");
+        element.title = "Being redrawn by the process (a progress bar): its latest state";
+        this.partialElements.set(stream, element);
+      }
+      this.scroller.append(element); // stays below the finished lines
+    }
+    if (this.partials.size && this.following) this._scrollToEnd();
   }
 
   _skipMarker(count) {
@@ -136,6 +175,8 @@ export class LogView {
     const element = document.createElement("div");
     const kind = line.marker ? STREAMS.note : STREAMS[line.stream] ?? STREAMS.stdout;
     element.className = `line ${kind.className}`;
+    // The line's own level (uvicorn's INFO on stderr is no error); without one, stderr is an error.
+    if (!line.marker) element.dataset.level = line.level ?? (line.stream === "stderr" ? "error" : "info");
     const time = document.createElement("time");
     const date = new Date(line.timestamp);
     time.textContent = formatClock(date);

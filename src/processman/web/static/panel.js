@@ -173,6 +173,7 @@ export class Panel {
     if (!live) return;
     this.follow = live.followLogs(id, {
       onLines: (lines) => this.logs.add(lines),
+      onPartial: (line) => this.logs.partial(line),
       onMarker: (text) => this.logs.marker(text),
       onState: setState,
     });
