@@ -416,7 +416,8 @@ def test_a_group_is_acted_on_as_one(server: Server) -> None:
     shown = cli(server, "logs", "group:bg", "-n", "20").stdout
     assert " ticker | " in shown and " broken " not in shown
     listed = cli(server, "list", "group:bg")
-    assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == ["ticker", "idle"]
+    assert [line.split()[0] for line in listed.stdout.splitlines()[1:-1]] == ["ticker", "idle"]
+    assert listed.stdout.splitlines()[-1].startswith("containment: ")
     assert cli(server, "list", "group:nobody").stdout == "no process is in group:nobody\n"
     assert cli(server, "list", "bg").returncode == 2
     missing = cli(server, "stop", "group:nobody")

@@ -373,7 +373,10 @@ def list_command(
         click.echo(json.dumps(states, indent=2))
         return
     if not states:
-        click.echo(f"no process is in {group}" if group else "no processes configured")
+        if group:
+            click.echo(f"no process is in {group}")
+            return
+        click.echo("no processes configured")
     else:
         for line in format_table(states, shutil.get_terminal_size((120, 24)).columns):
             click.echo(line)
