@@ -15,6 +15,21 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
+# The containment tests run real daemons: Debian's redis-server and ssh-agent.
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v ssh-agent >/dev/null 2>&1 || missing="$missing openssh-client"
+if [ -n "$missing" ]; then
+    if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+        echo "== installing$missing (Debian packages) for the containment tests"
+        apt-get update -qq >/dev/null
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+    else
+        echo "== missing:$missing; the containment tests that need them are skipped" >&2
+    fi
+fi
+
 # systemd-notify (Debian's systemd package) for the sd_notify tests; no systemd needs to run.
 if ! command -v systemd-notify >/dev/null 2>&1; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then

@@ -130,3 +130,5 @@ async def manager_factory(tmp_path: Path) -> AsyncIterator[Callable[..., Process
     for manager in made:
         await manager.close()
         assert tagged_processes(f"{manager.run_id}:") == [], "a test left processes behind"
+        run_cgroup = manager.containment.guardian_cgroup()
+        assert run_cgroup is None or not Path(run_cgroup).exists(), "a test left its run cgroup behind"

@@ -38,6 +38,8 @@ EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
     "watchPaths": ([["src"]], ["src", [1]]),
     "watchDebounce": (["50ms"], [0.5]),
     "stopTimeout": (["10s"], ["ten"]),
+    "stopSignal": (["SIGTERM", "QUIT", "sigint", "SIGKILL"], ["SIGSTOP", "TERMINATE", "", 15, None]),
+    "pidFile": (["redis.pid", "/run/app.pid"], ["", 1, None]),
     "minUptime": (["1h"], [10]),
     "maxMemory": (
         ["512MB", "1.5GB", "300K", "1gib", 1024, " 1 MB "],
@@ -77,7 +79,7 @@ EXAMPLES: dict[str, tuple[list[Any], list[Any]]] = {
     "restart": (["always", "on-failure", "never"], ["sometimes", None, 1]),
     "logMaxSize": (["50MB", "0", 0, 1], ["big", -1]),
     "logBackups": ([0, 5, 100], [-1, 101, "5"]),
-    "type": (["simple", "notify"], ["oneshot", "", 1, None]),
+    "type": (["simple", "notify", "forking"], ["oneshot", "Forking", "", 1, None]),
     "watchdogSec": (["30s", "500ms"], [30, "soon", "-1s"]),
     "notify": (
         [

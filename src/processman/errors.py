@@ -8,7 +8,10 @@
     ├── DuplicateProcess       register() with an id that is already registered
     ├── ManagerNotRunning      a process was asked to start before its manager started
     ├── IllegalTransition      the engine tried a status change its table forbids (a bug, never user input)
-    └── AlreadyRunningElsewhere another manager owns the same state folder
+    ├── AlreadyRunningElsewhere another manager owns the same state folder
+    ├── SignalRefused          an unknown signal, or SIGKILL/SIGSTOP without force (they bypass the
+    │                          stop ladder)
+    └── ProcessNotRunning      a signal for a process that has no running process to receive it
 
 Foreign errors (OSError, json.JSONDecodeError) are translated where they enter, with ``raise ... from``.
 Only the CLI turns these into exit codes.
@@ -60,3 +63,13 @@ class IllegalTransition(ProcessmanError):
 
 class AlreadyRunningElsewhere(ProcessmanError):
     pass
+
+
+class SignalRefused(ProcessmanError):
+    """A signal that cannot be sent as asked; the message says why."""
+
+
+class ProcessNotRunning(ProcessmanError):
+    def __init__(self, process_id: str) -> None:
+        super().__init__(f"process {process_id!r} is not running: there is no process to signal")
+        self.process_id = process_id

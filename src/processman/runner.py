@@ -115,6 +115,7 @@ class Runner:
     def _force_kill(self) -> None:
         if self.manager is None:
             return
+        self.manager.kill_all_now()
         pids = TagScanner().tagged_with_prefix(f"{self.manager.run_id}:")
         groups = [state.pid for state in self.manager.states() if state.pid]
         send_signal(pids, None, signal.SIGKILL)
@@ -145,6 +146,7 @@ class Runner:
             # Only the HTTP API reads the figures here, and it says when: sample slowly otherwise.
             manager.resources.on_demand = True
             await manager.start()
+            logger.info("containment: %s (%s)", manager.containment.name, manager.containment.where)
             try:
                 await self._run_services(manager)
             finally:

@@ -37,6 +37,18 @@ async def test_health_needs_no_token(served: Served) -> None:
     response = await served.client.get("/api/health", headers={"Authorization": ""})
     assert response.status_code == 200
     assert response.json()["message"] == "API is healthy."
+    containment = served.manager.containment
+    assert response.json()["data"] == {
+        "containment": containment.name,
+        "containmentDetail": containment.where,
+    }
+
+
+async def test_health_under_pm_says_which_containment_is_active(served: Served) -> None:
+    response = await served.client.get("/api/pm/health")
+    assert response.status_code == 200
+    assert response.json()["containment"] in ("cgroup", "tags")
+    assert response.json()["containment"] == served.manager.containment.name
 
 
 async def test_list_gives_every_state_in_config_order_with_secrets_masked(served: Served) -> None:

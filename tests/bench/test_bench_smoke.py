@@ -74,3 +74,20 @@ def test_a_partial_run_replaces_only_what_it_measured() -> None:
         ("W7", "processman", [2.0]),
         ("W7", "pm2", [1.0]),
     ]
+
+
+def test_w5_hidden_descendants_for_processman_are_counted_and_cleaned_up(tmp_path: Path) -> None:
+    # The escape case end to end for processman alone: 40 hidden processes per variant, and none left.
+    from bench.workloads import w5_tree
+
+    ctx = Context(Peers(VENV_DIR, NODE_DIR), tmp_path, managers=(Processman,))
+    table = {}
+    for subject in ctx.subjects("W5"):
+        item = ctx.series("W5", "hidden survivors after a normal stop", "processes", subject)
+        table[item.label] = item
+    try:
+        w5_tree.measure(ctx, "escape-stop", 1.0, table)
+    finally:
+        ctx.release_all()
+    assert [item.values for item in table.values()] == [[0], [0]]
+    assert ctx.sweep() == 0, "the run left processes behind"

@@ -148,8 +148,9 @@ def test_list_prints_a_table(server: Server) -> None:
         "STATUS",
         "TEXT",
     ]
-    rows = {line.split()[0]: line for line in lines[1:]}
+    rows = {line.split()[0]: line for line in lines[1:-1]}
     assert list(rows) == ["ticker", "idle", "broken"]
+    assert lines[-1].split()[:2] in (["containment:", "cgroup"], ["containment:", "tags"])
     assert rows["ticker"].split()[1] == "running" and rows["ticker"].split()[2].isdigit()
     assert rows["broken"].split()[1:3] == ["failed", "-"]
     assert "gave up after 1 consecutive failed starts" in rows["broken"]
@@ -415,7 +416,8 @@ def test_a_group_is_acted_on_as_one(server: Server) -> None:
     shown = cli(server, "logs", "group:bg", "-n", "20").stdout
     assert " ticker | " in shown and " broken " not in shown
     listed = cli(server, "list", "group:bg")
-    assert [line.split()[0] for line in listed.stdout.splitlines()[1:]] == ["ticker", "idle"]
+    assert [line.split()[0] for line in listed.stdout.splitlines()[1:-1]] == ["ticker", "idle"]
+    assert listed.stdout.splitlines()[-1].startswith("containment: ")
     assert cli(server, "list", "group:nobody").stdout == "no process is in group:nobody\n"
     assert cli(server, "list", "bg").returncode == 2
     missing = cli(server, "stop", "group:nobody")

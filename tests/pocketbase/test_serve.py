@@ -100,6 +100,21 @@ def test_start_stop_restart_and_logs_through_pocketbase(app: PocketBase) -> None
     assert encoded.status_code == 404
 
 
+def test_signal_and_containment_through_pocketbase(app: PocketBase) -> None:
+    su = app.superuser()
+    app.wait_running("greeter")
+    user = app.http.post(
+        "/api/pm/greeter/signal", json={"signal": "WINCH"}, headers={"Authorization": app.user_token()}
+    )
+    assert user.status_code == 403
+    sent = app.http.post("/api/pm/greeter/signal", json={"signal": "WINCH"}, headers=su)
+    assert (sent.status_code, sent.json()["signal"], sent.json()["processes"]) == (200, "SIGWINCH", 1)
+    refused = app.http.post("/api/pm/greeter/signal", json={"signal": "KILL"}, headers=su)
+    assert refused.status_code == 400 and "bypasses the stop ladder" in refused.json()["message"]
+    health = app.http.get("/api/pm/health", headers=su)
+    assert health.status_code == 200 and health.json()["containment"] in ("cgroup", "tags")
+
+
 def test_streams_point_to_realtime_instead_of_hanging(app: PocketBase) -> None:
     su = app.superuser()
     follow = app.http.get("/api/pm/greeter/logs", params={"follow": "1"}, headers=su, timeout=5)

@@ -99,6 +99,8 @@ def test_list_renders_fifty_processes_with_overview(pages: Pages, server: Server
     assert page.text_content("[data-count=total]") == "50"
     assert page.text_content("[data-count=stopped]") == str(expected["stopped"])
     assert page.get_attribute("#health", "data-health") == "failed"
+    # Which containment keeps the trees together, from /api/pm/health.
+    expect(page.locator("#containment")).to_have_text(re.compile(r"^containment: (cgroup|tags)$"))
     # The server reports no CPU or memory yet: those columns stay out of the way.
     expect(page.locator(".row.head .c-cpu")).to_be_hidden()
 
@@ -202,6 +204,21 @@ def test_child_output_appears_in_the_open_logs_panel(pages: Pages, server: Serve
 
     page.keyboard.press("Escape")
     page.wait_for_selector("#panel", state="hidden")
+
+
+def test_send_signal_from_the_details_panel(pages: Pages, server: Server) -> None:
+    page = pages.open()
+    sign_in(page, server)
+    row(page, "talker").locator(".name").click()
+    panel = page.locator("#panel")
+    panel.locator(".line.out:has-text('talker ready')").wait_for()
+    pings = panel.locator(".line.out", has_text=re.compile(r"^.*ping \d+$"))
+    before = pings.count()
+    page.select_option("#panel-signal", "USR1")
+    page.click("#panel-send-signal")
+    expect(page.locator(".toast.ok").last).to_have_text("SIGUSR1 sent to talker (1 process).")
+    pings.nth(before).wait_for()  # the talker prints a ping on SIGUSR1
+    page.keyboard.press("Escape")
 
 
 def test_details_show_the_resolved_config_with_secrets_masked(pages: Pages, server: Server) -> None:

@@ -12,7 +12,7 @@ Embedded in a Starlette or FastAPI app that runs the manager in its lifespan::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -28,6 +28,7 @@ from processman.api.errors import EXCEPTION_HANDLERS
 from processman.api.middleware import MAX_BODY, BodyLimit, FrameGuard, HostCheck, RequireAuth
 from processman.api.routes import Endpoints
 from processman.api.streams import KEEPALIVE, StreamHub
+from processman.api.wire import containment_to_json
 from processman.engine.manager import ProcessManager
 
 DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
@@ -81,8 +82,12 @@ class ControlAPI:
         self.streams.close()
 
 
-async def health(request: Request) -> Response:
-    return JSONResponse({"message": "API is healthy.", "code": 200, "data": {}})
+def health(manager: ProcessManager) -> Callable[[Request], Awaitable[Response]]:
+    async def answer(request: Request) -> Response:
+        data = containment_to_json(manager)
+        return JSONResponse({"message": "API is healthy.", "code": 200, "data": data})
+
+    return answer
 
 
 def create_app(
@@ -101,7 +106,7 @@ def create_app(
     No response may be framed by another site, and a request must name an IP address, ``localhost`` or
     one of ``allowed_hosts`` (``"*"``: any) as its ``Host`` (see ``middleware.HostCheck``)."""
     api = ControlAPI(manager, authenticator, max_body=max_body, keepalive=keepalive)
-    routes: list[BaseRoute] = [Route("/api/health", health, methods=["GET"]), api.mount("/api/pm")]
+    routes: list[BaseRoute] = [Route("/api/health", health(manager), methods=["GET"]), api.mount("/api/pm")]
     if dashboard and DASHBOARD_DIR.is_dir():
         routes.append(Mount("/", app=StaticFiles(directory=DASHBOARD_DIR, html=True), name="dashboard"))
     app = Starlette(

@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from processman.errors import ProcessAlreadyRunning, ProcessNotFound
+from processman.errors import ProcessAlreadyRunning, ProcessNotFound, ProcessNotRunning, SignalRefused
 
 # The messages PocketBase itself uses for the same situations, so a client sees one vocabulary.
 MESSAGES = {
@@ -69,6 +69,16 @@ async def handle_already_running(request: Request, exc: Exception) -> Response:
     return error_response(400, "Process is already running.")
 
 
+async def handle_signal_refused(request: Request, exc: Exception) -> Response:
+    return error_response(
+        400, str(exc), {"signal": {"code": "validation_invalid_value", "message": str(exc)}}
+    )
+
+
+async def handle_not_running(request: Request, exc: Exception) -> Response:
+    return error_response(400, "Process is not running.")
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500)
 
@@ -78,5 +88,7 @@ EXCEPTION_HANDLERS = {
     HTTPException: handle_http_exception,
     ProcessNotFound: handle_not_found,
     ProcessAlreadyRunning: handle_already_running,
+    SignalRefused: handle_signal_refused,
+    ProcessNotRunning: handle_not_running,
     Exception: handle_unexpected,
 }

@@ -279,6 +279,38 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
         "/{id}/start": _action("start", "Process start initiated", {**not_found, "400": running}),
         "/{id}/stop": _action("stop", "Process stopped", not_found),
         "/{id}/restart": _action("restart", "Process restart initiated", not_found),
+        "/{id}/signal": {
+            "post": _operation(
+                "Send a process a signal",
+                'Body {"signal": "HUP", "tree": false, "force": false}: the signal by name (with or without '
+                '"SIG", any case) to the main process (a forking process: its daemon), or with tree to every '
+                "process of its tree. SIGKILL and SIGSTOP bypass the stop ladder, so: 400 without force."
+                ' Answers {"message": "SIGHUP sent", "id", "signal": "SIGHUP", "processes": count}.',
+                {
+                    "200": _json({"type": "object"}, "Sent."),
+                    "400": _error("Unknown or refused signal, bad body, or the process is not running."),
+                    **not_found,
+                    **_AUTH_ERRORS,
+                },
+                parameters=[_ID],
+                requestBody={
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["signal"],
+                                "properties": {
+                                    "signal": {"type": "string", "minLength": 1},
+                                    "tree": {"type": "boolean", "default": False},
+                                    "force": {"type": "boolean", "default": False},
+                                },
+                            }
+                        }
+                    },
+                },
+            )
+        },
         "/{id}/logs": {
             "get": _operation(
                 "Read or follow a process's output",
@@ -308,6 +340,14 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
                 "expected, and the fields of an ExitRecord but reason and lastLines); a comment every 15 s "
                 "keeps the connection open.",
                 {"200": _SSE, **_AUTH_ERRORS},
+            )
+        },
+        "/health": {
+            "get": _operation(
+                "Which containment keeps process trees together",
+                '{"containment": "cgroup", "containmentDetail": "cgroup v2 /sys/fs/cgroup/processman-..."}; '
+                '"tags" where cgroups cannot be used (see docs/reliability.md).',
+                {"200": _json({"type": "object"}, "The containment."), **auth},
             )
         },
         "/auth-info": {

@@ -28,7 +28,7 @@ from processman.api.streams import (
     merged_logs,
     status_stream,
 )
-from processman.api.wire import line_to_json, plan_to_json, state_to_json
+from processman.api.wire import containment_to_json, line_to_json, plan_to_json, state_to_json
 from processman.config import GROUP_PREFIX
 from processman.engine.manager import ProcessManager
 from processman.errors import ConfigError, ProcessAlreadyRunning, ProcessNotFound
@@ -83,6 +83,7 @@ class Endpoints:
         return [
             Route("/list", self.list_processes, methods=["GET"], name="list"),
             Route("/metrics", self.metrics, methods=["GET"], name="metrics"),
+            Route("/health", self.health, methods=["GET"], name="health"),
             Route("/reload", self.reload, methods=["POST"], name="reload"),
             Route("/events", self.events, methods=["GET"], name="events"),
             Route("/auth-info", self.auth_info, methods=["GET"], name="auth-info"),
@@ -91,6 +92,7 @@ class Endpoints:
             Route("/{id}/start", self.start, methods=["POST"], name="start"),
             Route("/{id}/stop", self.stop, methods=["POST"], name="stop"),
             Route("/{id}/restart", self.restart, methods=["POST"], name="restart"),
+            Route("/{id}/signal", self.signal, methods=["POST"], name="signal"),
             Route("/{id}/logs", self.logs, methods=["GET"], name="logs"),
         ]
 
@@ -139,6 +141,9 @@ class Endpoints:
         ) + render_notify_metrics(manager.notifier.stats)
         return Response(text, media_type=CONTENT_TYPE)
 
+    async def health(self, request: Request) -> Response:
+        return JSONResponse(containment_to_json(self.manager))
+
     async def start(self, request: Request) -> Response:
         target, ids = self._targets(request)
         if ids == [target]:
@@ -175,6 +180,25 @@ class Endpoints:
             return JSONResponse([line_dict(line) for line in merged_logs(self.manager, members(), lines)])
         stream = merged_log_stream(self.manager, self.hub, members, lines=lines, keepalive=self.keepalive)
         return StreamingResponse(stream, media_type="text/event-stream", headers=_STREAM_HEADERS)
+
+    async def signal(self, request: Request) -> Response:
+        """``{"signal": "HUP", "tree": false, "force": false}``: to the main process, or every member."""
+        process_id = self._id(request)
+        body = await _json_object(request)
+        name = body.get("signal")
+        if not isinstance(name, str) or not name:
+            raise _invalid("signal", repr(name), 'a signal name like "HUP" or "SIGUSR1"')
+        flags: dict[str, bool] = {}
+        for flag in ("tree", "force"):
+            value = body.get(flag, False)
+            if not isinstance(value, bool):
+                raise _invalid(flag, repr(value), "true or false")
+            flags[flag] = value
+        sig, count = await self.manager.signal_process(
+            process_id, name, tree=flags["tree"], force=flags["force"]
+        )
+        answer = {"message": f"{sig.name} sent", "id": process_id, "signal": sig.name, "processes": count}
+        return JSONResponse(answer)
 
     async def logs(self, request: Request) -> Response:
         target, ids = self._targets(request)
@@ -214,6 +238,16 @@ class Endpoints:
 
     async def openapi(self, request: Request) -> Response:
         return JSONResponse(openapi_document(request.scope.get("root_path", "")))
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise ApiError(400, "The request body is not JSON.") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object.")
+    return body
 
 
 _STARTED = ("starting", "running")

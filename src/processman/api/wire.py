@@ -16,6 +16,7 @@ from typing import Any
 from processman.config import config_to_json, mask_env
 from processman.durations import format_duration
 from processman.engine.events import LogLines, ProcessExited, StatusChanged
+from processman.engine.manager import ProcessManager
 from processman.engine.process import ExitRecord, ProcessState
 from processman.engine.reload import ReloadPlan
 from processman.interpreter import uses_system_python
@@ -60,6 +61,11 @@ def exit_to_json(record: ExitRecord) -> dict[str, Any]:
         "reason": record.reason,
         "lastLines": list(record.last_lines),
     }
+
+
+def containment_to_json(manager: ProcessManager) -> dict[str, Any]:
+    """How process trees are contained: {"containment": "cgroup" or "tags", "containmentDetail": ...}."""
+    return {"containment": manager.containment.name, "containmentDetail": manager.containment.where}
 
 
 def state_to_json(state: ProcessState) -> dict[str, Any]:

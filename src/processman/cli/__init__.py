@@ -23,6 +23,7 @@ COMMANDS = {
     "restart": ("processman.cli.client", "restart_command"),
     "schema": ("processman.cli.serve", "schema"),
     "serve": ("processman.cli.serve", "serve"),
+    "signal": ("processman.cli.client", "signal_command"),
     "start": ("processman.cli.client", "start_command"),
     "stop": ("processman.cli.client", "stop_command"),
 }

@@ -134,8 +134,10 @@ class Connection:
         *,
         timeout: float = READ_TIMEOUT,
         params: dict[str, str | int] | None = None,
+        json_body: dict[str, Any] | None = None,
     ) -> Any:
-        """The JSON answer of a request, or a ClientError that says what went wrong."""
+        """The JSON answer of a request (``json_body`` sent as JSON), or a ClientError that says what went
+        wrong."""
         import http.client
 
         parts = urlsplit(self.url)
@@ -153,7 +155,12 @@ class Connection:
                 raise self.unreachable(exc) from None
             connection.sock.settimeout(timeout)
             try:
-                connection.request(method, target, headers={**self.headers(), "Accept": "application/json"})
+                headers = {**self.headers(), "Accept": "application/json"}
+                payload = None
+                if json_body is not None:
+                    payload = json.dumps(json_body).encode()
+                    headers["Content-Type"] = "application/json"
+                connection.request(method, target, body=payload, headers=headers)
                 response = connection.getresponse()
                 body = response.read()
             except TimeoutError:
@@ -360,15 +367,33 @@ def list_command(
         if not group.startswith(GROUP_PREFIX) or group == GROUP_PREFIX:
             raise click.BadParameter(f"expected group:NAME, got {group!r}", param_hint="group")
         params = {"group": group.removeprefix(GROUP_PREFIX)}
-    states = connect(url, token, data_dir).request("GET", "/api/pm/list", params=params)
+    connection = connect(url, token, data_dir)
+    states = connection.request("GET", "/api/pm/list", params=params)
     if as_json:
         click.echo(json.dumps(states, indent=2))
         return
     if not states:
-        click.echo(f"no process is in {group}" if group else "no processes configured")
-        return
-    for line in format_table(states, shutil.get_terminal_size((120, 24)).columns):
-        click.echo(line)
+        if group:
+            click.echo(f"no process is in {group}")
+            return
+        click.echo("no processes configured")
+    else:
+        for line in format_table(states, shutil.get_terminal_size((120, 24)).columns):
+            click.echo(line)
+    click.echo(containment_line(connection))
+
+
+def containment_line(connection: Connection) -> str:
+    """How the server keeps process trees together (a server without /api/pm/health: unknown)."""
+    try:
+        health = connection.request("GET", "/api/pm/health")
+    except ClientError:
+        return click.style("containment: unknown", dim=True)
+    name = str(health.get("containment", "unknown")) if isinstance(health, dict) else "unknown"
+    shown = f"containment: {name}"
+    if name == "tags":
+        shown += " (no cgroups: setsid'd descendants that lose their environment can escape)"
+    return click.style(shown, dim=True)
 
 
 # ---- start / stop / restart ----------------------------------------------------------------------
@@ -422,6 +447,45 @@ def _action_command(action: str, summary: str) -> click.Command:
         run_action(connect(url, token, data_dir), action, process_id)
 
     return command
+
+
+@click.command("signal")
+@click.argument("process_id", metavar="ID|all")
+@click.argument("signal_name", metavar="SIGNAL")
+@click.option("--tree", is_flag=True, help="Every process of the tree, not only the main process.")
+@click.option("--force", is_flag=True, help="Allow SIGKILL and SIGSTOP, which bypass the stop ladder.")
+@connection_options
+def signal_command(
+    process_id: str, signal_name: str, tree: bool, force: bool, url: str, token: str | None, data_dir: Path
+) -> None:
+    """Send a signal (HUP, USR1, SIGQUIT...) to a process's main process; `all` means every running
+    process. gunicorn reloads its workers on HUP, nginx stops gracefully on QUIT."""
+    connection = connect(url, token, data_dir)
+    body = {"signal": signal_name, "tree": tree, "force": force}
+    if process_id != "all":
+        targets = [process_id]
+    else:
+        states = connection.request("GET", "/api/pm/list")
+        targets = [state["id"] for state in states if state.get("pid")]
+        if not targets:
+            click.echo("nothing to do: no process is running")
+            return
+    failures = 0
+    for target in targets:
+        try:
+            answer = connection.request("POST", process_path(target, "signal"), json_body=body)
+        except ClientError as exc:
+            if exc.status == 404:
+                raise unknown_id(target) from None
+            if process_id != "all" or isinstance(exc, Unreachable | Unauthorised):
+                raise
+            failures += 1
+            click.echo(f"{target}: {exc.message}", err=True)
+            continue
+        sent, count = answer.get("signal", signal_name), answer.get("processes", "?")
+        click.echo(f"{target}: {sent} sent to {count} process(es)")
+    if failures:
+        raise ClientError(f"{failures} of {len(targets)} processes could not be signalled")
 
 
 start_command = _action_command("start", "Start")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -231,6 +232,42 @@ class Choice(Kind):
 
     def schema(self) -> dict[str, Any]:
         return {"enum": list(self.values)}
+
+
+# Signals a process may be stopped with: every one but those that cannot end a process by asking.
+STOP_SIGNALS = tuple(
+    sig.name
+    for sig in sorted(signal.Signals, key=lambda sig: sig.value)
+    if sig.name.startswith("SIG") and not sig.name.startswith("SIG_")
+    if sig
+    not in (signal.SIGSTOP, signal.SIGCONT, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU, signal.SIGCHLD)
+)
+SIGNAL_EXPECTED = 'a signal name like "SIGTERM", "SIGQUIT" or "INT"'
+
+
+def signal_name(raw: str) -> str | None:
+    """``"QUIT"``, ``"sigquit"``, ``"SIGQUIT"`` -> ``"SIGQUIT"``; None for anything else."""
+    name = raw.strip().upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    return name if name in STOP_SIGNALS else None
+
+
+class SignalName(Kind):
+    """A stop signal by name, with or without ``SIG``, any case; ``"SIGQUIT"`` in Python."""
+
+    def read(self, raw: Any, at: str, problems: Problems, base_dir: Path) -> str | None:
+        name = signal_name(raw) if isinstance(raw, str) else None
+        if name is None:
+            problems.expect(at, SIGNAL_EXPECTED, raw)
+        return name
+
+    def check(self, value: Any, at: str, problems: Problems) -> None:
+        if not isinstance(value, str) or signal_name(value) is None:
+            problems.expect(at, SIGNAL_EXPECTED, value)
+
+    def schema(self) -> dict[str, Any]:
+        short = [name[3:] for name in STOP_SIGNALS]
+        return {"type": "string", "pattern": "^(?i:(SIG)?(" + "|".join(short) + "))$"}
 
 
 class Duration(Kind):

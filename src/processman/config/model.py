@@ -26,12 +26,14 @@ from processman.config.fields import (
     Kind,
     Limits,
     Problems,
+    SignalName,
     Size,
     Strings,
     Text,
     Whole,
     check_fields,
     read_fields,
+    signal_name,
 )
 from processman.config.masking import mask_command, mask_text
 from processman.config.notify import NotifyTarget, NotifyTargets
@@ -45,7 +47,7 @@ MAX_LOG_BACKUPS = 100
 # Dev mode folds every change within this many seconds after the first into one restart (SPEC 7).
 WATCH_DEBOUNCE = 0.5
 MAX_INSTANCES = 1000
-PROCESS_TYPES = ("simple", "notify")
+PROCESS_TYPES = ("simple", "notify", "forking")
 
 PROBE_KINDS = ("http", "tcp", "command")
 PROBE_EXPECTED = 'an object with "http" (a URL), "tcp" ("host:port" or a port) or "command" (an array)'
@@ -226,7 +228,9 @@ PROCESS_FIELDS: tuple[Field, ...] = (
     Field("devMode", "dev_mode", Bool(), False, "restart when watched files change"),
     Field("watchPaths", "watch_paths", Strings(), (), "paths watched in dev mode (default: cwd)"),
     Field("watchDebounce", "watch_debounce", Duration(), WATCH_DEBOUNCE, "changes folded into one restart"),
-    Field("stopTimeout", "stop_timeout", Duration(), 10.0, "time between SIGTERM and SIGKILL"),
+    Field("stopTimeout", "stop_timeout", Duration(), 10.0, "time between the stop signal and SIGKILL"),
+    Field("stopSignal", "stop_signal", SignalName(), "SIGTERM", "the signal that asks the tree to stop"),
+    Field("pidFile", "pid_file", Text(), None, "type forking: the daemon's pid file (relative to cwd)"),
     Field("minUptime", "min_uptime", Duration(), 10.0, "a run this long resets the failure count"),
     Field("maxMemory", "max_memory", Size(1), None, "restart above this resident memory"),
     Field("limits", "limits", Limits(), {}, "OS limits applied at spawn", omit_empty=True),
@@ -241,7 +245,13 @@ PROCESS_FIELDS: tuple[Field, ...] = (
         'copies of this entry, "<id>:0" .. "<id>:N-1"',
     ),
     Field("restart", "restart", Choice(RESTART_POLICIES), "always", "when an exit is followed by a start"),
-    Field("type", "type", Choice(PROCESS_TYPES), "simple", "notify: ready when it sends READY=1 (sd_notify)"),
+    Field(
+        "type",
+        "type",
+        Choice(PROCESS_TYPES),
+        "simple",
+        "notify: ready when it sends READY=1 (sd_notify); forking: it exits 0 after starting a daemon",
+    ),
     Field("watchdogSec", "watchdog_sec", Duration(), None, "restart when no WATCHDOG=1 comes for this long"),
     Field("logMaxSize", "log_max_size", Size(0), LOG_MAX_SIZE, "log file size that rotates it (0: never)"),
     Field(
@@ -297,6 +307,8 @@ class ProcessConfig:
     watch_paths: tuple[str, ...] = ()
     watch_debounce: float = _PROCESS_DEFAULT["watch_debounce"]
     stop_timeout: float = _PROCESS_DEFAULT["stop_timeout"]
+    stop_signal: str = _PROCESS_DEFAULT["stop_signal"]  # a name from STOP_SIGNALS ("SIGTERM")
+    pid_file: str | None = None  # type forking: where the daemon writes its pid (relative to cwd)
     # A run longer than this is healthy: the failure count resets and the restart is immediate.
     min_uptime: float = _PROCESS_DEFAULT["min_uptime"]
     # Restart when the whole tree's resident memory stays above this many bytes.
@@ -315,8 +327,9 @@ class ProcessConfig:
     # one-shot tasks), never.
     restart: Literal["always", "on-failure", "never"] = _PROCESS_DEFAULT["restart"]
     # simple: ready once started (or when its readiness probe passes); notify: ready when it sends
-    # READY=1 on its NOTIFY_SOCKET (the sd_notify protocol).
-    type: Literal["simple", "notify"] = _PROCESS_DEFAULT["type"]
+    # READY=1 on its NOTIFY_SOCKET (the sd_notify protocol); forking: the started process exits 0 once
+    # its daemon runs, and the process runs while its tree has members (systemd's Type=forking).
+    type: Literal["simple", "notify", "forking"] = _PROCESS_DEFAULT["type"]
     # With a watchdog, the process sends WATCHDOG=1 at least this often (seconds) or is restarted.
     watchdog_sec: float | None = None
     # Each log file rotates when it would grow past log_max_size bytes (0: never), keeping
@@ -345,6 +358,7 @@ class ProcessConfig:
         if not self.entry:
             object.__setattr__(self, "entry", self.id.partition(":")[0])
         object.__setattr__(self, "cwd", Path(os.path.abspath(self.cwd)))
+        object.__setattr__(self, "stop_signal", signal_name(self.stop_signal))
         if self.root is not None:
             object.__setattr__(self, "root", Path(os.path.abspath(self.root)))
         files = [self.env_file] if isinstance(self.env_file, str | os.PathLike) else self.env_file

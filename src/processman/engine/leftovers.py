@@ -2,8 +2,9 @@
 
 A manager writes ``run.json`` (its run id, pid and start time, and the pid and start time of each child
 it spawned) into its state folder. The next manager to start there cleans up whatever the previous run
-left: processes that carry the old run's tag, and recorded children whose pid *and* start time still
-match, so a recycled pid is never killed.
+left: the run cgroup it recorded (every process in it is killed, then it is removed), processes that
+carry the old run's tag, and recorded children whose pid *and* start time still match, so a recycled pid
+is never killed.
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ def read_run_file(path: Path) -> dict[str, Any] | None:
         "pid": _pid,
         "startTime": _time,
         "children": _children,
+        "cgroup": lambda value: value if isinstance(value, str) and value else None,
     }
     previous: dict[str, Any] = {}
     for name, read in readers.items():
@@ -105,9 +107,10 @@ def read_run_file(path: Path) -> dict[str, Any] | None:
 
 
 class RunFile:
-    def __init__(self, folder: Path, run_id: str) -> None:
+    def __init__(self, folder: Path, run_id: str, record: dict[str, Any] | None = None) -> None:
         self.path = folder / RUN_FILE
         self.run_id = run_id
+        self._record = record or {}  # what the containment needs to clean up ({"cgroup": path})
         self._children: dict[int, float] = {}
         self._pending: asyncio.TimerHandle | None = None
 
@@ -153,6 +156,7 @@ class RunFile:
             "pid": os.getpid(),
             "startTime": _start_time(os.getpid()),
             "children": [[pid, started] for pid, started in self._children.items()],
+            **self._record,
         }
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,6 +14,7 @@ from types import TracebackType
 from processman.config import NotifyTarget, ProcessConfig, load_config
 from processman.config_watch import watch_file
 from processman.engine.clock import SYSTEM_CLOCK, Clock
+from processman.engine.containment import Containment, choose, clean_up_previous_cgroup
 from processman.engine.dependencies import DependencyGate, stop_in_order
 from processman.engine.events import Event, EventBus, Listener, LogLines, ProcessRemoved, Subscription
 from processman.engine.leftovers import RunFile, clean_up_previous_run
@@ -29,7 +30,7 @@ from processman.engine.reload import ReloadPlan, plan_reload
 from processman.engine.resources import ManagerUsage, ResourceSampler
 from processman.engine.states import Desired
 from processman.environment import PocketBaseInfo
-from processman.errors import ConfigError, DuplicateProcess, ManagerNotRunning, ProcessNotFound
+from processman.errors import ConfigError, DuplicateProcess, ManagerNotRunning, ProcessNotFound, SignalRefused
 from processman.logs import LoggingSink, LogLine
 from processman.notify import EmailSender, Notifier, NotifierOptions
 
@@ -67,6 +68,9 @@ class ManagerOptions:
     watch_config: bool = False
     # Time for backoff delays and probe intervals (tests pass a clock they move by hand).
     clock: Clock = SYSTEM_CLOCK
+    # How process trees are kept together: "auto" (cgroup v2 where the manager may create cgroups, else
+    # tags), "cgroup" or "tags"; None reads PROCESSMAN_CONTAINMENT (see engine/containment.py).
+    containment: str | None = None
     # Where every process's events go (the config's top-level "notify"; each process adds its own),
     # how emails are sent (PocketBase mode), and the pace of deliveries.
     notify: tuple[NotifyTarget, ...] = ()
@@ -92,6 +96,7 @@ class ProcessManager:
         self.run_id = secrets.token_hex(6)
         self.events = EventBus()
         self._scanner = TagScanner()
+        self.containment: Containment = choose(self.run_id, self._scanner, self.options.containment)
         self._processes: dict[str, ManagedProcess] = {}
         self._context = ProcessContext(
             run_id=self.run_id,
@@ -101,6 +106,7 @@ class ProcessManager:
             log_folder=None if self.options.state_dir is None else self.options.state_dir / "logs",
             dependencies=DependencyGate(self.events, lambda: self._processes.values()),
             clock=self.options.clock,
+            containment=self.containment,
         )
         self._context.registry.on_group = self._on_group
         self._guardian: Guardian | None = None
@@ -291,6 +297,17 @@ class ProcessManager:
         await process.restart("restart requested")
         self._ensure_watcher(process)
 
+    async def signal_process(
+        self, process_id: str, name: str, *, tree: bool = False, force: bool = False
+    ) -> tuple[signal.Signals, int]:
+        """Send signal ``name`` ("HUP", "SIGUSR1", "term") to a process's main pid, or with ``tree`` to
+        every process of its tree. SIGKILL and SIGSTOP bypass the stop ladder (nothing is stopped in
+        order, a stopped tree never ends): they are refused unless ``force``. Returns the signal and how
+        many processes it reached. Raises SignalRefused, ProcessNotFound, ProcessNotRunning."""
+        process = self._get(process_id)
+        sig = parse_signal(name, force=force)
+        return sig, await process.send_signal(sig, tree=tree)
+
     def _check_not_closing(self, process_id: str) -> None:
         if self._shutdown is not None:  # a start now would be killed without grace by the shutdown
             raise ManagerNotRunning(process_id)
@@ -316,10 +333,12 @@ class ProcessManager:
         self._running = True
         options = self.options
         raise_open_file_limit()
+        self.containment.open()
         if options.state_dir is not None:
-            self._run_file = RunFile(options.state_dir, self.run_id)
+            self._run_file = RunFile(options.state_dir, self.run_id, self.containment.record())
             previous = self._run_file.claim()
             if previous is not None:
+                await clean_up_previous_cgroup(previous.get("cgroup"))
                 await clean_up_previous_run(previous, self._scanner)
         if options.adopt_orphans and set_child_subreaper():
             self._reaper = OrphanReaper(self._is_owned)
@@ -329,7 +348,11 @@ class ProcessManager:
             # so the "wakeup fd is full" warnings are noise.
             signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
         if options.guardian:
-            self._guardian = Guardian(self.run_id, on_reaped=self._context.registry.reaped)
+            self._guardian = Guardian(
+                self.run_id,
+                on_reaped=self._context.registry.reaped,
+                cgroup=self.containment.guardian_cgroup(),
+            )
         if options.log_output:
             self._logging_sink = LoggingSink(self.events, emit=options.output_echo)
         self.resources.start()
@@ -375,6 +398,11 @@ class ProcessManager:
         """Stop every process tree, in parallel; returns when nothing is left."""
         await stop_in_order(self._processes.values())
 
+    def kill_all_now(self) -> None:
+        """SIGKILL to every tree at once, without waiting (a second Ctrl+C)."""
+        for process in self._processes.values():
+            process.kill_now()
+
     async def restart_all(self) -> None:
         await asyncio.gather(*(self.restart_process(process_id) for process_id in self._processes))
 
@@ -410,6 +438,7 @@ class ProcessManager:
         if self._reaper is not None:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGCHLD)
             self._reaper.reap()
+        await self.containment.close()
         if self._guardian is not None:
             await asyncio.to_thread(self._guardian.close)
             self._guardian = None
@@ -477,6 +506,29 @@ class ProcessManager:
             f"watch {config.id}",
         )
         self._watchers[config.id] = (task, stop)
+
+
+# Signals that would bypass the stop ladder: sent only when asked with force.
+FORCE_ONLY = (signal.SIGKILL, signal.SIGSTOP)
+
+
+def parse_signal(name: str, *, force: bool = False) -> signal.Signals:
+    """``"HUP"``, ``"sighup"``, ``"SIGHUP"`` -> SIGHUP. Raises SignalRefused for an unknown name, and
+    for SIGKILL or SIGSTOP without ``force``."""
+    wanted = name.strip().upper()
+    wanted = wanted if wanted.startswith("SIG") else "SIG" + wanted
+    try:
+        sig = signal.Signals[wanted]
+    except KeyError:
+        raise SignalRefused(
+            f"unknown signal {name!r}: expected a name like HUP, TERM, USR1 or SIGQUIT"
+        ) from None
+    if sig in FORCE_ONLY and not force:
+        raise SignalRefused(
+            f"{sig.name} bypasses the stop ladder (use stop, or send it with force: "
+            f'"force": true, or --force)'
+        )
+    return sig
 
 
 async def _owner(process: ManagedProcess) -> None:

@@ -150,16 +150,21 @@ class TagScanner:
 
 
 def send_signal(pids: Iterable[int], group: int | None, sig: signal.Signals) -> None:
+    """``sig`` to process group ``group`` and to each of ``pids`` outside it: once each, since a second
+    signal may reach a process whose handler already runs, and Python restores the default action
+    (death) while it exits."""
     if group is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(group, sig)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, sig)
+            if group is None or os.getpgid(pid) != group:
+                os.kill(pid, sig)
 
 
-async def wait_for_exit(pids: Iterable[int], timeout: float) -> set[int]:
-    """Wait until every pid has exited (or become a zombie), at most ``timeout`` seconds.
+async def wait_for_exit(pids: Iterable[int], timeout: float | None) -> set[int]:
+    """Wait until every pid has exited (or become a zombie), at most ``timeout`` seconds (None: no
+    limit).
 
     Returns the pids still alive. Uses one pidfd per process: no polling.
     """
@@ -195,24 +200,26 @@ async def terminate_tree(
     timeout: float,
     *,
     on_escalate: Callable[[int], None] | None = None,
+    sig: signal.Signals = signal.SIGTERM,
     extended_until: Callable[[], float] = lambda: 0.0,
 ) -> None:
-    """The stop ladder: SIGTERM to the group and the tagged processes, wait ``timeout``, SIGKILL,
-    and repeat until nothing of the tree is left (a tree may fork while it is being stopped).
+    """The stop ladder: ``sig`` (SIGTERM) to the group and the tagged processes, wait ``timeout``,
+    SIGKILL, and repeat until nothing of the tree is left (a tree may fork while it is being stopped).
 
     ``extended_until``: a ``time.monotonic()`` before which the process asked not to be killed (sd_notify
     ``EXTEND_TIMEOUT_USEC=`` while it stops); the grace lasts until then, however often it asks."""
-    sig = signal.SIGTERM
+    first = True
     for _round in range(50):
         targets = await scanner.tree(tag, group)
         if not targets:
             return
         send_signal(targets, group, sig)
-        survivors = await wait_for_exit(targets, timeout if sig == signal.SIGTERM else 2.0)
-        while sig == signal.SIGTERM and survivors and (left := extended_until() - time.monotonic()) > 0:
+        survivors = await wait_for_exit(targets, timeout if first else 2.0)
+        while first and survivors and (left := extended_until() - time.monotonic()) > 0:
             survivors = await wait_for_exit(survivors, left)
-        if sig == signal.SIGTERM and survivors and on_escalate is not None:
+        if first and survivors and on_escalate is not None:
             on_escalate(len(survivors))
+        first = False
         # Survivors, and anything forked during the grace period, get SIGKILL in the next rounds.
         sig = signal.SIGKILL
     logger.error("process tree %s is still alive after repeated SIGKILL", tag)
@@ -252,7 +259,21 @@ def tagged():
             if env.startswith(mark) or (b"\0" + mark) in env:
                 found.append(int(name))
     return found
+cg = sys.argv[4] if len(sys.argv) > 4 else ""
+def in_cgroup():
+    found = []
+    for d, _, _ in os.walk(cg):
+        try:
+            found += [int(w) for w in open(d + "/cgroup.procs").read().split()]
+        except (OSError, ValueError):
+            pass
+    return found
 def hit(sig):
+    for pid in in_cgroup() if cg else ():
+        try:
+            os.kill(pid, sig)
+        except OSError:
+            pass
     for g in groups:
         try:
             os.killpg(g, sig)
@@ -264,15 +285,26 @@ def hit(sig):
             os.kill(pid, sig)
         except OSError:
             pass
-    return pids
+    return pids + (in_cgroup() if cg else [])
 if hit(signal.SIGTERM):
     deadline = time.monotonic() + float(sys.argv[3])
-    while tagged() and time.monotonic() < deadline:
+    while (tagged() or (cg and in_cgroup())) and time.monotonic() < deadline:
         time.sleep(0.02)
 for _ in range(50):
+    if cg:
+        try:
+            with open(cg + "/cgroup.kill", "w") as f:
+                f.write("1")
+        except OSError:
+            pass
     if not hit(signal.SIGKILL):
         break
     time.sleep(0.02)
+for d, _, _ in os.walk(cg, topdown=False) if cg else ():
+    try:
+        os.rmdir(d)
+    except OSError:
+        pass
 """
 
 
@@ -288,9 +320,17 @@ class Guardian:
     QUICK_DEATH = 1.0  # seconds: a guardian that dies sooner than this after its start died at start
     MAX_QUICK_DEATHS = 3
 
-    def __init__(self, run_id: str, grace: float = 0.5, on_reaped: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        grace: float = 0.5,
+        on_reaped: Callable[[], None] | None = None,
+        cgroup: str | None = None,
+    ) -> None:
         self._run_id = run_id
         self._grace = grace
+        # With cgroups, the guardian also stops every process of the run cgroup, then cgroup.kill.
+        self._cgroup = cgroup
         # Called once a dead guardian is reaped, as the owners of children do: an OrphanReaper leaves
         # the other zombies alone while the guardian's, which is not its to reap, comes first.
         self._on_reaped = on_reaped
@@ -308,8 +348,18 @@ class Guardian:
         return f"<Guardian pid={self.pid} groups={len(self._groups)}>"
 
     def _start(self) -> None:
+        argv = [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            GUARDIAN_SOURCE,
+            TAG_VARIABLE,
+            self._run_id,
+            str(self._grace),
+        ]
         self._process = subprocess.Popen(
-            [sys.executable, "-I", "-S", "-c", GUARDIAN_SOURCE, TAG_VARIABLE, self._run_id, str(self._grace)],
+            argv + ([self._cgroup] if self._cgroup else []),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

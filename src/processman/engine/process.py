@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import shlex
+import signal
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -29,20 +31,22 @@ from typing import Any
 
 from processman.config import ProcessConfig
 from processman.durations import format_duration
+from processman.engine import inotify
 from processman.engine.clock import SYSTEM_CLOCK, Clock
+from processman.engine.containment import Containment, TagContainment
 from processman.engine.dependencies import DependencyGate
 from processman.engine.events import EventBus, ProcessExited, StatusChanged
 from processman.engine.health import HealthMonitor
 from processman.engine.policy import Action, Outcome, decide
-from processman.engine.posix import TagScanner, kill_tree_now, terminate_tree
+from processman.engine.posix import TagScanner
 from processman.engine.probes import Prober, ProbeSite
-from processman.engine.resources import TreeUsage, apply_limits
+from processman.engine.resources import TreeUsage, apply_limits, read_stat
 from processman.engine.sdnotify import NotifyListener
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
 from processman.engine.states import Desired, Status, check_transition
 from processman.envfile import read_env_files, skipped_lines
 from processman.environment import PocketBaseInfo, activate_venv, child_environment
-from processman.errors import ManagerNotRunning, ProcessAlreadyRunning, SpawnError
+from processman.errors import ManagerNotRunning, ProcessAlreadyRunning, ProcessNotRunning, SpawnError
 from processman.interpreter import (
     VENV_BIN,
     VenvLookup,
@@ -57,6 +61,8 @@ from processman.preflight import missing_cwd, missing_program, missing_script
 logger = logging.getLogger(__name__)
 
 EXIT_HISTORY = 20
+# type forking with a pidFile: how long the daemon may take to write it after the parent exited.
+PID_FILE_WAIT = 5.0
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class ProcessContext:
     prober: Prober = field(default_factory=Prober)  # readiness and liveness probes
     dependencies: DependencyGate = field(default_factory=DependencyGate)  # dependsOn waits
     clock: Clock = SYSTEM_CLOCK
+    containment: Containment | None = None  # None: tags, process groups and the subreaper
 
 
 class _RunEnd(Enum):
@@ -141,6 +148,8 @@ class ManagedProcess:
         self.usage: TreeUsage | None = None  # written by the manager's resource sampler
         self.env_from_files: dict[str, str] = {}  # what the envFile files held at the last start
         self._tag = f"{context.run_id}:{config.id}"
+        containment = context.containment or TagContainment(context.scanner)
+        self._tree = containment.tree(config.id, self._tag)
         # Owned by the owner task (and by stop() while the owner is idle); changed through _update().
         self._status = Status.STOPPED
         self._last_error = ""
@@ -148,6 +157,9 @@ class ManagedProcess:
         self._log_error = ""
         self.restart_count = 0
         self._child: Child | None = None
+        # type forking: the daemon's pid once the started process exited 0 (the run goes on while the
+        # tree has members); None before that and in a simple run.
+        self._daemon: int | None = None
         self._cleared: Child | None = None  # the last run whose leftovers were stopped
         self.has_owner = False  # set by the manager once it runs run() for this process
         # Intents: what was asked of the owner and not yet done.
@@ -191,17 +203,25 @@ class ManagedProcess:
 
     @property
     def pid(self) -> int:
-        return self._child.pid if self._child is not None and self._child.alive else 0
+        """The main pid: the started child while it lives, then (type forking) its daemon."""
+        if self._child is not None and self._child.alive:
+            return self._child.pid
+        return self._daemon or 0
+
+    def _live_run(self) -> Child | None:
+        """The run in progress: its child lives, or (type forking) its daemon does."""
+        child = self._child
+        return child if child is not None and (child.alive or self._daemon is not None) else None
 
     def state(self) -> ProcessState:
-        child = self._child if self._child is not None and self._child.alive else None
+        child = self._live_run()
         return ProcessState(
             id=self.config.id,
-            pid=child.pid if child else 0,
+            pid=self.pid if child else 0,
             status=self._status,
             desired=self.desired,
             start_time=child.started_wall if child else None,
-            uptime=child.uptime if child else 0.0,
+            uptime=self._clock.monotonic() - child.started if child else 0.0,
             restart_count=self.restart_count,
             last_error=self._last_error,
             config=self.config,
@@ -476,9 +496,19 @@ class ManagedProcess:
             return Outcome(spawned=False, reason=str(exc)), _RunEnd.EXITED
         self._attempt()
         self._update(published=True)  # the pid changed
-        ended = await self._watch(child)
-        status = await child.exited
-        code, sig, reason = describe_exit(status)
+        try:
+            ended = await self._watch(child)
+            status = await child.exited
+            code, sig, reason = describe_exit(status)
+            pid, uptime = child.pid, child.uptime
+            if self._daemon is not None:  # type forking: the run was the daemon's
+                pid, uptime = self._daemon, self._clock.monotonic() - child.started
+                reason = f"its daemon (pid {self._daemon}) and every process of its tree ended"
+                code, sig = None, None
+            elif ended is _RunEnd.EXITED:
+                reason += await self._left_running(code)
+        finally:
+            self._daemon = None
         if ended is _RunEnd.UNHEALTHY and self._unhealthy is not None:
             reason = self._unhealthy
         elif ended is _RunEnd.RESTART and self._restart_reason is not None:
@@ -486,13 +516,28 @@ class ManagedProcess:
         self._unhealthy = None
         expected = ended in (_RunEnd.STOP, _RunEnd.RESTART)
         now = self._clock.time()
-        self.exits.append(ExitRecord(now, code, sig, child.uptime, reason, self._last_lines()))
-        self._context.bus.publish(
-            ProcessExited(self.config.id, child.pid, code, sig, child.uptime, now, expected)
-        )
+        self.exits.append(ExitRecord(now, code, sig, uptime, reason, self._last_lines()))
+        self._context.bus.publish(ProcessExited(self.config.id, pid, code, sig, uptime, now, expected))
         if not expected:
-            logger.warning("%s: %s after %s", self.config.id, reason, format_duration(child.uptime))
-        return Outcome(spawned=True, reason=reason, code=code, signal=sig, uptime=child.uptime), ended
+            logger.warning("%s: %s after %s", self.config.id, reason, format_duration(uptime))
+        return Outcome(spawned=True, reason=reason, code=code, signal=sig, uptime=uptime), ended
+
+    async def _left_running(self, code: int | None) -> str:
+        """Words for a started process that exited while its descendants run on (they are stopped next,
+        before whatever follows): which ones, and, after an exit 0, that type forking exists."""
+        if self.config.type == "forking":
+            return ""
+        left = await self._tree.members()
+        if not left:
+            return ""
+        shown = ", ".join(describe_pid(pid) for pid in left[:3]) + (
+            f" and {len(left) - 3} more" if len(left) > 3 else ""
+        )
+        words = f"; its descendants were still running ({shown}) and were stopped"
+        if code == 0:
+            words += '; a program that starts a daemon and exits needs "type": "forking"'
+        self.output.note(words[2:])
+        return words
 
     async def _watch(self, child: Child) -> _RunEnd:
         """Wait until the child exits or an intent ends the run (then stop its tree)."""
@@ -502,10 +547,12 @@ class ManagedProcess:
                 self.config, _Report(self), self._context.prober, self._probe_site, self._clock
             )
             monitor = self._spawn_task(health.run(), f"health {self.config.id}")
+        forking = self.config.type == "forking"
         watchdog: asyncio.Task[None] | None = None
         if self._notify is not None and self._notify.watchdog is not None:
             watchdog = self._spawn_task(self._notify.watch(), f"watchdog {self.config.id}")
-        if self.config.readiness is None and self.config.type != "notify":  # notify: on READY=1
+        # notify: ready on READY=1; forking: once the started process exited 0 and left its daemon.
+        if self.config.readiness is None and self.config.type == "simple":
             self._became_ready()
         try:
             while child.alive:
@@ -516,6 +563,8 @@ class ManagedProcess:
                     await self._terminate(child)
                     return ended
                 await self._wait_for(child.exited)
+            if forking and child.exited.result() == 0 and await self._found_daemon():
+                return await self._watch_daemon(child)
             return _RunEnd.EXITED
         finally:
             for helper in (monitor, watchdog):
@@ -523,6 +572,60 @@ class ManagedProcess:
                     helper.cancel()
                     await asyncio.wait([helper])
             self._update(ready=False)
+
+    async def _found_daemon(self) -> bool:
+        """type forking, the started process exited 0: find the daemon (its pid file, else the tree's
+        oldest member). False when nothing of the tree runs."""
+        members = await self._tree.members()
+        if not members:
+            self.output.note(
+                'exited with code 0 and left no process running ("type": "forking" expects a daemon)'
+            )
+            return False
+        main: int | None = None
+        if self.config.pid_file is not None:
+            path = self.config.cwd / self.config.pid_file
+            main = await _read_pid_file(path, PID_FILE_WAIT)
+            if main is None:
+                self.output.note(
+                    f"no pid in {path} {format_duration(PID_FILE_WAIT)} after the start; "
+                    "using the oldest process of the tree"
+                )
+            elif main not in members:
+                self.output.note(
+                    f"{path} names pid {main}, which is not in the tree; using the oldest process of the tree"
+                )
+                main = None
+        if main is None:
+            main = min(members, key=lambda pid: (stat.start if (stat := read_stat(pid)) else 1 << 62, pid))
+        self._daemon = main
+        self.output.note(f"started process exited 0; its daemon is pid {main}")
+        logger.info("%s: daemon pid %d", self.config.id, main)
+        self._update(published=True)  # the pid changed
+        return True
+
+    async def _watch_daemon(self, child: Child) -> _RunEnd:
+        """type forking: the run goes on while the tree has members, or until an intent ends it."""
+        if self.config.readiness is None:
+            self._became_ready()
+        gone = self._spawn_task(self._tree_ends(), f"daemon {self.config.id}")
+        try:
+            while not gone.done():
+                ended = self._intent_for_run()
+                if ended is not None:
+                    if ended is not _RunEnd.UNHEALTHY:
+                        self._update(status=Status.STOPPING)
+                    await self._terminate(child)
+                    return ended
+                await self._wait_for(gone)
+            return _RunEnd.EXITED
+        finally:
+            gone.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await gone
+
+    async def _tree_ends(self) -> None:
+        await self._tree.wait_empty(None)
 
     async def _clear_leftovers(self) -> None:
         """Whatever an exited child left behind (a grandchild holding a port) goes before what comes
@@ -533,7 +636,7 @@ class ManagedProcess:
     async def _sweep(self) -> None:
         """Stop every process still carrying this process's tag (no group: the run is over)."""
         try:
-            await terminate_tree(None, self._tag, self._context.scanner, self.config.stop_timeout)
+            await self._tree.sweep(signal.Signals[self.config.stop_signal], self.config.stop_timeout)
         except asyncio.CancelledError:
             self._kill_now()
             raise
@@ -637,6 +740,7 @@ class ManagedProcess:
                 output=self.output,
                 registry=self._context.registry,
                 clock=self._clock,
+                wrap=self._tree.prepare_spawn,
             )
         except SpawnError as exc:
             if isinstance(exc.__cause__, FileNotFoundError) and exc.__cause__.filename in (None, argv[0]):
@@ -645,6 +749,7 @@ class ManagedProcess:
                 raise SpawnError(missing or str(exc)) from exc.__cause__
             raise
         self._child = child
+        self._tree.spawned(child)
         self._run_first_seq = self.output.last_seq  # the child's output is read later, in the loop
         for problem in apply_limits(child.pid, config.limits):
             self.output.note(problem)
@@ -663,16 +768,16 @@ class ManagedProcess:
         def escalate(survivors: int) -> None:
             message = (
                 f"{survivors} process(es) still running {format_duration(self.config.stop_timeout)} after "
-                f"SIGTERM; sending SIGKILL (raise stopTimeout if the process needs longer to shut down)"
+                f"{self.config.stop_signal}; sending SIGKILL (raise stopTimeout if the process needs longer "
+                "to shut down)"
             )
             logger.warning("%s: %s", self.config.id, message)
             self.output.note(message)
 
         try:
-            await terminate_tree(
-                child.pid,
-                self._tag,
-                self._context.scanner,
+            stop_signal = signal.Signals[self.config.stop_signal]
+            await self._tree.terminate(
+                stop_signal,
                 self.config.stop_timeout,
                 on_escalate=escalate,
                 extended_until=self._stop_extension,
@@ -682,6 +787,7 @@ class ManagedProcess:
         except asyncio.CancelledError:
             self._kill_now()
             raise
+        self._tree.cleanup()
         self._cleared = child
         self._context.registry.group_gone(child.pid)
 
@@ -689,12 +795,40 @@ class ManagedProcess:
         """Until when the run asked not to be killed while it stops (sd_notify), as time.monotonic()."""
         return self._notify.extended_until if self._notify is not None else 0.0
 
+    def listed_members(self) -> list[int]:
+        """For the resource sampler: the members its containment lists without a scan."""
+        return self._tree.listed() if self._live_run() is not None else []
+
+    async def send_signal(self, sig: signal.Signals, *, tree: bool = False) -> int:
+        """Send ``sig`` to the main process (the started child, or a forking process's daemon), or with
+        ``tree`` to every process of its tree. Returns how many processes it was sent to. Raises
+        ProcessNotRunning when there is none."""
+        if self._live_run() is None:
+            raise ProcessNotRunning(self.config.id)
+        if tree:
+            count = await self._tree.signal(sig)
+        else:
+            try:
+                os.kill(self.pid, sig)
+                count = 1
+            except ProcessLookupError:
+                count = 0
+        if count == 0:
+            raise ProcessNotRunning(self.config.id)
+        target = f"the tree ({count} process(es))" if tree else f"pid {self.pid}"
+        self.output.note(f"{sig.name} sent to {target}")
+        return count
+
+    def kill_now(self) -> None:
+        """SIGKILL to the whole tree at once (the manager is being forced down)."""
+        self._tree.kill_now()
+
     def _kill_now(self) -> None:
         """SIGKILL the tree without waiting (a stop cut short); never raises."""
         child = self._child
         if child is not None and (child.alive or self._status is not Status.STOPPED):
             try:
-                kill_tree_now(child.pid if child.alive else None, self._tag, self._context.scanner)
+                self._tree.kill_now()
             except Exception:
                 logger.exception("%s: cannot kill the tree", self.config.id)
 
@@ -910,3 +1044,35 @@ async def _reported(coroutine: Awaitable[None], process: ManagedProcess, name: s
         logger.error("%s: %s failed: %r", process.config.id, name, exc, exc_info=exc)
         process.output.note(f"internal error in {name}: {exc!r}")
         process._update(last_error=f"internal error in {name}: {exc!r}")
+
+
+def describe_pid(pid: int) -> str:
+    """``1234 (redis-server 127.0.0.1:6379)``: a pid and its command line, short."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as file:
+            command = file.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    except OSError:
+        command = ""
+    if len(command) > 60:
+        command = command[:57] + "..."
+    return f"{pid} ({command})" if command else str(pid)
+
+
+def _pid_in(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return None
+    return int(text) if text.isdigit() and 0 < int(text) <= 1 << 22 else None
+
+
+async def _read_pid_file(path: Path, timeout: float) -> int | None:
+    """The pid in ``path``, waiting up to ``timeout`` for it to be written (a daemon writes it after
+    its parent exits). Watched with inotify on its folder: no polling."""
+    try:
+        await inotify.wait_until(
+            path.parent, inotify.IN_FILE_WRITTEN, lambda: _pid_in(path) is not None, timeout
+        )
+    except FileNotFoundError:
+        return None
+    return _pid_in(path)

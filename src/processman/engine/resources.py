@@ -6,7 +6,9 @@ process of the trees: the members found so far, and the processes started since 
 (see :class:`ProcTable`; every process on the machine only once a minute or so). The environment is
 read only of a process it has not seen before (to read its ``PROCESSMAN_TAG``; a process's tag never
 changes, so it is cached by pid and start time). A tree is, as for the stop ladder, the child's process
-group plus every process that carries its tag.
+group plus every process that carries its tag, plus every member its containment lists without a scan
+(a cgroup's ``cgroup.procs``: a member that lost its tag, such as a daemon that rewrote its title, is
+still counted).
 
 CPU percent is the tree's CPU time between two samples over the wall time between them (100 = one
 core). A process that appeared since the previous sample counts whole: it started in between.
@@ -130,6 +132,11 @@ class Sampled(Protocol):
     def pid(self) -> int: ...
 
     def restart_for(self, reason: str) -> None: ...
+
+    def listed_members(self) -> list[int]:
+        """The tree's members as its containment lists them without a scan (a cgroup's
+        ``cgroup.procs``), including those that lost their tag; [] when only the scan finds them."""
+        ...
 
 
 @dataclass(slots=True)
@@ -422,7 +429,7 @@ class ResourceSampler:
         began = time.perf_counter()
         running = [(process, process.pid) for process in self._processes()]
         groups = {pid for _, pid in running if pid}
-        by_tag, by_group = await asyncio.to_thread(self._table.read, groups)
+        by_tag, by_group, listed = await asyncio.to_thread(self._read, groups, [p for p, _ in running])
         now = time.monotonic()
         elapsed = now - self._last_sample if self._last_sample is not None else None
         ticks: dict[tuple[int, int], int] = {}
@@ -435,6 +442,7 @@ class ResourceSampler:
                 continue
             members = {stat.pid: stat for stat in by_tag.get(f"{self._run_id}:{process_id}", ())}
             members.update((stat.pid, stat) for stat in by_group.get(pid, ()))
+            members.update((stat.pid, stat) for stat in listed.get(process_id, ()))
             used = 0
             for stat in members.values():
                 key = (stat.pid, stat.start)
@@ -454,6 +462,18 @@ class ResourceSampler:
         self._last_sample = now
         self._sample_seconds = time.perf_counter() - began
         self.samples += 1
+
+    def _read(
+        self, groups: set[int], processes: list[Sampled]
+    ) -> tuple[dict[str, list[ProcStat]], dict[int, list[ProcStat]], dict[str, list[ProcStat]]]:
+        """The scan, and the stat lines of the members each containment lists (in a worker thread)."""
+        by_tag, by_group = self._table.read(groups)
+        listed: dict[str, list[ProcStat]] = {}
+        for process in processes:
+            stats = [stat for pid in process.listed_members() if (stat := read_stat(pid)) is not None]
+            if stats:
+                listed[process.config.id] = stats
+        return by_tag, by_group, listed
 
     def _check_memory(self, process: Sampled, memory: int) -> None:
         process_id = process.config.id

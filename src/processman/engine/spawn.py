@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
@@ -182,12 +183,18 @@ def spawn(
     output: ProcessOutput,
     registry: ChildRegistry,
     clock: Clock,
+    wrap: Callable[[Sequence[str]], list[str]] | None = None,
 ) -> Child:
     """Start ``argv`` in a session of its own with piped output. All or nothing: raises SpawnError
-    (with nothing left running) when any step fails."""
+    (with nothing left running) when any step fails.
+
+    ``wrap`` turns ``argv`` into the command line that really runs (a wrapper that enters a cgroup and
+    then execs ``argv``); the program is looked up first, so a missing one fails here as without it."""
     try:
+        if wrap is not None:
+            _check_executable(argv[0], cwd, env)
         popen = subprocess.Popen(
-            list(argv),
+            wrap(argv) if wrap is not None else list(argv),
             cwd=cwd,
             env=dict(env),
             stdin=subprocess.DEVNULL,
@@ -234,6 +241,24 @@ def spawn(
         popen.returncode = 0  # reaped through the pidfd, never by Popen (its __del__ must not wait)
     registry.adopt(child.pid)
     return child
+
+
+def _check_executable(program: str, cwd: Path, env: Mapping[str, str]) -> None:
+    """Raise what Popen would raise for ``program`` (looked up as exec does: in the PATH of ``env``
+    unless it holds a slash, then relative to ``cwd``)."""
+    if "/" in program:
+        path = cwd / program
+        if not path.exists():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
+        if path.is_dir() or not os.access(path, os.X_OK):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+        return
+    search = env.get("PATH", os.defpath)
+    if shutil.which(program, path=search) is None:
+        candidates = [os.path.join(cwd, folder, program) for folder in search.split(os.pathsep)]
+        if any(os.path.isfile(candidate) for candidate in candidates):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
 
 
 def describe_exit(status: int) -> tuple[int | None, int | None, str]:

@@ -39,6 +39,8 @@ routerAdd("POST", "/api/pm/{id}/stop", (e) => require(`${__hooks}/processman_lib
   $apis.requireSuperuserAuth())
 routerAdd("POST", "/api/pm/{id}/restart", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "restart"),
   $apis.requireSuperuserAuth())
+routerAdd("POST", "/api/pm/{id}/signal", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "signal"),
+  $apis.requireSuperuserAuth())
 routerAdd("GET", "/api/pm/logs", (e) => require(`${__hooks}/processman_lib.js`).forwardAllLogs(e),
   $apis.requireSuperuserAuth())
 routerAdd("GET", "/api/pm/{id}/logs", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "logs"),

@@ -127,6 +127,20 @@ export class Api {
     return this.request("GET", "list", { signal });
   }
 
+  /** Which containment keeps the process trees together: {"containment", "containmentDetail"}. */
+  health() {
+    return this.request("GET", "health");
+  }
+
+  /** Sends a signal by name to the main process, or with tree to every process of its tree. */
+  signal(id, name, tree = false) {
+    return call(apiUrl(`${encodeURIComponent(id)}/signal`), {
+      method: "POST",
+      headers: this.session.headers(),
+      body: { signal: name, tree },
+    });
+  }
+
   action(id, verb) {
     return this.request("POST", `${encodeURIComponent(id)}/${verb}`);
   }

@@ -113,6 +113,7 @@ const list = new ProcessList($("#rows"), $("#row-template"), store, {
 
 const panel = new Panel($("#panel"), store, {
   onAction: (id, verb) => runAction(id, verb),
+  onSignal: (id, name, tree) => sendSignal(id, name, tree),
   onClose: () => closeProcess(),
   live: () => live,
 });
@@ -266,6 +267,16 @@ async function runAction(id, verb, { quiet = false } = {}) {
   } finally {
     list.setBusy(id, null);
     if (panel.id === id) panel.setBusy(null);
+  }
+}
+
+async function sendSignal(id, name, tree) {
+  try {
+    const answer = await api.signal(id, name, tree);
+    toast(`${answer.signal} sent to ${id} (${answer.processes} process${answer.processes === 1 ? "" : "es"}).`, "ok");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) signOut(authMessage(error));
+    toast(`Sending ${name} to ${id} failed: ${error.message}`, "error");
   }
 }
 
@@ -512,6 +523,21 @@ async function enterDashboard() {
   showView("dashboard");
   connectLive();
   showPanelFromHash();
+  showContainment();
+}
+
+/** The containment in the top bar: "cgroup", or "tags" in amber (descendants can escape it). */
+async function showContainment() {
+  const pill = $("#containment");
+  try {
+    const health = await api.health();
+    pill.textContent = `containment: ${health.containment}`;
+    pill.title = health.containmentDetail;
+    pill.dataset.containment = health.containment;
+    pill.hidden = false;
+  } catch {
+    pill.hidden = true; // an older server: nothing to say
+  }
 }
 
 // ---- start ---------------------------------------------------------------------------------------

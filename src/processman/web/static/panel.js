@@ -31,6 +31,13 @@ export class Panel {
 
   _wire() {
     this.root.querySelector("#panel-close").addEventListener("click", () => this.handlers.onClose());
+    this.signalForm = this.root.querySelector("#panel-signal-form");
+    this.signalForm.addEventListener("submit", (event) => {
+      event.preventDefault();
+      const name = this.root.querySelector("#panel-signal").value;
+      const tree = this.root.querySelector("#panel-signal-tree").checked;
+      if (this.id) this.handlers.onSignal(this.id, name, tree);
+    });
     for (const button of this.actionButtons) {
       button.addEventListener("click", () => {
         if (this.id) this.handlers.onAction(this.id, button.dataset.panelAction);
@@ -124,6 +131,7 @@ export class Panel {
     this.dot.title = entry.status;
     this._renderMeta(entry);
     const allowed = allowedActions(entry);
+    this.root.querySelector("#panel-send-signal").disabled = !entry.pid;
     for (const button of this.actionButtons) {
       const verb = button.dataset.panelAction;
       button.disabled = Boolean(this.busyVerb) || !allowed[verb];
