@@ -13,7 +13,7 @@ import pytest
 
 from processman import ProcessConfig, ProcessManager, Status
 from processman.api.wire import state_to_json
-from tests.conftest import config, wait_until
+from tests.conftest import alive, config, wait_until
 
 Factory = Callable[..., ProcessManager]
 
@@ -176,3 +176,20 @@ async def test_extend_timeout_during_a_stop_holds_off_the_sigkill(manager_factor
     exit = manager.state("drain").exits[-1]
     assert (exit.returncode, exit.signal) == (0, None), exit
     assert "drained" in [line.content for line in manager.logs("drain", 20)]
+
+
+@needs_systemd_notify
+async def test_mainpid_hands_the_run_to_the_process_it_names(manager_factory: Factory) -> None:
+    # The started shell forks its service, names it with MAINPID= (systemd-notify --pid) and exits.
+    script = 'sleep 3600 & systemd-notify --ready --pid="$!"; exit 0'
+    manager = manager_factory(shell("svc", script, type="notify", min_uptime=60.0))
+    await manager.start()
+    await wait_until(
+        manager, lambda: any("main pid" in line.content for line in manager.logs("svc", 20)), what="handover"
+    )
+    state = manager.state("svc")
+    assert state.status is Status.RUNNING and state.ready and state.exits == ()
+    assert state.pid == state.main_pid != 0
+    service = state.pid
+    await manager.stop_process("svc")
+    assert manager.state("svc").status is Status.STOPPED and not alive(service)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import os
 import shlex
@@ -565,6 +564,8 @@ class ManagedProcess:
                 await self._wait_for(child.exited)
             if forking and child.exited.result() == 0 and await self._found_daemon():
                 return await self._watch_daemon(child)
+            if await self._named_main_runs(child):
+                return await self._watch_daemon(child)
             return _RunEnd.EXITED
         finally:
             for helper in (monitor, watchdog):
@@ -604,6 +605,17 @@ class ManagedProcess:
         self._update(published=True)  # the pid changed
         return True
 
+    async def _named_main_runs(self, child: Child) -> bool:
+        """sd_notify ``MAINPID=`` named another process of the tree as the service, and it still runs
+        now that the started process exited: the run is that process's (as systemd does)."""
+        named = self._main_pid
+        if not named or named == child.pid or named not in await self._tree.members():
+            return False
+        self._daemon = named
+        self.output.note(f"started process exited; the run goes on with its main pid {named} (MAINPID=)")
+        self._update(published=True)  # the pid changed
+        return True
+
     async def _watch_daemon(self, child: Child) -> _RunEnd:
         """type forking: the run goes on while the tree has members, or until an intent ends it."""
         if self.config.readiness is None:
@@ -621,8 +633,7 @@ class ManagedProcess:
             return _RunEnd.EXITED
         finally:
             gone.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await gone
+            await asyncio.wait([gone])
 
     async def _tree_ends(self) -> None:
         await self._tree.wait_empty(None)

@@ -8,8 +8,9 @@ only when the kernel says it comes from a process of the manager's own user.
 
 Understood: ``READY=1`` (the run is ready), ``STATUS=...`` (shown with the process), ``WATCHDOG=1`` (fed),
 ``WATCHDOG=trigger`` (fail now), ``WATCHDOG_USEC=`` (a new watchdog period), ``EXTEND_TIMEOUT_USEC=`` (the
-next WATCHDOG=1, or a stop under way, may take that long), ``MAINPID=`` (shown), ``STOPPING=1`` (no
-longer ready) and ``BARRIER=1`` (``systemd-notify`` waits until the descriptor it sends is closed).
+next WATCHDOG=1, or a stop under way, may take that long), ``MAINPID=`` (the run's main process once
+the started one exits), ``STOPPING=1`` (no longer ready) and ``BARRIER=1`` (``systemd-notify`` waits
+until the descriptor it sends is closed).
 Descriptors sent with any message are closed at once.
 
 The listener owns no process state: it reports through a :class:`NotifyReport`, the readiness and
