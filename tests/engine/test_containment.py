@@ -483,3 +483,34 @@ async def test_resource_figures_count_the_members_that_lost_their_tag(
         return usage.pid != 0 and process.usage is not None and process.usage.processes == 2
 
     await wait_until(manager, counted, what="both processes counted")
+
+
+@needs_cgroups
+async def test_a_cgroups_cpu_time_is_its_trees_even_for_processes_gone_before_the_sample(
+    manager_factory: Callable[..., ProcessManager],
+) -> None:
+    # A child that burns CPU and exits between two samples is in no /proc scan, but in its cgroup's
+    # cpu.stat: the tree's CPU time is the cgroup's.
+    spin = "import time\nend = time.process_time() + 0.5\nwhile time.process_time() < end: pass"
+    burst = f"""
+import subprocess, sys, time
+subprocess.run([sys.executable, "-c", {spin!r}])
+print("burnt", flush=True)
+time.sleep(600)
+"""
+    manager = manager_factory(config("burst", burst), containment="cgroup", metrics_interval=0)
+    await manager.start()
+    burnt = lambda: any(line.content == "burnt" for line in manager.logs("burst", 20))  # noqa: E731
+    await wait_until(manager, burnt, what="the burst", timeout=20)
+    await manager.resources.sample()
+    seconds = manager.resources.cpu_seconds()["burst"]
+    assert seconds >= 0.4, seconds
+
+
+def test_a_cgroups_memory_is_read_where_the_memory_controller_is_on(tmp_path: Path) -> None:
+    # This host's cgroup v2 has no memory controller: the files are made here as the kernel writes them.
+    (tmp_path / "memory.current").write_text("1048576\n")
+    (tmp_path / "cpu.stat").write_text("usage_usec 2500000\nuser_usec 2000000\nsystem_usec 500000\n")
+    assert cgroups.usage(tmp_path) == (1048576, 2.5)
+    (tmp_path / "memory.current").unlink()  # no memory controller: memory comes from /proc
+    assert cgroups.usage(tmp_path) == (None, 2.5)

@@ -132,7 +132,8 @@ async def test_cpu_and_memory_cover_the_whole_tree(manager_factory: Factory) -> 
     spinner = manager.state("spinner")
     times = psutil.Process(spinner.pid).cpu_times()
     counted = manager.resources.cpu_seconds()["spinner"]
-    assert 0 <= times.user + times.system - counted < 0.25  # it kept spinning since the sample
+    # It kept spinning since the sample; a cgroup also counts the wrapper that placed it there.
+    assert -0.05 <= times.user + times.system - counted < 0.25
     # A busy loop gets about 100% of a core; a loaded machine gives it less, but never as little as
     # the sleeping family gets.
     assert spinner.cpu is not None and spinner.cpu > max(5.0, family["cpu"]), (spinner.cpu, family["cpu"])

@@ -73,6 +73,11 @@ class ProcessTree(Protocol):
         """The tree's main child started."""
         ...
 
+    def accounting(self) -> Path | None:
+        """The cgroup whose ``cpu.stat`` (and ``memory.current``, with the memory controller) account
+        for the whole tree, processes gone since included; None: count the members in /proc."""
+        ...
+
     async def members(self) -> list[int]:
         """Every live process of the tree."""
         ...
@@ -158,6 +163,9 @@ class TagTree:
 
     def spawned(self, child: Spawned) -> None:
         self._child = child
+
+    def accounting(self) -> Path | None:
+        return None
 
     @property
     def _group(self) -> int | None:
@@ -255,6 +263,9 @@ class CgroupTree:
 
     def spawned(self, child: Spawned) -> None:
         self._child = child
+
+    def accounting(self) -> Path | None:
+        return self.path
 
     def _signal_child(self, sig: Signals) -> int:
         """The child, if it has not entered the cgroup yet (once in, it gets the signal as a member:

@@ -810,6 +810,10 @@ class ManagedProcess:
         """For the resource sampler: the members its containment lists without a scan."""
         return self._tree.listed() if self._live_run() is not None else []
 
+    def accounting(self) -> Path | None:
+        """For the resource sampler: the cgroup that accounts for the running tree (None: /proc)."""
+        return self._tree.accounting() if self._live_run() is not None else None
+
     async def send_signal(self, sig: signal.Signals, *, tree: bool = False) -> int:
         """Send ``sig`` to the main process (the started child, or a forking process's daemon), or with
         ``tree`` to every process of its tree. Returns how many processes it was sent to. Raises

@@ -27,9 +27,11 @@ import resource
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from processman.config import ProcessConfig
+from processman.engine import cgroups
 from processman.engine.posix import read_tag
 from processman.sizes import format_size
 
@@ -138,6 +140,10 @@ class Sampled(Protocol):
         ``cgroup.procs``), including those that lost their tag; [] when only the scan finds them."""
         ...
 
+    def accounting(self) -> Path | None:
+        """The cgroup whose ``cpu.stat`` and ``memory.current`` account for the tree; None: /proc."""
+        ...
+
 
 @dataclass(slots=True)
 class ProcStat:
@@ -147,6 +153,16 @@ class ProcStat:
     ticks: int  # user + system CPU
     rss_pages: int
     parent: int = 0
+
+
+# A sample's reading: by tag, by process group, the members each containment lists, and each cgroup's
+# (memory, CPU seconds).
+_Read = tuple[
+    dict[str, list[ProcStat]],
+    dict[int, list[ProcStat]],
+    dict[str, list[ProcStat]],
+    dict[str, tuple[int | None, float | None]],
+]
 
 
 def read_stat(pid: int) -> ProcStat | None:
@@ -319,6 +335,7 @@ class ResourceSampler:
         self._dropped = dropped
         self._table = ProcTable(f"{run_id}:")
         self._ticks: dict[tuple[int, int], int] = {}
+        self._cgroup_cpu: dict[str, float] = {}  # each cgroup's CPU seconds at the last sample
         self._cpu_ticks: dict[str, int] = {}  # whole ticks, so the counter never drifts
         self._usage: dict[str, TreeUsage] = {}
         self._over: dict[str, int] = {}
@@ -429,10 +446,13 @@ class ResourceSampler:
         began = time.perf_counter()
         running = [(process, process.pid) for process in self._processes()]
         groups = {pid for _, pid in running if pid}
-        by_tag, by_group, listed = await asyncio.to_thread(self._read, groups, [p for p, _ in running])
+        by_tag, by_group, listed, accounted = await asyncio.to_thread(
+            self._read, groups, [p for p, _ in running]
+        )
         now = time.monotonic()
         elapsed = now - self._last_sample if self._last_sample is not None else None
         ticks: dict[tuple[int, int], int] = {}
+        cgroup_cpus: dict[str, float] = {}
         for process, pid in running:
             process_id = process.config.id
             if not pid or process.pid != pid:  # not running, or restarted during the scan
@@ -448,13 +468,25 @@ class ResourceSampler:
                 key = (stat.pid, stat.start)
                 used += stat.ticks - self._ticks.get(key, 0)
                 ticks[key] = stat.ticks
+            cgroup_memory, cgroup_cpu = accounted.get(process_id, (None, None))
+            if cgroup_cpu is not None:
+                # The cgroup counts what the tree used, processes gone since the last sample too. A
+                # smaller figure than last time: a new run's cgroup, counted from zero.
+                before = self._cgroup_cpu.get(process_id, 0.0)
+                used = round((cgroup_cpu - before if cgroup_cpu >= before else cgroup_cpu) * CLOCK_TICKS)
+                cgroup_cpus[process_id] = cgroup_cpu
             total = self._cpu_ticks[process_id] = self._cpu_ticks.get(process_id, 0) + used
             percent = round(used / CLOCK_TICKS / elapsed * 100, 1) if elapsed else None
-            memory = sum(stat.rss_pages for stat in members.values()) * PAGE_SIZE
+            memory = (
+                cgroup_memory
+                if cgroup_memory is not None
+                else sum(stat.rss_pages for stat in members.values()) * PAGE_SIZE
+            )
             usage = TreeUsage(len(members), percent, memory, total / CLOCK_TICKS)
             process.usage = self._usage[process_id] = usage
             self._check_memory(process, memory)
         self._ticks = ticks
+        self._cgroup_cpu = cgroup_cpus
         known = {process.config.id for process, _ in running}
         for forgotten in (self._usage.keys() | self._cpu_ticks.keys()) - known:  # removed by a reload
             self._usage.pop(forgotten, None)
@@ -463,17 +495,20 @@ class ResourceSampler:
         self._sample_seconds = time.perf_counter() - began
         self.samples += 1
 
-    def _read(
-        self, groups: set[int], processes: list[Sampled]
-    ) -> tuple[dict[str, list[ProcStat]], dict[int, list[ProcStat]], dict[str, list[ProcStat]]]:
-        """The scan, and the stat lines of the members each containment lists (in a worker thread)."""
+    def _read(self, groups: set[int], processes: list[Sampled]) -> _Read:
+        """The scan, the stat lines of the members each containment lists, and what each cgroup
+        accounts for (in a worker thread)."""
         by_tag, by_group = self._table.read(groups)
         listed: dict[str, list[ProcStat]] = {}
+        accounted: dict[str, tuple[int | None, float | None]] = {}
         for process in processes:
             stats = [stat for pid in process.listed_members() if (stat := read_stat(pid)) is not None]
             if stats:
                 listed[process.config.id] = stats
-        return by_tag, by_group, listed
+            cgroup = process.accounting()
+            if cgroup is not None:
+                accounted[process.config.id] = cgroups.usage(cgroup)
+        return by_tag, by_group, listed, accounted
 
     def _check_memory(self, process: Sampled, memory: int) -> None:
         process_id = process.config.id
