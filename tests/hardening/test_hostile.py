@@ -25,6 +25,7 @@ from starlette.datastructures import Headers
 from processman import ProcessManager
 from processman.api import AdminToken, AnyOf, PocketBaseSuperuser, Verdict
 from processman.config import FIELDS, ConfigProblem, config_to_json, load_config, parse_processes
+from processman.engine import cgroups
 from tests.api.conftest import (
     TOKEN,
     PocketBase,
@@ -134,9 +135,12 @@ def assert_only_configured_commands(manager: ProcessManager) -> None:
     allowed = configured_commands(manager)
     for process in tagged(f"{manager.run_id}:"):
         try:
-            cmdline = shlex.join(process.cmdline())
+            argv = process.cmdline()
         except psutil.Error:
             continue
+        if argv[:3] == ["/bin/sh", "-c", cgroups.WRAPPER]:
+            argv = argv[4:]  # caught while entering its cgroup: the command it is about to exec
+        cmdline = shlex.join(argv)
         assert cmdline in allowed, f"a command that is not in the config ran: {cmdline}"
     assert not CANARY.exists(), "a request ran a command of its own"
 

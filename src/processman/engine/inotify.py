@@ -1,5 +1,9 @@
 """Waiting for a file to change as an event on the event loop: inotify through ctypes (the standard
-library has no binding), one descriptor per wait, watched with ``loop.add_reader``. No polling."""
+library has no binding), watched with ``loop.add_reader``. No polling.
+
+One inotify instance per event loop serves every wait: a user has few instances (128 by default,
+``fs.inotify.max_user_instances``) but many watches, and 500 processes stopping at once each wait on
+their ``cgroup.events``."""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import struct
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 
@@ -34,32 +40,81 @@ def _check(result: int, path: Path | None = None) -> int:
     return result
 
 
+IN_IGNORED = 0x00008000  # the watch is gone (the file was removed)
+IN_MASK_ADD = 0x20000000  # a second wait on the same file adds its events to the watch
+_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then len bytes of name
+
+
+class _Hub:
+    """The event loop's inotify instance: watches by descriptor, each with the callbacks of its waits."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._libc = _libc()
+        self.fd = _check(int(self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)))
+        self._callbacks: dict[int, list[Callable[[], None]]] = {}
+        loop.add_reader(self.fd, self._read)
+        # The descriptor lives as long as the loop (tests make many loops).
+        weakref.finalize(loop, os.close, self.fd)
+
+    def watch(self, path: Path, mask: int, callback: Callable[[], None]) -> int:
+        wd = _check(int(self._libc.inotify_add_watch(self.fd, os.fsencode(path), mask | IN_MASK_ADD)), path)
+        self._callbacks.setdefault(wd, []).append(callback)
+        return wd
+
+    def unwatch(self, wd: int, callback: Callable[[], None]) -> None:
+        callbacks = self._callbacks.get(wd)
+        if callbacks is None or callback not in callbacks:
+            return  # the watch went with its file (and its number may serve another file now)
+        callbacks.remove(callback)
+        if not callbacks:
+            del self._callbacks[wd]
+            self._libc.inotify_rm_watch(self.fd, wd)  # fails harmlessly if the file went meanwhile
+
+    def _read(self) -> None:
+        woken: dict[int, list[Callable[[], None]]] = {}
+        with contextlib.suppress(BlockingIOError):
+            while data := os.read(self.fd, 65536):
+                offset = 0
+                while offset + _EVENT.size <= len(data):
+                    wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+                    offset += _EVENT.size + length
+                    callbacks = self._callbacks.get(wd)
+                    if callbacks is not None:
+                        woken[wd] = callbacks
+                    if mask & IN_IGNORED:
+                        self._callbacks.pop(wd, None)
+        for callbacks in woken.values():
+            for callback in tuple(callbacks):
+                callback()
+
+
+_hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hub] = weakref.WeakKeyDictionary()
+
+
+def _hub() -> _Hub:
+    loop = asyncio.get_running_loop()
+    hub = _hubs.get(loop)
+    if hub is None:
+        hub = _hubs[loop] = _Hub(loop)
+    return hub
+
+
 async def wait_until(watched: Path, mask: int, condition: Callable[[], bool], timeout: float | None) -> bool:
     """Wait until ``condition()`` holds, checking it now and after each inotify event of ``mask`` on
     ``watched`` (a file, or a folder for the files in it); at most ``timeout`` seconds (None: no limit).
     Returns whether it holds. Raises FileNotFoundError when ``watched`` does not exist."""
-    libc = _libc()
-    fd = _check(int(libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)))
-    loop = asyncio.get_running_loop()
-    reading = False
+    hub = _hub()
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def on_event() -> None:
+        if not done.done() and condition():
+            done.set_result(None)
+
+    wd = hub.watch(watched, mask, on_event)
     try:
-        _check(int(libc.inotify_add_watch(fd, os.fsencode(watched), mask)), watched)
         if condition():
             return True
-        done: asyncio.Future[None] = loop.create_future()
-
-        def on_event() -> None:
-            with contextlib.suppress(BlockingIOError):
-                while os.read(fd, 4096):
-                    pass
-            if not done.done() and condition():
-                done.set_result(None)
-
-        loop.add_reader(fd, on_event)
-        reading = True
         await asyncio.wait([done], timeout=timeout)
         return done.done() or condition()
     finally:
-        if reading:
-            loop.remove_reader(fd)
-        os.close(fd)
+        hub.unwatch(wd, on_event)
