@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from processman.engine import inotify
@@ -15,11 +16,12 @@ async def test_more_waits_at_once_than_the_users_inotify_instances(tmp_path: Pat
     files = [tmp_path / f"f{n}" for n in range(limit + 72)]
     for file in files:
         file.write_text("")
+
+    def written(file: Path) -> Callable[[], bool]:
+        return lambda: file.read_text() == "x"
+
     waits = [
-        asyncio.create_task(
-            inotify.wait_until(file, inotify.IN_MODIFY, lambda file=file: file.read_text() == "x", 10)
-        )
-        for file in files
+        asyncio.create_task(inotify.wait_until(file, inotify.IN_MODIFY, written(file), 10)) for file in files
     ]
     await asyncio.sleep(0)  # every wait is watching
     for file in files:
