@@ -276,7 +276,7 @@ def test_nothing_is_left(case: Case, containment: str, scenario: str, tmp_path: 
             assert _gone(escapee, 5.0), f"{case.name}: pid {escapee} outlived the stop"
         elif scenario == "manager-killed":
             serve.kill()
-            assert _gone(escapee, 3.0), f"{case.name}: pid {escapee} outlived the killed manager"
+            assert _gone(escapee, 2.0), f"{case.name}: pid {escapee} outlived the killed manager"
         else:
             serve.guardian().kill()
             serve.kill()
@@ -400,7 +400,7 @@ def test_unprivileged_manager_in_a_delegated_cgroup(
             assert _gone(escapee, 5.0), f"pid {escapee} outlived it"
         elif scenario == "manager-killed":
             serve.kill()
-            assert _gone(escapee, 3.0), f"pid {escapee} outlived the killed manager"
+            assert _gone(escapee, 2.0), f"pid {escapee} outlived the killed manager"
         else:
             serve.guardian().kill()
             serve.kill()
