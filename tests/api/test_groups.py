@@ -113,3 +113,22 @@ async def test_logs_of_a_group_and_of_everything_are_interleaved(
                 if seen == set(AI):
                     break
     assert seen == set(AI)
+
+
+async def test_a_signal_reaches_every_running_process_of_a_group(
+    grouped: tuple[ProcessManager, httpx.AsyncClient],
+) -> None:
+    manager, client = grouped
+    await manager.stop_process("embedder:1")  # a stopped member is passed over, not an error
+    untouched = {i: manager.state(i).exits for i in ("embedder:1", "web")}
+    answer = await client.post("/api/pm/group:ai/signal", json={"signal": "USR1"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["ids"] == ["agent", "embedder:0"] and answer.json()["signal"] == "SIGUSR1"
+    # USR1's default action ends a process: each signalled member exits by it, the others do not.
+    signalled = ("agent", "embedder:0")
+    await wait_until(manager, lambda: all(manager.state(i).exits for i in signalled), what="the signal")
+    exits = {process_id: manager.state(process_id).exits for process_id in (*AI, "web")}
+    assert [record.signal for record in exits["agent"] + exits["embedder:0"]] == [10, 10]
+    assert {i: exits[i] for i in untouched} == untouched
+    refused = await client.post("/api/pm/group:ai/signal", json={"signal": "KILL"})
+    assert refused.status_code == 400

@@ -285,7 +285,8 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
                 'Body {"signal": "HUP", "tree": false, "force": false}: the signal by name (with or without '
                 '"SIG", any case) to the main process (a forking process: its daemon), or with tree to every '
                 "process of its tree. SIGKILL and SIGSTOP bypass the stop ladder, so: 400 without force."
-                ' Answers {"message": "SIGHUP sent", "id", "signal": "SIGHUP", "processes": count}.',
+                ' Answers {"message": "SIGHUP sent", "id", "signal": "SIGHUP", "processes": count}; for'
+                ' group:NAME, each running member gets it and "ids" lists them.',
                 {
                     "200": _json({"type": "object"}, "Sent."),
                     "400": _error("Unknown or refused signal, bad body, or the process is not running."),

@@ -31,7 +31,7 @@ from processman.api.streams import (
 from processman.api.wire import containment_to_json, line_to_json, plan_to_json, state_to_json
 from processman.config import GROUP_PREFIX
 from processman.engine.manager import ProcessManager
-from processman.errors import ConfigError, ProcessAlreadyRunning, ProcessNotFound
+from processman.errors import ConfigError, ProcessAlreadyRunning, ProcessNotFound, ProcessNotRunning
 
 DEFAULT_LINES = 100
 MAX_LINES = 1000
@@ -182,8 +182,9 @@ class Endpoints:
         return StreamingResponse(stream, media_type="text/event-stream", headers=_STREAM_HEADERS)
 
     async def signal(self, request: Request) -> Response:
-        """``{"signal": "HUP", "tree": false, "force": false}``: to the main process, or every member."""
-        process_id = self._id(request)
+        """``{"signal": "HUP", "tree": false, "force": false}``: to the main process, or every member; for
+        ``group:NAME``, to each of its running processes."""
+        target, ids = self._targets(request)
         body = await _json_object(request)
         name = body.get("signal")
         if not isinstance(name, str) or not name:
@@ -194,10 +195,31 @@ class Endpoints:
             if not isinstance(value, bool):
                 raise _invalid(flag, repr(value), "true or false")
             flags[flag] = value
-        sig, count = await self.manager.signal_process(
-            process_id, name, tree=flags["tree"], force=flags["force"]
-        )
-        answer = {"message": f"{sig.name} sent", "id": process_id, "signal": sig.name, "processes": count}
+        if ids == [target]:
+            sig, count = await self.manager.signal_process(
+                target, name, tree=flags["tree"], force=flags["force"]
+            )
+            answer = {"message": f"{sig.name} sent", "id": target, "signal": sig.name, "processes": count}
+            return JSONResponse(answer)
+        count, signalled, sent = 0, [], None
+        for process_id in ids:
+            try:
+                sent, number = await self.manager.signal_process(
+                    process_id, name, tree=flags["tree"], force=flags["force"]
+                )
+            except ProcessNotRunning:
+                continue  # a stopped member of a group is passed over
+            count += number
+            signalled.append(process_id)
+        if sent is None:
+            raise ProcessNotRunning(target)
+        answer = {
+            "message": f"{sent.name} sent",
+            "id": target,
+            "signal": sent.name,
+            "processes": count,
+            "ids": signalled,
+        }
         return JSONResponse(answer)
 
     async def logs(self, request: Request) -> Response:
