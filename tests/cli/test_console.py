@@ -158,3 +158,25 @@ def test_a_closed_output_is_not_an_error(pipe: tuple[io.TextIOWrapper, int]) -> 
     console.record("nobody reads this")
     console.echo(LogLines("w", "stdout", 1, 0.0, ("nor this",)))
     console.close(timeout=10)
+
+
+def test_a_progress_bar_drawn_on_a_paused_terminal_never_holds_up_a_record() -> None:
+    # Ctrl+S pauses the terminal: the console's thread blocks writing the bar; processman's own
+    # records (logged on the event loop) must still return at once.
+    master, slave = os.openpty()
+    stream = os.fdopen(slave, "w")
+    try:
+        console = Console(stream, ConsoleFormatter(colour=False))
+        os.write(master, b"\x13")  # Ctrl+S
+        console.echo(LogLines("bar", "stderr", 1, 0.0, ("50%|" + "#" * 5000,), partial=True))
+        wait_for(lambda: console._partial is None, 10, "the console's thread to take the bar")
+        done = threading.Event()
+        threading.Thread(
+            target=lambda: (console.record("from the event loop"), done.set()), daemon=True
+        ).start()
+        assert done.wait(5), "record() waited for a paused terminal"
+        os.write(master, b"\x11")  # Ctrl+Q
+        console.close(timeout=5)
+    finally:
+        stream.close()
+        os.close(master)

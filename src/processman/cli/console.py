@@ -290,31 +290,30 @@ class Console:
 
     def _run(self) -> None:
         while True:
+            data: tuple[bytes, ...]
             with self._cond:
                 while not self._items and self._partial is None and not self._closing:
                     self._cond.wait()
                 if not self._items:
                     if self._partial is None:
                         return
-                    drawing, self._partial = self._partial, None
+                    data, self._partial = (self._partial,), None
                     self._partial_drawn = True
-                    self._write((drawing,))
-                    continue
-                item = self._items.popleft()
-                data: tuple[bytes, ...]
-                if isinstance(item, _Gap):
-                    data = (self._gap_notice(item.count),)
                 else:
-                    record, data = item
-                    if record:
-                        self._records -= 1
+                    item = self._items.popleft()
+                    if isinstance(item, _Gap):
+                        data = (self._gap_notice(item.count),)
                     else:
-                        self._batches -= 1
-                        self._cond.notify_all()
-                if self._partial_drawn:  # what comes next replaces the progress bar's line
-                    self._partial_drawn = False
-                    data = (_ERASE_LINE, *data)
-            self._write(data)
+                        record, data = item
+                        if record:
+                            self._records -= 1
+                        else:
+                            self._batches -= 1
+                            self._cond.notify_all()
+                    if self._partial_drawn:  # what comes next replaces the progress bar's line
+                        self._partial_drawn = False
+                        data = (_ERASE_LINE, *data)
+            self._write(data)  # outside the lock: a paused terminal holds up this thread only
 
     def _gap_notice(self, count: int) -> bytes:
         record = logging.LogRecord(
