@@ -31,7 +31,8 @@ import psutil
 import pytest
 
 import processman
-from processman import ProcessConfig, ProcessManager
+from processman import ProcessConfig, ProcessManager, Status
+from processman.config import expand_instances
 from processman.engine import cgroups
 from processman.engine.containment import ContainmentError, choose
 from processman.engine.posix import TagScanner
@@ -514,3 +515,18 @@ def test_a_cgroups_memory_is_read_where_the_memory_controller_is_on(tmp_path: Pa
     assert cgroups.usage(tmp_path) == (1048576, 2.5)
     (tmp_path / "memory.current").unlink()  # no memory controller: memory comes from /proc
     assert cgroups.usage(tmp_path) == (None, 2.5)
+
+
+@needs_cgroups
+async def test_process_ids_that_read_alike_get_cgroups_of_their_own(
+    manager_factory: Callable[..., ProcessManager],
+) -> None:
+    # "web:0" (instance 0 of "web") and "web-0" are two processes; "cpu.stat" is an id, not a file.
+    sleeper = "import time; time.sleep(600)"
+    configs = [*expand_instances(config("web", sleeper, instances=1)), config("web-0", sleeper)]
+    manager = manager_factory(*configs, config("cpu.stat", sleeper), containment="cgroup")
+    await manager.start()
+    assert [manager.state(i).status for i in ("web:0", "web-0", "cpu.stat")] == [Status.RUNNING] * 3
+    web = manager.state("web:0").pid
+    await manager.stop_process("web-0")
+    assert manager.state("web:0").pid == web and alive(web) and not manager.state("web:0").exits

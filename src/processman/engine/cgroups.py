@@ -122,8 +122,10 @@ def delegated(path: Path) -> str | None:
 
 
 def process_cgroup_name(key: str) -> str:
-    """A cgroup name for a process id: ids are [A-Za-z0-9._-] plus ":n" for instances."""
-    return key.replace(":", "-")
+    """A cgroup name for a process id, one for each id: ids are [A-Za-z0-9._-] plus ":n" for instances,
+    so ":" becomes "@", which no id holds ("web:0" and "web-0" stay apart), and "p-" keeps a name off
+    the kernel's own files ("cpu.stat" is a process's cgroup "p-cpu.stat")."""
+    return "p-" + key.replace(":", "@")
 
 
 def wrap(path: Path, argv: Sequence[str]) -> list[str]:
@@ -151,7 +153,7 @@ def populated(path: Path) -> bool:
             for line in file:
                 if line.startswith(b"populated "):
                     return line.split()[1] != b"0"
-    except FileNotFoundError:
+    except OSError:  # removed, or never a cgroup
         return False
     return False
 
