@@ -5,6 +5,7 @@ package ``sdnotify``."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -193,3 +194,25 @@ async def test_mainpid_hands_the_run_to_the_process_it_names(manager_factory: Fa
     service = state.pid
     await manager.stop_process("svc")
     assert manager.state("svc").status is Status.STOPPED and not alive(service)
+
+
+DEAF_AND_EXTENDED_AT_START = """
+import signal, time, sdnotify
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+notifier = sdnotify.SystemdNotifier()
+notifier.notify("EXTEND_TIMEOUT_USEC=30000000")  # while starting: for the start, not for a later stop
+notifier.notify("READY=1")
+while True:
+    time.sleep(1)
+"""
+
+
+async def test_an_extension_asked_while_starting_does_not_hold_off_a_later_stop(
+    manager_factory: Factory,
+) -> None:
+    manager = manager_factory(config("deaf", DEAF_AND_EXTENDED_AT_START, type="notify", stop_timeout=0.3))
+    await manager.start()
+    await wait_until(manager, lambda: manager.state("deaf").ready, what="READY=1")
+    async with asyncio.timeout(10):  # the 30 s asked for at start would hold it far longer
+        await manager.stop_process("deaf")
+    assert manager.state("deaf").exits[-1].signal == 9

@@ -22,6 +22,7 @@ import logging
 import os
 import shlex
 import signal
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
@@ -776,17 +777,24 @@ class ManagedProcess:
     async def _terminate(self, child: Child) -> None:
         """The stop ladder for the run's tree. Cancelled part-way, it kills the tree at once."""
 
+        began = time.monotonic()
+
         def escalate(survivors: int) -> None:
+            extended = self._stop_extension() > began  # the process asked for longer while stopping
+            waited = format_duration(
+                round(time.monotonic() - began, 1) if extended else self.config.stop_timeout
+            )
             message = (
-                f"{survivors} process(es) still running {format_duration(self.config.stop_timeout)} after "
-                f"{self.config.stop_signal}; sending SIGKILL (raise stopTimeout if the process needs longer "
-                "to shut down)"
+                f"{survivors} process(es) still running {waited} after {self.config.stop_signal}; sending "
+                "SIGKILL (raise stopTimeout if the process needs longer to shut down)"
             )
             logger.warning("%s: %s", self.config.id, message)
             self.output.note(message)
 
         try:
             stop_signal = signal.Signals[self.config.stop_signal]
+            if self._notify is not None:
+                self._notify.stop_began()
             await self._tree.terminate(
                 stop_signal,
                 self.config.stop_timeout,

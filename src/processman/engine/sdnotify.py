@@ -108,6 +108,11 @@ class NotifyListener:
         if self.watchdog is not None:
             self._deadline = self._clock.monotonic() + self.watchdog
 
+    def stop_began(self) -> None:
+        """A stop begins: only an extension asked from now on holds off its SIGKILL (one asked while
+        starting or running was for that phase, as systemd's)."""
+        self.extended_until = 0.0
+
     def close(self) -> None:
         sock, self._socket = self._socket, None
         if sock is not None:
