@@ -171,9 +171,12 @@ def test_a_progress_bar_drawn_on_a_paused_terminal_never_holds_up_a_record() -> 
         console.echo(LogLines("bar", "stderr", 1, 0.0, ("50%|" + "#" * 5000,), partial=True))
         wait_for(lambda: console._partial is None, 10, "the console's thread to take the bar")
         done = threading.Event()
-        threading.Thread(
-            target=lambda: (console.record("from the event loop"), done.set()), daemon=True
-        ).start()
+
+        def record() -> None:
+            console.record("from the event loop")
+            done.set()
+
+        threading.Thread(target=record, daemon=True).start()
         assert done.wait(5), "record() waited for a paused terminal"
         os.write(master, b"\x11")  # Ctrl+Q
         console.close(timeout=5)
