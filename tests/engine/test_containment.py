@@ -530,3 +530,19 @@ async def test_process_ids_that_read_alike_get_cgroups_of_their_own(
     web = manager.state("web:0").pid
     await manager.stop_process("web-0")
     assert manager.state("web:0").pid == web and alive(web) and not manager.state("web:0").exits
+
+
+@needs_cgroups
+async def test_a_stop_at_once_after_the_start_escalates_whatever_the_stop_signal(
+    manager_factory: Callable[..., ProcessManager],
+) -> None:
+    # SIGWINCH (httpd's graceful stop) is ignored by the /bin/sh wrapper that has not entered the
+    # cgroup yet and by the program: the ladder must still end with SIGKILL after stopTimeout.
+    sleeper = config("winch", "import time; time.sleep(600)", stop_signal="SIGWINCH", stop_timeout=0.3)
+    manager = manager_factory(sleeper, containment="cgroup")
+    await manager.start()
+    for _ in range(5):
+        async with asyncio.timeout(10):
+            await manager.stop_process("winch")
+        assert manager.state("winch").status is Status.STOPPED
+        await manager.start_process("winch")

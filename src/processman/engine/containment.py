@@ -32,7 +32,7 @@ from pathlib import Path
 from signal import Signals
 from typing import Any, Protocol
 
-from processman.engine import cgroups
+from processman.engine import cgroups, inotify
 from processman.engine.posix import TagScanner, kill_tree_now, send_signal, terminate_tree, wait_for_exit
 from processman.errors import ProcessmanError
 
@@ -50,6 +50,10 @@ def _not_extended() -> float:
 
 class ContainmentError(ProcessmanError):
     """The containment asked for cannot be used here."""
+
+
+# How long a child just spawned may take to enter its cgroup (its wrapper's first act: about 1 ms).
+ENTER_WAIT = 2.0
 
 
 class Spawned(Protocol):
@@ -267,6 +271,10 @@ class CgroupTree:
     def accounting(self) -> Path | None:
         return self.path
 
+    def _outside(self, child: Spawned) -> bool:
+        """The child runs but is not in its cgroup (yet)."""
+        return child.alive and child.pid not in cgroups.members(self.path)
+
     def _signal_child(self, sig: Signals) -> int:
         """The child, if it has not entered the cgroup yet (once in, it gets the signal as a member:
         twice would kill a process whose handler is running with the default action)."""
@@ -293,8 +301,16 @@ class CgroupTree:
         on_escalate: Callable[[int], None] | None = None,
         extended_until: Callable[[], float] = _not_extended,
     ) -> None:
-        child_alive = self._child is not None and self._child.alive
-        if not child_alive and not cgroups.populated(self.path):
+        child = self._child
+        if child is not None and self._outside(child):
+            # Just spawned: entering the cgroup is its wrapper's first act. Let it, so the ladder finds
+            # it there (a signal the wrapper ignores would leave it to enter, and exec, unseen).
+            entered = lambda: not self._outside(child)  # noqa: E731
+            with contextlib.suppress(FileNotFoundError):  # the cgroup is gone: nothing to enter
+                await inotify.wait_until(self.path / "cgroup.events", inotify.IN_MODIFY, entered, ENTER_WAIT)
+            if self._outside(child):  # it never entered: the ladder for it alone
+                await _stop_alone(child.pid, sig, timeout)
+        if not cgroups.populated(self.path):
             return
         await self.signal(sig)
         if await cgroups.wait_empty(self.path, timeout):
@@ -323,6 +339,16 @@ class CgroupTree:
 
     def cleanup(self) -> None:
         cgroups.remove(self.path)
+
+
+async def _stop_alone(pid: int, sig: Signals, timeout: float) -> None:
+    """The stop ladder for one process outside any cgroup: ``sig``, ``timeout``, SIGKILL."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+    if await wait_for_exit([pid], timeout):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, Signals.SIGKILL)
+        await wait_for_exit([pid], KILL_WAIT)
 
 
 class CgroupContainment:
