@@ -546,3 +546,48 @@ async def test_a_stop_at_once_after_the_start_escalates_whatever_the_stop_signal
             await manager.stop_process("winch")
         assert manager.state("winch").status is Status.STOPPED
         await manager.start_process("winch")
+
+
+SECOND_MANAGER = """
+import asyncio, sys
+from pathlib import Path
+from processman import ManagerOptions, ProcessConfig, ProcessManager
+from processman.errors import AlreadyRunningElsewhere
+
+async def main() -> None:
+    web = ProcessConfig(id="web", command=sys.executable, args=("-c", "import time; time.sleep(600)"))
+    manager = ProcessManager([web], ManagerOptions(state_dir=Path(sys.argv[1]), containment="cgroup"))
+    for _ in range(2):  # refused again, not "started" silently
+        try:
+            await manager.start()
+        except AlreadyRunningElsewhere:
+            print("refused", flush=True)
+    await manager.close()
+
+asyncio.run(main())
+"""
+
+
+@needs_cgroups
+async def test_a_start_refused_for_a_folder_in_use_leaves_nothing_and_can_be_retried(
+    manager_factory: Callable[..., ProcessManager], tmp_path: Path
+) -> None:
+    state = tmp_path / "state"
+    first = manager_factory(
+        config("web", "import time; time.sleep(600)"), containment="cgroup", state_dir=state
+    )
+    await first.start()
+    own = cgroups.own_cgroup_path()
+    before = sorted(path.name for path in own.iterdir() if path.name.startswith(cgroups.RUN_PREFIX))
+    second = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        SECOND_MANAGER,
+        str(state),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(second.communicate(), 30)
+    assert out.decode().split() == ["refused", "refused"], err.decode()[-2000:]
+    after = sorted(path.name for path in own.iterdir() if path.name.startswith(cgroups.RUN_PREFIX))
+    assert after == before, "the refused start left its run cgroup"

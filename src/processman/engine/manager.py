@@ -330,16 +330,23 @@ class ProcessManager:
             self._shutdown = None
         if self._running:
             return
-        self._running = True
         options = self.options
         raise_open_file_limit()
-        self.containment.open()
         if options.state_dir is not None:
+            # First: a folder another manager owns is refused before anything of this run exists.
             self._run_file = RunFile(options.state_dir, self.run_id, self.containment.record())
             previous = self._run_file.claim()
             if previous is not None:
                 await clean_up_previous_cgroup(previous.get("cgroup"))
                 await clean_up_previous_run(previous, self._scanner)
+        try:
+            self.containment.open()
+        except BaseException:
+            if self._run_file is not None:
+                self._run_file.remove()
+                self._run_file = None
+            raise
+        self._running = True
         if options.adopt_orphans and set_child_subreaper():
             self._reaper = OrphanReaper(self._is_owned)
             self._context.registry.on_reaped = self._reaper.reap
