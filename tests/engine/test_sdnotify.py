@@ -6,7 +6,9 @@ package ``sdnotify``."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -216,3 +218,18 @@ async def test_an_extension_asked_while_starting_does_not_hold_off_a_later_stop(
     async with asyncio.timeout(10):  # the 30 s asked for at start would hold it far longer
         await manager.stop_process("deaf")
     assert manager.state("deaf").exits[-1].signal == 9
+
+
+@needs_systemd_notify
+async def test_the_run_ends_when_its_named_main_process_ends(manager_factory: Factory) -> None:
+    # A helper of the service lives on; the run is the main process's, as systemd's.
+    script = 'sleep 3600 & main="$!"; sleep 3600 & systemd-notify --ready --pid="$main"; exit 0'
+    manager = manager_factory(shell("svc", script, type="notify", min_uptime=60.0, max_retries=0))
+    await manager.start()
+    await wait_until(
+        manager, lambda: any("main pid" in line.content for line in manager.logs("svc", 20)), what="handover"
+    )
+    main = manager.state("svc").pid
+    os.kill(main, signal.SIGKILL)
+    await wait_until(manager, lambda: bool(manager.state("svc").exits), what="the run's end")
+    assert manager.state("svc").pid != main and not alive(main)

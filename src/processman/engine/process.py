@@ -38,7 +38,7 @@ from processman.engine.dependencies import DependencyGate
 from processman.engine.events import EventBus, ProcessExited, StatusChanged
 from processman.engine.health import HealthMonitor
 from processman.engine.policy import Action, Outcome, decide
-from processman.engine.posix import TagScanner
+from processman.engine.posix import TagScanner, wait_for_exit
 from processman.engine.probes import Prober, ProbeSite
 from processman.engine.resources import TreeUsage, apply_limits, read_stat
 from processman.engine.sdnotify import NotifyListener
@@ -618,23 +618,33 @@ class ManagedProcess:
         return True
 
     async def _watch_daemon(self, child: Child) -> _RunEnd:
-        """type forking: the run goes on while the tree has members, or until an intent ends it."""
+        """type forking (or a MAINPID=): the run goes on until its main process ends (the rest of the
+        tree then goes as leftovers), the whole tree has gone, or an intent ends it."""
         if self.config.readiness is None:
             self._became_ready()
+        # The run ends when its main process does (the rest of the tree is then stopped as leftovers),
+        # or when the whole tree has gone.
         gone = self._spawn_task(self._tree_ends(), f"daemon {self.config.id}")
+        main_gone = self._spawn_task(self._main_ends(), f"main {self.config.id}")
         try:
-            while not gone.done():
+            while not gone.done() and not main_gone.done():
                 ended = self._intent_for_run()
                 if ended is not None:
                     if ended is not _RunEnd.UNHEALTHY:
                         self._update(status=Status.STOPPING)
                     await self._terminate(child)
                     return ended
-                await self._wait_for(gone)
+                await self._wait_for(gone, main_gone)
             return _RunEnd.EXITED
         finally:
-            gone.cancel()
-            await asyncio.wait([gone])
+            for task in (gone, main_gone):
+                task.cancel()
+            await asyncio.wait([gone, main_gone])
+
+    async def _main_ends(self) -> None:
+        """Until the run's main process (a daemon, or the MAINPID= process) has exited."""
+        if self._daemon is not None:
+            await wait_for_exit([self._daemon], None)
 
     async def _tree_ends(self) -> None:
         await self._tree.wait_empty(None)
