@@ -157,8 +157,8 @@ class ManagedProcess:
         self._log_error = ""
         self.restart_count = 0
         self._child: Child | None = None
-        # type forking: the daemon's pid once the started process exited 0 (the run goes on while the
-        # tree has members); None before that and in a simple run.
+        # The run's main process once the started one exited (type forking: its daemon; or a MAINPID=):
+        # the run goes on until it ends. None before that and in a simple run.
         self._daemon: int | None = None
         self._cleared: Child | None = None  # the last run whose leftovers were stopped
         self.has_owner = False  # set by the manager once it runs run() for this process
