@@ -331,7 +331,7 @@ async def test_a_dead_webhook_never_holds_back_another_targets_notifications(
     dead = SilentServer()
     try:
         # The dead target holds each try for 30 s, twice: a minute in all.
-        options = NotifierOptions(coalesce=0.2, attempts=2, first_retry=1.0, timeout=30)
+        options = NotifierOptions(coalesce=0.2, attempts=2, first_retry=1.0, timeout=30, flush=0.5)
         # The crash goes out at once; the give-up comes a second later, while the dead target still hangs.
         manager = manager_factory(
             config("flaky", CRASH, max_retries=1, backoff=1.0),
