@@ -371,3 +371,22 @@ async def test_a_crash_right_before_shutdown_is_still_delivered(
     await wait_until(manager, lambda: manager.state("once").status is Status.FAILED, 10, "the give-up")
     await manager.close()  # inside the coalescing window: nothing has been sent yet
     assert events_in(hooks.bodies("/bye")) == [("once", "failed")]
+
+
+async def test_a_dead_target_drops_and_counts_instead_of_piling_up(manager_factory: Factory) -> None:
+    from tests.conftest import wait_until
+
+    dead = SilentServer()
+    try:
+        options = NotifierOptions(coalesce=0.05, attempts=1, timeout=30, max_pending=3, flush=0.2)
+        manager = manager_factory(
+            config("spin", CRASH, backoff=0.01, min_uptime=0.0),
+            notify=(webhook(dead.url, events=("crashed",)),),
+            notifier=options,
+        )
+        await manager.start()
+        await wait_until(manager, lambda: manager.notifier.stats.dropped >= 5, 20, "crashes dropped")
+        lanes = [task for task in asyncio.all_tasks() if task.get_name().startswith("notify ")]
+        assert len(lanes) == 1, "one delivery task for the one target, however many crashes wait"
+    finally:
+        dead.close()
