@@ -305,3 +305,88 @@ async def test_changing_a_processs_targets_applies_without_a_restart(
     plan = await manager.apply([dataclasses.replace(quiet, notify=(target,))])
     assert plan.unchanged == ("svc",) and manager.state("svc").pid == pid
     assert manager.state("svc").config.notify == (target,)
+
+
+class SilentServer:
+    """Accepts connections on 127.0.0.1 and never reads them: every POST hangs until its timeout."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.socket = socket.socket()
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(100)
+        self.url = f"http://127.0.0.1:{self.socket.getsockname()[1]}/dead"
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+async def test_a_dead_webhook_never_holds_back_another_targets_notifications(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
+    out = tmp_path / "events.jsonl"
+    script = f"import sys; open({str(out)!r}, 'a').write(sys.stdin.read().replace(chr(10), ' ') + chr(10))"
+    command = NotifyTarget(kind="command", command=(sys.executable, "-c", script))
+    dead = SilentServer()
+    try:
+        # The dead target holds each try for 30 s, twice: a minute in all.
+        options = NotifierOptions(coalesce=0.2, attempts=2, first_retry=1.0, timeout=30, flush=0.5)
+        # The crash goes out at once; the give-up comes a second later, while the dead target still hangs.
+        manager = manager_factory(
+            config("flaky", CRASH, max_retries=1, backoff=1.0),
+            notify=(webhook(dead.url), command),
+            notifier=options,
+        )
+        await manager.start()
+
+        def told() -> list[tuple[str, str]]:
+            lines = out.read_text().splitlines() if out.exists() else []
+            return events_in([json.loads(line) for line in lines])
+
+        for _ in range(200):  # 10 s, far less than the dead target's minute
+            if ("flaky", "failed") in told():
+                break
+            await asyncio.sleep(0.05)
+        assert ("flaky", "failed") in told(), f"the command heard only {told()}"
+        assert manager.notifier.busy, "the dead target still tries"
+    finally:
+        dead.close()
+
+
+async def test_a_crash_right_before_shutdown_is_still_delivered(
+    manager_factory: Factory, hooks: Hooks
+) -> None:
+    from processman.engine.states import Status
+    from tests.conftest import wait_until
+
+    hooks.fail = 1  # the first try fails: the delivery is retried during the shutdown
+    options = NotifierOptions(coalesce=1.0, attempts=3, first_retry=0.2, timeout=5)
+    manager = manager_factory(
+        config("once", CRASH, max_retries=0),
+        notify=(webhook(hooks.url + "/bye", events=("failed",)),),
+        notifier=options,
+    )
+    await manager.start()
+    await wait_until(manager, lambda: manager.state("once").status is Status.FAILED, 10, "the give-up")
+    await manager.close()  # inside the coalescing window: nothing has been sent yet
+    assert events_in(hooks.bodies("/bye")) == [("once", "failed")]
+
+
+async def test_a_dead_target_drops_and_counts_instead_of_piling_up(manager_factory: Factory) -> None:
+    from tests.conftest import wait_until
+
+    dead = SilentServer()
+    try:
+        options = NotifierOptions(coalesce=0.05, attempts=1, timeout=30, max_pending=3, flush=0.2)
+        manager = manager_factory(
+            config("spin", CRASH, backoff=0.01, min_uptime=0.0),
+            notify=(webhook(dead.url, events=("crashed",)),),
+            notifier=options,
+        )
+        await manager.start()
+        await wait_until(manager, lambda: manager.notifier.stats.dropped >= 5, 20, "crashes dropped")
+        lanes = [task for task in asyncio.all_tasks() if task.get_name().startswith("notify ")]
+        assert len(lanes) == 1, "one delivery task for the one target, however many crashes wait"
+    finally:
+        dead.close()

@@ -5,8 +5,11 @@ restarted for its memory.
 The engine is never held up: the notifier hears events through a bus listener that only classifies
 them and appends to a bounded queue (the oldest notification is dropped, and counted, when it is full).
 Its own task waits a moment so that what happens at once (a crash and the give-up after it, ten
-processes failing together) goes out as one message per target, and delivers with retries and a
-growing delay. Failures are logged and counted (``/metrics``).
+processes failing together) goes out as one message per target, then hands each target's share to
+that target's lane: one delivery task per target, with retries and a growing delay, so a dead target
+holds back only itself. What reaches a lane while it retries waits in its bounded queue (the oldest is
+dropped, and counted, when full) and goes out together with the next try. Failures are logged and
+counted (``/metrics``). At shutdown the manager lets the notifier flush for a few seconds.
 """
 
 from __future__ import annotations
@@ -66,6 +69,7 @@ class NotifierOptions:
     attempts: int = 5  # tries per delivery
     first_retry: float = 2.0  # delay before the second try; doubles
     timeout: float = 10.0  # one try of a webhook, a command or an email
+    flush: float = 5.0  # at shutdown, how long what is queued or retried may still take
 
 
 class NotifyStats:
@@ -76,6 +80,14 @@ class NotifyStats:
         self.failed: collections.Counter[str] = collections.Counter()  # deliveries given up
         self.retried: collections.Counter[str] = collections.Counter()  # tries that failed
         self.dropped = 0  # notifications dropped from a full queue
+
+
+class _Lane:
+    """One target's deliveries: what waits for it, and the task delivering (None when idle)."""
+
+    def __init__(self) -> None:
+        self.queue: collections.deque[Notification] = collections.deque()
+        self.task: asyncio.Task[None] | None = None
 
 
 class Notifier:
@@ -110,7 +122,10 @@ class Notifier:
         self._exits: dict[str, collections.deque[float]] = {}  # unexpected exits, for storms
         self._storming: set[tuple[str, NotifyTarget]] = set()
         self._host = socket.gethostname()
-        self._delivering = False
+        self._lanes: dict[NotifyTarget, _Lane] = {}
+        self._tasks: asyncio.TaskGroup | None = None  # owns the lanes' tasks while run() runs
+        self._hurry = asyncio.Event()  # set by flush(): no more coalescing
+        self._progress = asyncio.Event()  # set whenever busy may have turned false
         self._warned_email = False
 
     def __repr__(self) -> str:
@@ -119,25 +134,49 @@ class Notifier:
     @property
     def busy(self) -> bool:
         """Notifications wait or are being delivered."""
-        return bool(self._pending) or self._delivering
+        return bool(self._pending) or any(lane.task is not None for lane in self._lanes.values())
+
+    async def flush(self, timeout: float | None = None) -> bool:
+        """Sends what waits at once and waits, at most ``timeout`` (``options.flush``) seconds, until
+        nothing waits or is being delivered; True when everything went out (or was given up)."""
+        self._hurry.set()
+        try:
+            async with asyncio.timeout(self.options.flush if timeout is None else timeout):
+                while self.busy:
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            logger.warning("shutting down with notifications still unsent: %s", self._unsent())
+            return False
+        return True
+
+    def _unsent(self) -> str:
+        waiting = [n for n, _ in self._pending]
+        waiting += [n for lane in self._lanes.values() for n in lane.queue]
+        return "; ".join(n.message for n in waiting) or "deliveries in progress"
 
     # ---- the listener: classify and queue, nothing more ---------------------------------------------
 
     async def run(self) -> None:
         """Listens and delivers until cancelled."""
         remove = self._bus.add_listener(self._on_event)
+        self._hurry.clear()  # a manager started again coalesces again
         try:
-            while True:
-                await self._wake.wait()
-                await asyncio.sleep(self.options.coalesce)  # what happens together goes out together
-                self._wake.clear()
-                batch, self._pending = self._pending, collections.deque()
-                self._delivering = True
-                try:
-                    await self._deliver_all(batch)
-                finally:
-                    self._delivering = False
+            async with asyncio.TaskGroup() as tasks:
+                self._tasks = tasks
+                while True:
+                    await self._wake.wait()
+                    # What happens together goes out together (unless a shutdown is flushing).
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.options.coalesce):
+                            await self._hurry.wait()
+                    self._wake.clear()
+                    batch, self._pending = self._pending, collections.deque()
+                    self._hand_out(batch)
         finally:
+            self._tasks = None
+            for lane in self._lanes.values():
+                lane.task = None  # cancelled with the group
             remove()
             for handle in self._recovery.values():
                 handle.cancel()
@@ -257,23 +296,47 @@ class Notifier:
     def _queue(self, notification: Notification, target: NotifyTarget) -> None:
         if len(self._pending) >= self.options.max_pending:
             self._pending.popleft()
-            self.stats.dropped += 1
-            if self.stats.dropped == 1 or self.stats.dropped % 100 == 0:
-                logger.warning(
-                    "notifications are coming faster than they can be sent: %d dropped", self.stats.dropped
-                )
+            self._dropped()
         self._pending.append((notification, target))
         self._wake.set()
 
+    def _dropped(self) -> None:
+        self.stats.dropped += 1
+        if self.stats.dropped == 1 or self.stats.dropped % 100 == 0:
+            logger.warning(
+                "notifications are coming faster than they can be sent: %d dropped", self.stats.dropped
+            )
+
     # ---- delivery ----------------------------------------------------------------------------------
 
-    async def _deliver_all(self, batch: Iterable[tuple[Notification, NotifyTarget]]) -> None:
-        by_target: dict[NotifyTarget, list[Notification]] = {}
+    def _hand_out(self, batch: Iterable[tuple[Notification, NotifyTarget]]) -> None:
+        """Puts each notification in its target's lane and starts the lanes that are idle."""
+        assert self._tasks is not None, "run() runs"
         for notification, target in batch:
-            by_target.setdefault(target, []).append(notification)
-        async with asyncio.TaskGroup() as tasks:
-            for target, notifications in by_target.items():
-                tasks.create_task(self._deliver(target, notifications))
+            lane = self._lanes.setdefault(target, _Lane())
+            if len(lane.queue) >= self.options.max_pending:  # a dead target drops, never piles up
+                lane.queue.popleft()
+                self._dropped()
+            lane.queue.append(notification)
+        for target, lane in self._lanes.items():
+            if lane.queue and lane.task is None:
+                lane.task = self._tasks.create_task(
+                    self._drain(target, lane), name=f"notify {target.describe()}"
+                )
+        self._progress.set()
+
+    async def _drain(self, target: NotifyTarget, lane: _Lane) -> None:
+        """A lane's task: delivers what its target has waiting, together, until nothing is left."""
+        try:
+            while lane.queue:
+                notifications = list(lane.queue)
+                lane.queue.clear()
+                await self._deliver(target, notifications)
+        finally:
+            lane.task = None
+            if not lane.queue and self._lanes.get(target) is lane:
+                del self._lanes[target]  # a target removed from the config leaves nothing behind
+            self._progress.set()
 
     async def _deliver(self, target: NotifyTarget, notifications: list[Notification]) -> None:
         name = target.describe()

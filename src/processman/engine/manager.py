@@ -434,6 +434,8 @@ class ProcessManager:
         self._watchers.clear()
         await self.resources.close()
         await self.stop_all()
+        # A crash or give-up right before the shutdown is still told (a few seconds at most).
+        await self.notifier.flush()
         if self._root is not None:
             self._root.cancel()  # the owners, now idle, and the watchers
             await asyncio.gather(self._root, return_exceptions=True)
