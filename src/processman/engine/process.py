@@ -415,8 +415,7 @@ class ManagedProcess:
                 self._attempt()  # start() returns while it waits for its dependencies
                 interrupted = await self._dependencies_met()
                 if interrupted is _RunEnd.STOP:
-                    self._update(status=Status.STOPPING)
-                    self._update(status=Status.STOPPED)
+                    self._stopped()
                     return
                 if interrupted is _RunEnd.RESTART:
                     self._begin_restart(self._take_restart())
@@ -424,7 +423,7 @@ class ManagedProcess:
             wait_for_dependencies = False
             outcome, ended = await self._run_once()
             if ended is _RunEnd.STOP:
-                self._update(status=Status.STOPPED)
+                self._stopped()
                 return
             if ended is _RunEnd.RESTART:
                 self._begin_restart(self._take_restart())
@@ -449,8 +448,7 @@ class ManagedProcess:
                 return
             woken_by = await self._backoff(decision.delay)
             if woken_by is _RunEnd.STOP:
-                self._update(status=Status.STOPPING)
-                self._update(status=Status.STOPPED)
+                self._stopped()
                 return
             if woken_by is _RunEnd.RESTART:
                 self._begin_restart(self._take_restart())
@@ -459,6 +457,11 @@ class ManagedProcess:
             if woken_by is _RunEnd.START:
                 failures = 0
             self.restart_count += 1
+
+    def _stopped(self) -> None:
+        """A stop ended a start, a run or a backoff: the tree is gone (the run's watch stopped it)."""
+        self._update(status=Status.STOPPING)  # a no-op when the watch already said so
+        self._update(status=Status.STOPPED)
 
     async def _run_once(self) -> tuple[Outcome, _RunEnd]:
         """One run: spawn, watch until it exits or an intent ends it, record the exit."""
