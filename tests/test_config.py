@@ -218,7 +218,10 @@ def test_dependency_cycles_and_unknown_dependencies_are_named(tmp_path: Path) ->
     assert "dependsOn: dependency cycle a -> b -> a" in text
     assert 'dependsOn: no entry has id "ghost"' in text
     assert '(id "d"): dependsOn: depends on a skipped entry' in text
-    assert 'dependsOn.x: expected "started", "healthy" or "completed", got "ready"' in text
+    assert (
+        'dependsOn.x: expected "started", "healthy", "completed", "completedSuccessfully" or "logReady", '
+        'got "ready"' in text
+    )
     assert 'maxMemory: expected a size like "512MB" or "1GB", got "lots"' in text
     result = _processman("check", "--config", str(path))
     assert result.returncode == 1 and "dependency cycle a -> b -> a" in result.stderr

@@ -7,6 +7,7 @@
     schema.py   json_schema, from the same tables
     masking.py  secrets in env values, probe URLs and commands, and free text
     notify.py   notification targets (``notify``), top level and per process
+    schedule.py a job's ``schedule`` (cron or interval, time zone, overlap, catch-up)
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ from processman.config.model import (
     shown_field,
 )
 from processman.config.notify import NOTIFY_EVENTS, NotifyTarget, notify_to_json
+from processman.config.schedule import OVERLAP_POLICIES, Schedule, schedule_to_json
 from processman.config.schema import json_schema
 
 __all__ = [
@@ -68,6 +70,7 @@ __all__ = [
     "MAX_INSTANCES",
     "MAX_LOG_BACKUPS",
     "NOTIFY_EVENTS",
+    "OVERLAP_POLICIES",
     "PROBE_FIELDS",
     "PROCESS_FIELDS",
     "RESTART_POLICIES",
@@ -79,6 +82,7 @@ __all__ = [
     "NotifyTarget",
     "Probe",
     "ProcessConfig",
+    "Schedule",
     "config_to_json",
     "configs_from_dicts",
     "expand_instances",
@@ -93,5 +97,6 @@ __all__ = [
     "notify_to_json",
     "parse_processes",
     "probe_to_json",
+    "schedule_to_json",
     "shown_field",
 ]

@@ -28,7 +28,7 @@ DURATION_EXPECTED = 'a duration like "500ms", "2s" or "1m"'
 SIZE_EXPECTED = 'a size like "512MB" or "1GB"'
 RESTART_POLICIES = ("always", "on-failure", "never")
 LIMIT_NAMES = ("openFiles", "cpuSeconds", "coreSize")
-DEPENDENCY_CONDITIONS = ("started", "healthy", "completed")
+DEPENDENCY_CONDITIONS = ("started", "healthy", "completed", "completedSuccessfully", "logReady")
 # Strings handed to a program (argv, environment) cannot hold a NUL byte.
 NO_NUL = "^[^\\u0000]*$"
 
@@ -422,7 +422,7 @@ class Limits(Kind):
 
 
 class Dependencies(Kind):
-    """Other entry ids -> "started" | "healthy" | "completed"; a file may give an array of ids."""
+    """Other entry ids -> a condition of DEPENDENCY_CONDITIONS; a file may give an array of ids."""
 
     CONDITION = Choice(DEPENDENCY_CONDITIONS)
 
@@ -454,6 +454,50 @@ class Dependencies(Kind):
                 {"type": "array", "items": {"type": "string"}},
             ]
         }
+
+
+class ExitCodes(Kind):
+    """Exit codes (0 to 255), at least one; a tuple in Python."""
+
+    EXPECTED = "an array of exit codes from 0 to 255, at least one"
+
+    def read(self, raw: Any, at: str, problems: Problems, base_dir: Path) -> tuple[int, ...] | None:
+        if (
+            not isinstance(raw, list | tuple)
+            or not raw
+            or not all(whole(code) and 0 <= code <= 255 for code in raw)
+        ):
+            problems.expect(at, self.EXPECTED, raw)
+            return None
+        return tuple(sorted(set(raw)))
+
+    def show(self, value: Any, *, mask: bool) -> Any:
+        return list(value)
+
+    def schema(self) -> dict[str, Any]:
+        return {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "integer", "minimum": 0, "maximum": 255},
+        }
+
+
+class Pattern(Kind):
+    """A regular expression (Python's ``re``), matched anywhere in a line."""
+
+    def read(self, raw: Any, at: str, problems: Problems, base_dir: Path) -> str | None:
+        text = Text().read(raw, at, problems, base_dir)
+        if text is None:
+            return None
+        try:
+            re.compile(text)
+        except re.error as exc:
+            problems.error(at, f"expected a regular expression, got {describe(raw)} ({exc})")
+            return None
+        return text
+
+    def schema(self) -> dict[str, Any]:
+        return {"type": "string", "minLength": 1, "format": "regex"}
 
 
 def valid_id(value: str) -> bool:

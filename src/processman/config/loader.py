@@ -210,15 +210,25 @@ def _check_dependencies(
 ) -> tuple[list[ProcessConfig], list[ConfigProblem]]:
     """Unknown dependencies and cycles skip the entries involved, with the cycle named."""
     problems: list[ConfigProblem] = []
-    known = {config.id for config in configs}
+    known = {config.id: config for config in configs}
     bad: set[str] = set()
     for config in configs:
-        for name in config.depends_on:
+        for name, condition in config.depends_on.items():
             if name not in known:
                 bad.add(config.id)
                 problems.append(
                     ConfigProblem(
                         file, where_of[config.id], f'dependsOn: no entry has id "{name}"; entry skipped'
+                    )
+                )
+            elif condition == "logReady" and known[name].ready_log_line is None:
+                bad.add(config.id)
+                problems.append(
+                    ConfigProblem(
+                        file,
+                        where_of[config.id],
+                        f'dependsOn.{name}: "logReady" needs "readyLogLine" on "{name}" (the line that '
+                        "says it is ready); entry skipped",
                     )
                 )
     graph = {config.id: [name for name in config.depends_on if name in known] for config in configs}

@@ -18,6 +18,7 @@ from processman.config.fields import (
     Dependencies,
     Duration,
     Environment,
+    ExitCodes,
     Field,
     Files,
     Folder,
@@ -25,6 +26,7 @@ from processman.config.fields import (
     Identifier,
     Kind,
     Limits,
+    Pattern,
     Problems,
     SignalName,
     Size,
@@ -37,6 +39,7 @@ from processman.config.fields import (
 )
 from processman.config.masking import mask_command, mask_text
 from processman.config.notify import NotifyTarget, NotifyTargets
+from processman.config.schedule import Schedule, ScheduleKind
 from processman.errors import ConfigError
 
 # Log files rotate at 50 MB and keep 5 older files, as supervisord does (50 MB, 10): a burst of
@@ -48,6 +51,8 @@ MAX_LOG_BACKUPS = 100
 WATCH_DEBOUNCE = 0.5
 MAX_INSTANCES = 1000
 PROCESS_TYPES = ("simple", "notify", "forking")
+DEFAULT_KEEP_RUNS = 100
+MAX_KEEP_RUNS = 10000
 
 PROBE_KINDS = ("http", "tcp", "command")
 PROBE_EXPECTED = 'an object with "http" (a URL), "tcp" ("host:port" or a port) or "command" (an array)'
@@ -221,8 +226,8 @@ PROCESS_FIELDS: tuple[Field, ...] = (
         "maxRetries",
         "max_retries",
         Whole(-1, None, "a whole number, -1 (never give up) or more"),
-        -1,
-        "restarts in a row before giving up",
+        None,
+        "restarts in a row before giving up (default: -1, never, for a service; 0 for a job)",
     ),
     Field("backoff", "backoff", Duration(), 1.0, "first delay before a restart (doubles)"),
     Field("devMode", "dev_mode", Bool(), False, "restart when watched files change"),
@@ -245,6 +250,32 @@ PROCESS_FIELDS: tuple[Field, ...] = (
         'copies of this entry, "<id>:0" .. "<id>:N-1"',
     ),
     Field("restart", "restart", Choice(RESTART_POLICIES), "always", "when an exit is followed by a start"),
+    Field(
+        "successExitCodes",
+        "success_exit_codes",
+        ExitCodes(),
+        (0,),
+        "exit codes of a successful run (a one-shot task is completed, a job's run succeeded)",
+    ),
+    Field("autostart", "autostart", Bool(), True, "start with the manager (false: only on demand)"),
+    Field("schedule", "schedule", ScheduleKind(), None, "a job: runs at these times instead of kept alive"),
+    Field(
+        "timeout", "timeout", Duration(), None, "a run longer than this is stopped and recorded as timed out"
+    ),
+    Field(
+        "keepRuns",
+        "keep_runs",
+        Whole(1, MAX_KEEP_RUNS, f"a whole number from 1 to {MAX_KEEP_RUNS}"),
+        DEFAULT_KEEP_RUNS,
+        "runs kept in the run history",
+    ),
+    Field(
+        "readyLogLine",
+        "ready_log_line",
+        Pattern(),
+        None,
+        'a regular expression: an output line matching it meets "logReady" in dependsOn',
+    ),
     Field(
         "type",
         "type",
@@ -301,7 +332,9 @@ class ProcessConfig:
     # Dotenv files read at every start (later files win; ``env`` wins over them).
     env_file: tuple[Path, ...] = ()
     interpreter: str = _PROCESS_DEFAULT["interpreter"]
-    max_retries: int = _PROCESS_DEFAULT["max_retries"]
+    # Failures in a row before giving up (-1: never). None: -1 for a service, 0 for a job (a cron job
+    # is not retried unless asked); resolved at construction.
+    max_retries: int | None = None
     backoff: float = _PROCESS_DEFAULT["backoff"]
     dev_mode: bool = _PROCESS_DEFAULT["dev_mode"]
     watch_paths: tuple[str, ...] = ()
@@ -317,7 +350,7 @@ class ProcessConfig:
     limits: Mapping[str, int] = field(default_factory=dict)
     readiness: Probe | None = None
     liveness: Probe | None = None
-    # Other entry ids -> "started" | "healthy" | "completed".
+    # Other entry ids -> "started" | "healthy" | "completed" | "completedSuccessfully" | "logReady".
     depends_on: Mapping[str, str] = field(default_factory=dict)
     # Copies of this entry (None: a single plain process). Set, even to 1, ids are "<entry>:<n>"
     # and ``instance`` is n, so scaling 2 -> 1 keeps "<entry>:0" running.
@@ -330,6 +363,15 @@ class ProcessConfig:
     # READY=1 on its NOTIFY_SOCKET (the sd_notify protocol); forking: the started process exits 0 once
     # its daemon runs, and the process runs while its tree has members (systemd's Type=forking).
     type: Literal["simple", "notify", "forking"] = _PROCESS_DEFAULT["type"]
+    # Exit codes that mean success: a one-shot task that exits with one is completed.
+    success_exit_codes: tuple[int, ...] = _PROCESS_DEFAULT["success_exit_codes"]
+    autostart: bool = _PROCESS_DEFAULT["autostart"]  # False: started only on demand
+    # A job: runs at these times (status "scheduled" between runs) instead of being kept alive.
+    schedule: Schedule | None = None
+    timeout: float | None = None  # one run's limit; past it the run is stopped (timed out)
+    keep_runs: int = _PROCESS_DEFAULT["keep_runs"]  # runs kept in the run history
+    # An output line matching this regular expression meets "logReady" for those that depend on it.
+    ready_log_line: str | None = None
     # With a watchdog, the process sends WATCHDOG=1 at least this often (seconds) or is restarted.
     watchdog_sec: float | None = None
     # Each log file rotates when it would grow past log_max_size bytes (0: never), keeping
@@ -355,6 +397,9 @@ class ProcessConfig:
         object.__setattr__(self, "limits", dict(self.limits))
         object.__setattr__(self, "depends_on", dict(self.depends_on))
         object.__setattr__(self, "notify", tuple(self.notify))
+        object.__setattr__(self, "success_exit_codes", tuple(sorted(set(self.success_exit_codes))))
+        if self.max_retries is None:
+            object.__setattr__(self, "max_retries", 0 if self.schedule is not None else -1)
         if not self.entry:
             object.__setattr__(self, "entry", self.id.partition(":")[0])
         object.__setattr__(self, "cwd", Path(os.path.abspath(self.cwd)))
@@ -365,6 +410,20 @@ class ProcessConfig:
         object.__setattr__(self, "env_file", tuple(Path(os.path.abspath(item)) for item in files))
         if self.dev_mode and not self.watch_paths:
             object.__setattr__(self, "watch_paths", (".",))
+
+    @property
+    def retries(self) -> int:
+        """maxRetries as resolved: failures in a row before giving up (-1: never)."""
+        return -1 if self.max_retries is None else self.max_retries
+
+    @property
+    def is_job(self) -> bool:
+        return self.schedule is not None
+
+    @property
+    def is_task(self) -> bool:
+        """Runs to an end rather than kept alive: a job, or restart "never" / "on-failure"."""
+        return self.schedule is not None or self.restart != "always"
 
     def __repr__(self) -> str:
         target = f"script={self.script!r}" if self.script else f"command={self.command!r}"

@@ -40,6 +40,7 @@ class Outcome:
     code: int | None = None
     signal: int | None = None
     uptime: float = 0.0
+    timed_out: bool = False  # stopped because it ran longer than its timeout
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class Decision:
     delay: float = 0.0
 
 
+def succeeded(config: ProcessConfig, outcome: Outcome) -> bool:
+    """The run exited on its own with one of its successExitCodes (and was not timed out)."""
+    return outcome.spawned and not outcome.timed_out and outcome.code in config.success_exit_codes
+
+
 def decide(config: ProcessConfig, outcome: Outcome, failures: int) -> Decision:
     """What follows a run that ended on its own (not stopped or restarted on request).
 
@@ -56,11 +62,11 @@ def decide(config: ProcessConfig, outcome: Outcome, failures: int) -> Decision:
     A start that failed (or a run shorter than that) is a failure: the delay doubles from ``backoff``.
     """
     if outcome.spawned and (
-        config.restart == "never" or (config.restart == "on-failure" and outcome.code == 0)
+        config.restart == "never" or (config.restart == "on-failure" and succeeded(config, outcome))
     ):
         return Decision(Action.FINISH, failures)
     healthy = outcome.spawned and outcome.uptime >= config.min_uptime
     failures = 0 if healthy else failures + 1
-    if config.max_retries >= 0 and failures > config.max_retries:
+    if config.retries >= 0 and failures > config.retries:
         return Decision(Action.GIVE_UP, failures)
     return Decision(Action.RESTART, failures, backoff_delay(config.backoff, failures))

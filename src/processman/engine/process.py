@@ -441,7 +441,7 @@ class ManagedProcess:
             if decision.action is Action.GIVE_UP:
                 reason = (
                     f"gave up after {failures} consecutive failed starts (maxRetries is "
-                    f"{self.config.max_retries}); last: {self._last_error}"
+                    f"{self.config.retries}); last: {self._last_error}"
                 )
                 logger.error("%s: %s", self.config.id, reason)
                 self._update(status=Status.FAILED, last_error=reason)
