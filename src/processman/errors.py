@@ -73,3 +73,14 @@ class ProcessNotRunning(ProcessmanError):
     def __init__(self, process_id: str) -> None:
         super().__init__(f"process {process_id!r} is not running: there is no process to signal")
         self.process_id = process_id
+
+
+class NotRunnable(ProcessmanError):
+    """``run`` asked of a process that is kept alive: it has no single runs to start."""
+
+    def __init__(self, process_id: str) -> None:
+        super().__init__(
+            f'process {process_id!r} is kept alive (restart "always", no schedule): it has no single run '
+            "to start; use start or restart"
+        )
+        self.process_id = process_id

@@ -108,7 +108,7 @@ async def test_restart_for_never_starts_a_stopped_process() -> None:
     try:
         process.restart_for("memory 2GB above maxMemory 1GB")
         assert process.status is Status.STOPPED and process.pid == 0
-        assert process.restart_count == 0 and process.last_error == "" and not process.exits
+        assert process.restart_count == 0 and process.last_error == "" and not process.exit_records()
     finally:
         process.close()
 

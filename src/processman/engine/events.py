@@ -9,6 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
+from processman.engine.runs import Run
 from processman.engine.states import Status
 
 logger = logging.getLogger(__name__)
@@ -67,7 +68,18 @@ class ProcessRemoved:
     timestamp: float
 
 
-Event = StatusChanged | ProcessExited | LogLines | ProcessRemoved
+@dataclass(frozen=True, slots=True)
+class RunRecorded:
+    """A run began, ended, or was skipped (``run.outcome`` None: it began). ``keep``: how many runs of
+    the process the history keeps (the store trims to it)."""
+
+    process_id: str
+    run: Run
+    timestamp: float
+    keep: int = 100
+
+
+Event = StatusChanged | ProcessExited | LogLines | ProcessRemoved | RunRecorded
 Listener = Callable[[Event], None]
 
 

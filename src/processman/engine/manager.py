@@ -28,6 +28,7 @@ from processman.engine.posix import (
 from processman.engine.process import ManagedProcess, ProcessContext, ProcessState
 from processman.engine.reload import ReloadPlan, plan_reload
 from processman.engine.resources import ManagerUsage, ResourceSampler
+from processman.engine.runs import Run
 from processman.engine.states import Desired
 from processman.environment import PocketBaseInfo
 from processman.errors import ConfigError, DuplicateProcess, ManagerNotRunning, ProcessNotFound, SignalRefused
@@ -160,7 +161,13 @@ class ProcessManager:
                 self.register(by_id[process_id])
             self._processes = {config.id: self._processes[config.id] for config in configs}
             if self._running:
-                await asyncio.gather(*(self.start_process(process_id) for process_id in plan.added))
+                await asyncio.gather(
+                    *(
+                        self.start_process(process_id)
+                        for process_id in plan.added
+                        if self._processes[process_id].config.autostart
+                    )
+                )
             return plan
 
     async def reload_from_file(self, *, dry_run: bool = False) -> ReloadPlan:
@@ -288,6 +295,17 @@ class ProcessManager:
         await process.start()
         self._ensure_watcher(process)
 
+    async def run_process(self, process_id: str) -> Run | None:
+        """One run now of a job or a one-shot task (trigger manual), following its overlap policy:
+        the run begun or skipped, or None when it was queued or waits for its dependencies."""
+        process = self._get(process_id)
+        self._check_not_closing(process_id)
+        return await process.run_now()
+
+    def runs(self, process_id: str, limit: int | None = None) -> list[Run]:
+        """The process's run history, newest first."""
+        return self._get(process_id).runs.recent(limit)
+
     async def stop_process(self, process_id: str) -> None:
         await self._get(process_id).stop()
 
@@ -369,7 +387,9 @@ class ProcessManager:
         self._spawn(self.notifier.run(), "notifications")
         for process in self._processes.values():
             self._own(process)
-        await asyncio.gather(*(self.start_process(pid) for pid in self._processes))
+        await asyncio.gather(
+            *(self.start_process(pid) for pid, process in self._processes.items() if process.config.autostart)
+        )
         if options.watch_config and options.config_path is not None:
             self._config_watch = self._spawn(self._watch_config(options.config_path), "watch config")
 
@@ -397,7 +417,7 @@ class ProcessManager:
             *(
                 self.start_process(process.config.id)
                 for process in self._processes.values()
-                if process.status not in (Status.STARTING, Status.RUNNING)
+                if process.status not in (Status.STARTING, Status.RUNNING, Status.SCHEDULED)
             )
         )
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import dataclasses
 import logging
 import os
 import shlex
@@ -35,18 +37,26 @@ from processman.engine import inotify
 from processman.engine.clock import SYSTEM_CLOCK, Clock
 from processman.engine.containment import Containment, TagContainment
 from processman.engine.dependencies import DependencyGate
-from processman.engine.events import EventBus, ProcessExited, StatusChanged
+from processman.engine.events import EventBus, ProcessExited, RunRecorded, StatusChanged
 from processman.engine.health import HealthMonitor
-from processman.engine.policy import Action, Outcome, decide
+from processman.engine.policy import Action, Outcome, backoff_delay, decide, succeeded
 from processman.engine.posix import TagScanner, wait_for_exit
 from processman.engine.probes import Prober, ProbeSite
 from processman.engine.resources import TreeUsage, apply_limits, read_stat
+from processman.engine.runs import Run, RunHistory, RunOutcome, Trigger
 from processman.engine.sdnotify import NotifyListener
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
 from processman.engine.states import Desired, Status, check_transition
+from processman.engine.timetable import last_due, next_due
 from processman.envfile import read_env_files, skipped_lines
 from processman.environment import PocketBaseInfo, activate_venv, child_environment
-from processman.errors import ManagerNotRunning, ProcessAlreadyRunning, ProcessNotRunning, SpawnError
+from processman.errors import (
+    ManagerNotRunning,
+    NotRunnable,
+    ProcessAlreadyRunning,
+    ProcessNotRunning,
+    SpawnError,
+)
 from processman.interpreter import (
     VENV_BIN,
     VenvLookup,
@@ -101,6 +111,7 @@ class ProcessState:
     venv: VenvLookup = field(default_factory=lambda: VenvLookup(None))  # its virtualenv, or where looked
     status_text: str = ""  # what the process says it is doing (sd_notify STATUS=)
     main_pid: int = 0  # the pid the process named as the service's (sd_notify MAINPID=; 0: none)
+    next_run: float | None = None  # a job's next due time (wall clock; None: not armed)
 
 
 @dataclass(frozen=True)
@@ -127,6 +138,7 @@ class _RunEnd(Enum):
     STOP = "stop"  # the user stopped it
     RESTART = "restart"  # a restart was asked for
     UNHEALTHY = "unhealthy"  # the liveness probe failed
+    TIMEOUT = "timeout"  # the run ran longer than its timeout
     START = "start"  # a backoff cut short by start()
     TIMER = "timer"  # a backoff that ran out
 
@@ -144,7 +156,10 @@ class ManagedProcess:
         self.output = ProcessOutput(config.id, context.bus, files, on_file_problem=self._log_file_problem)
         self.venv = find_venv(config)
         self.interpreter = resolve_interpreter(config, self.venv)
-        self.exits: collections.deque[ExitRecord] = collections.deque(maxlen=EXIT_HISTORY)
+        # Every run, kept by the owner; the run store seeds it with the runs of earlier managers.
+        self.runs = RunHistory(config.id, config.keep_runs)
+        self._run: Run | None = None  # the run in progress (its record)
+        self._trigger = Trigger.START  # why the next run begins
         self.usage: TreeUsage | None = None  # written by the manager's resource sampler
         self.env_from_files: dict[str, str] = {}  # what the envFile files held at the last start
         self._tag = f"{context.run_id}:{config.id}"
@@ -181,6 +196,15 @@ class ManagedProcess:
         self._notify: NotifyListener | None = None
         self._status_text = ""
         self._main_pid = 0
+        # A job: due runs not begun yet (each with who waits to hear of it), the one queued behind the
+        # run in progress (overlap "queue"), runs beside it (overlap "allow"), and the next due time
+        # (written by the job's timer task).
+        self._due: collections.deque[tuple[Trigger, asyncio.Future[Run | None] | None]] = collections.deque()
+        self._queued: Trigger | None = None
+        self._beside: set[asyncio.Task[None]] = set()
+        self._single_run = False  # run once on demand, then back to stopped (a job not armed)
+        self._run_waiter: asyncio.Future[Run | None] | None = None  # run_now() waits for its run
+        self.next_run: float | None = None
 
     def __repr__(self) -> str:
         return (
@@ -227,7 +251,7 @@ class ManagedProcess:
             config=self.config,
             interpreter=self.interpreter,
             venv=self.venv,
-            exits=tuple(self.exits),
+            exits=self.exit_records(),
             cpu=self.usage.cpu_percent if child and self.usage else None,
             memory=self.usage.memory if child and self.usage else None,
             ready=self._ready,
@@ -236,7 +260,23 @@ class ManagedProcess:
             env_from_files=dict(self.env_from_files),
             status_text=self._status_text,
             main_pid=self._main_pid if child else 0,
+            next_run=self.next_run,
         )
+
+    def exit_records(self) -> tuple[ExitRecord, ...]:
+        """recentExits: the ended runs of the history (not the skipped ones), oldest first."""
+        records: list[ExitRecord] = []
+        for run in self.runs.recent():
+            if run.ended is None or run.outcome is RunOutcome.SKIPPED:
+                continue
+            records.append(
+                ExitRecord(
+                    run.ended, run.returncode, run.signal, run.duration or 0.0, run.reason, run.last_lines
+                )
+            )
+            if len(records) == EXIT_HISTORY:
+                break
+        return tuple(reversed(records))
 
     def environment(self) -> dict[str, str]:
         """The environment of a spawn, its envFile files read now (SpawnError when one cannot be), in its
@@ -265,6 +305,8 @@ class ManagedProcess:
         wait it starts at once instead of waiting."""
         async with self._lock:
             self._check_owner()
+            if self._active and self.config.is_job and self.desired is Desired.RUNNING:
+                raise ProcessAlreadyRunning(self.config.id)  # armed: its runs come at their times
             if self._active and self._status in (Status.STARTING, Status.RUNNING):
                 if self.desired is Desired.RUNNING:
                     raise ProcessAlreadyRunning(self.config.id)
@@ -275,8 +317,37 @@ class ManagedProcess:
                 self._skip_backoff = True
             else:
                 self._start_wanted = True
+                self._single_run = False
+                self._trigger = Trigger.START
                 self._update(last_error="")
             await self._next_attempt()
+
+    async def run_now(self) -> Run | None:
+        """One run now (trigger manual) of a job or a one-shot task, following the job's overlap policy.
+        Returns the run begun or skipped, or None when it was queued behind the run in progress. A job
+        that is not armed runs once and stays unarmed. Raises NotRunnable for a kept-alive service."""
+        if not self.config.is_task:
+            raise NotRunnable(self.config.id)
+        async with self._lock:
+            self._check_owner()
+            if self.config.is_job and self._active:
+                future: asyncio.Future[Run | None] = asyncio.get_running_loop().create_future()
+                self._due.append((Trigger.MANUAL, future))
+                self._wake()
+                return await future
+            if self._active:  # a one-shot task already running: skipped, as a job's overlap "skip"
+                return self._record(
+                    self.runs.skipped(Trigger.MANUAL, self._clock.time(), self._busy_reason())
+                )
+            self.desired = Desired.RUNNING
+            self._single_run = True
+            self._start_wanted = True
+            self._trigger = Trigger.MANUAL
+            self._update(last_error="")
+            waiter = self._run_waiter = asyncio.get_running_loop().create_future()
+            await self._next_attempt()
+            # Not begun yet: it waits for its dependencies.
+            return waiter.result() if waiter.done() else None
 
     async def stop(self) -> None:
         """Stop (desired: stopped); returns once no process of the tree is left."""
@@ -297,17 +368,17 @@ class ManagedProcess:
         async with self._lock:
             await self._restart(reason)
 
-    async def restart_if_running(self, reason: str) -> None:
+    async def restart_if_running(self, reason: str, trigger: Trigger = Trigger.FILE_CHANGE) -> None:
         """For automatic triggers (file changes): only while the user wants it running (decided under
         the lock, so a stop that came first wins)."""
         async with self._lock:
             if self.desired is Desired.RUNNING:
-                await self._restart(reason)
+                await self._restart(reason, trigger)
 
-    async def _restart(self, reason: str) -> None:
+    async def _restart(self, reason: str, trigger: Trigger = Trigger.RESTART) -> None:
         self._check_owner()
         self._update(last_error="")
-        self._post_restart(reason)
+        self._post_restart(reason, trigger)
         await self._next_attempt()
 
     def restart_for(self, reason: str) -> None:
@@ -317,8 +388,9 @@ class ManagedProcess:
             self._update(last_error=reason)
             self._post_restart(reason)
 
-    def _post_restart(self, reason: str) -> None:
+    def _post_restart(self, reason: str, trigger: Trigger = Trigger.RESTART) -> None:
         self.desired = Desired.RUNNING
+        self._trigger = trigger
         if self._active:
             self._restart_reason = reason
         else:
@@ -359,7 +431,10 @@ class ManagedProcess:
                     self._start_wanted = False
                     self._active = True
                     try:
-                        await self._keep_alive()
+                        if self.config.is_job:
+                            await self._keep_scheduled()
+                        else:
+                            await self._keep_alive()
                     except Exception as exc:
                         await self._fault(exc)
                     finally:
@@ -412,6 +487,8 @@ class ManagedProcess:
         while True:
             self._update(status=Status.STARTING, ready=False)
             if wait_for_dependencies and self.config.depends_on:
+                if self._context.dependencies.unmet(self.config.depends_on):
+                    self._trigger = Trigger.DEPENDENCY
                 self._attempt()  # start() returns while it waits for its dependencies
                 interrupted = await self._dependencies_met()
                 if interrupted is _RunEnd.STOP:
@@ -431,6 +508,7 @@ class ManagedProcess:
                 continue
             decision = decide(self.config, outcome, failures)
             failures = decision.failures
+            self._trigger = Trigger.CRASH
             if decision.action is Action.FINISH:
                 await self._finish(outcome)
                 return
@@ -456,7 +534,242 @@ class ManagedProcess:
                 continue
             if woken_by is _RunEnd.START:
                 failures = 0
+            self._trigger = Trigger.START if woken_by is _RunEnd.START else Trigger.CRASH
             self.restart_count += 1
+
+    # ---- a job: runs at its times ----------------------------------------------------------------
+
+    async def _keep_scheduled(self) -> None:
+        """A job: armed (``scheduled``) until stopped; each due time begins a run (or, while one runs,
+        is skipped, queued or run beside it: ``overlap``). A failed run is retried up to maxRetries
+        times, never past the next due time. Run once on demand while unarmed, it then ends
+        ``completed`` or ``failed`` and stays unarmed."""
+        schedule = self.config.schedule
+        assert schedule is not None
+        single, self._single_run = self._single_run, False
+        timer: asyncio.Task[None] | None = None
+        if single:
+            self._due.append((self._trigger, self._run_waiter))
+            self._run_waiter = None
+        else:
+            armed = self._clock.time()
+            self._catch_up(armed)
+            timer = self._spawn_task(self._schedule_timer(armed), f"schedule {self.config.id}")
+            self._attempt()  # start() returns once the job is armed
+        try:
+            last: RunOutcome | None = None
+            while True:
+                if not self._due and self._queued is not None:
+                    self._due.append((self._queued, None))
+                    self._queued = None
+                if not self._due:
+                    if single:
+                        await self._end_single(last)
+                        return
+                    self._update(status=Status.SCHEDULED, ready=False)
+                    ended = await self._idle()
+                    if ended is _RunEnd.STOP:
+                        await self._stop_beside()
+                        self._update(status=Status.STOPPED)
+                        return
+                    if ended is _RunEnd.RESTART:  # nothing runs: a restart re-arms, as it is
+                        self._take_restart()
+                        continue
+                trigger, waiter = self._due.popleft()
+                self._trigger = trigger
+                self._run_waiter = waiter
+                ended, last = await self._job_run()
+                if ended is _RunEnd.STOP:
+                    await self._stop_beside()
+                    self._stopped()
+                    return
+        finally:
+            if timer is not None:
+                timer.cancel()
+                await asyncio.wait([timer])
+            self.next_run = None
+            self._queued = None
+            for _trigger, waiter in self._due:
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            self._due.clear()
+            self._tell_waiter(None)
+
+    async def _job_run(self) -> tuple[_RunEnd, RunOutcome | None]:
+        """One due run of a job, with its retries: how it ended (STOP: the job was stopped) and the
+        outcome of its last attempt."""
+        failures = 0
+        while True:
+            self._update(status=Status.STARTING, ready=False)
+            if self.config.depends_on:
+                interrupted = await self._dependencies_met()
+                if interrupted is _RunEnd.STOP:
+                    return _RunEnd.STOP, None
+            outcome, ended = await self._run_once()
+            result = self._outcome_of(outcome, ended)
+            if ended is _RunEnd.STOP:
+                return ended, result
+            if ended is _RunEnd.RESTART:  # stop the run in progress and run again now
+                self._begin_restart(self._take_restart())
+                self._trigger = Trigger.RESTART
+                continue
+            if result is RunOutcome.SUCCEEDED:
+                self._update(last_error="")
+                await self._clear_job_leftovers()
+                return ended, result
+            failures += 1
+            reason = outcome.reason + (self._last_stderr_hint() if outcome.spawned else "")
+            retries = self.config.retries
+            delay = backoff_delay(self.config.backoff, failures)
+            if self.config.restart == "never" or 0 <= retries < failures:
+                self._update(last_error=reason)
+                await self._clear_job_leftovers()
+                return ended, result
+            if self.next_run is not None and self._clock.time() + delay >= self.next_run:
+                self._update(last_error=f"{reason}; not retried: the next run is due first")
+                await self._clear_job_leftovers()
+                return ended, result
+            self._update(status=Status.CRASHED, last_error=reason)
+            await self._clear_job_leftovers()
+            woken_by = await self._backoff(delay)
+            if woken_by is _RunEnd.STOP:
+                return woken_by, result
+            if self._due:  # a due run takes over from the retry
+                return ended, result
+            if woken_by is _RunEnd.RESTART:
+                self._begin_restart(self._take_restart())
+                self._trigger = Trigger.RESTART
+                continue
+            self._trigger = Trigger.CRASH
+            self.restart_count += 1
+
+    async def _end_single(self, last: RunOutcome | None) -> None:
+        """A run on demand of a job that is not armed ended: completed or failed, unarmed."""
+        self.desired = Desired.STOPPED
+        self._update(status=Status.STOPPING)
+        await self._stop_beside()
+        self._update(status=Status.COMPLETED if last is RunOutcome.SUCCEEDED else Status.FAILED)
+
+    async def _idle(self) -> _RunEnd | None:
+        """Between a job's runs: None once a run is due, or the intent that came first."""
+        while True:
+            ended = self._intent_for_run()
+            if ended in (_RunEnd.STOP, _RunEnd.RESTART):
+                return ended
+            if self._due:
+                return None
+            await self._wait_for()
+
+    def _catch_up(self, now: float) -> None:
+        """Runs due at once when a job is armed: runOnStart, and one run for the times missed since the
+        last run on record (catchUp; missed runs collapse into one)."""
+        schedule = self.config.schedule
+        assert schedule is not None
+        if schedule.run_on_start:
+            self._due.append((Trigger.START, None))
+            return
+        last = self.runs.last_started()
+        if schedule.catch_up and last is not None:
+            missed = last_due(schedule, now, anchor=last)
+            if missed is not None and missed > last:
+                self.output.note(
+                    f"a run was due while the manager was down ({_wall(missed)}); running it now"
+                )
+                self._due.append((Trigger.CATCH_UP, None))
+
+    async def _schedule_timer(self, armed: float) -> None:
+        """The job's clock: posts each due run to the owner, and says when the next one is."""
+        schedule = self.config.schedule
+        assert schedule is not None
+        after = armed
+        while True:
+            due = next_due(schedule, after, anchor=armed if schedule.every is not None else None)
+            self.next_run = due
+            self._update(published=True)
+            # In steps of at most a minute: a wall clock set or a machine suspended is noticed.
+            while (left := due - self._clock.time()) > 0:
+                await self._clock.sleep(min(left, 60.0))
+            self._due.append((Trigger.SCHEDULE, None))
+            self._wake()
+            after = max(due, self._clock.time())  # times missed while suspended collapse
+
+    def _overlap(self) -> None:
+        """Runs that came due while a run is in progress: skipped, queued or started beside it."""
+        schedule = self.config.schedule
+        overlap = schedule.overlap if schedule is not None else "skip"
+        while self._due:
+            trigger, waiter = self._due.popleft()
+            result: Run | None
+            if overlap == "allow":
+                result = self._start_beside(trigger)
+            elif overlap == "queue" and self._queued is None:
+                self._queued, result = trigger, None
+                self.output.note(f"{trigger} run queued: {self._busy_reason()}")
+            else:
+                why = "a run is already queued" if overlap == "queue" else self._busy_reason()
+                result = self._record(self.runs.skipped(trigger, self._clock.time(), f"skipped: {why}"))
+                self.output.note(f"{trigger} run skipped: {why} (overlap {overlap!r})")
+            if waiter is not None and not waiter.done():
+                waiter.set_result(result)
+
+    def _start_beside(self, trigger: Trigger) -> Run:
+        """overlap "allow": a run beside the one in progress, in the same tree, watched by a task."""
+        try:
+            child = self._spawn_child()
+        except SpawnError as exc:
+            self.output.note(str(exc))
+            run = self._record(self.runs.begin(trigger, self._clock.time()))
+            return self._end_run(run, RunOutcome.FAILED, Outcome(spawned=False, reason=str(exc)))
+        run = self._record(self.runs.begin(trigger, child.started_wall, child.pid))
+        task = self._spawn_task(self._watch_beside(child, run), f"run {run.number} of {self.config.id}")
+        self._beside.add(task)
+        task.add_done_callback(self._beside.discard)
+        return run
+
+    async def _watch_beside(self, child: Child, run: Run) -> None:
+        timed_out = False
+        if self.config.timeout is not None:
+            timer: asyncio.Future[None] = asyncio.ensure_future(self._clock.sleep(self.config.timeout))
+            exited: asyncio.Future[Any] = child.exited
+            try:
+                await asyncio.wait([exited, timer], return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                timer.cancel()
+            if child.alive:
+                timed_out = True
+                self.output.note(f"run {run.number} ran longer than its timeout; stopping it")
+                await self._stop_group(child)
+        code, sig, reason = describe_exit(await child.exited)
+        outcome = Outcome(True, reason, code, sig, child.uptime, timed_out=timed_out)
+        if timed_out:
+            result = RunOutcome.TIMED_OUT
+        elif self.desired is not Desired.RUNNING:
+            result = RunOutcome.STOPPED
+        else:
+            result = RunOutcome.SUCCEEDED if succeeded(self.config, outcome) else RunOutcome.FAILED
+        self._end_run(run, result, outcome)
+        self._context.registry.group_gone(child.pid)
+
+    async def _stop_group(self, child: Child) -> None:
+        """The stop ladder for one run beside another: its process group only."""
+        try:
+            os.killpg(child.pid, signal.Signals[self.config.stop_signal])
+            await asyncio.wait_for(asyncio.shield(child.exited), self.config.stop_timeout)
+        except (ProcessLookupError, PermissionError):
+            pass
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(child.pid, signal.SIGKILL)
+
+    async def _stop_beside(self) -> None:
+        """The job stopped: runs beside the last one go with the tree."""
+        if self._beside:
+            await self._sweep()
+            await asyncio.wait(list(self._beside))
+
+    async def _clear_job_leftovers(self) -> None:
+        if not self._beside:  # the tree is shared with runs beside it: they are not leftovers
+            await self._clear_leftovers()
 
     def _stopped(self) -> None:
         """A stop ended a start, a run or a backoff: the tree is gone (the run's watch stopped it)."""
@@ -486,17 +799,21 @@ class ManagedProcess:
             try:
                 self._notify.open()
             except OSError as exc:
-                self._attempts += 1
                 reason = f"cannot start: cannot open its NOTIFY_SOCKET: {exc.strerror or exc}"
                 self.output.note(reason)
+                self._not_started(reason)
+                self._attempts += 1
+                self._settle()
                 return Outcome(spawned=False, reason=reason), _RunEnd.EXITED
         try:
             child = self._spawn()
         except SpawnError as exc:
-            self._attempt()
             self.output.note(str(exc))
             logger.error("%s: %s", self.config.id, exc)
+            self._not_started(str(exc))
+            self._attempt()
             return Outcome(spawned=False, reason=str(exc)), _RunEnd.EXITED
+        run = self._begin_run(child)
         self._attempt()
         self._update(published=True)  # the pid changed
         try:
@@ -508,7 +825,7 @@ class ManagedProcess:
                 pid, uptime = self._daemon, self._clock.monotonic() - child.started
                 reason = f"its daemon (pid {self._daemon}) and every process of its tree ended"
                 code, sig = None, None
-            elif ended is _RunEnd.EXITED:
+            elif ended is _RunEnd.EXITED and not self._beside:
                 reason += await self._left_running(code)
         finally:
             self._daemon = None
@@ -516,14 +833,82 @@ class ManagedProcess:
             reason = self._unhealthy
         elif ended is _RunEnd.RESTART and self._restart_reason is not None:
             reason = self._restart_reason
+        elif ended is _RunEnd.TIMEOUT:
+            reason = (
+                f"timed out after {format_duration(self.config.timeout or 0.0)} and was stopped ({reason})"
+            )
         self._unhealthy = None
         expected = ended in (_RunEnd.STOP, _RunEnd.RESTART)
         now = self._clock.time()
-        self.exits.append(ExitRecord(now, code, sig, uptime, reason, self._last_lines()))
         self._context.bus.publish(ProcessExited(self.config.id, pid, code, sig, uptime, now, expected))
         if not expected:
             logger.warning("%s: %s after %s", self.config.id, reason, format_duration(uptime))
-        return Outcome(spawned=True, reason=reason, code=code, signal=sig, uptime=uptime), ended
+        outcome = Outcome(
+            spawned=True,
+            reason=reason,
+            code=code,
+            signal=sig,
+            uptime=uptime,
+            timed_out=ended is _RunEnd.TIMEOUT,
+        )
+        self._end_run(run, self._outcome_of(outcome, ended), outcome)
+        return outcome, ended
+
+    # ---- the run history -------------------------------------------------------------------------
+
+    def _record(self, run: Run) -> Run:
+        """Publish a change of the history (the run store writes it, streams show it)."""
+        self._context.bus.publish(RunRecorded(self.config.id, run, self._clock.time(), self.config.keep_runs))
+        return run
+
+    def _begin_run(self, child: Child) -> Run:
+        self.runs.resize(self.config.keep_runs)
+        self._run = run = self.runs.begin(self._trigger, child.started_wall, child.pid)
+        self._record(run)
+        self._tell_waiter(run)
+        return run
+
+    def _not_started(self, reason: str) -> None:
+        """A run that could not be started: recorded as failed at once."""
+        run = self.runs.begin(self._trigger, self._clock.time())
+        self._record(run)
+        self._end_run(run, RunOutcome.FAILED, Outcome(spawned=False, reason=reason))
+        self._tell_waiter(run)
+
+    def _end_run(self, run: Run, result: RunOutcome, outcome: Outcome) -> Run:
+        ended = dataclasses.replace(
+            run,
+            ended=self._clock.time(),
+            outcome=result,
+            returncode=outcome.code,
+            signal=outcome.signal,
+            reason=outcome.reason,
+            last_lines=self._last_lines() if outcome.spawned else (),
+        )
+        self.runs.update(ended)
+        if self._run is not None and self._run.number == run.number:
+            self._run = None
+        return self._record(ended)
+
+    def _outcome_of(self, outcome: Outcome, ended: _RunEnd) -> RunOutcome:
+        if ended in (_RunEnd.STOP, _RunEnd.RESTART):
+            return RunOutcome.STOPPED
+        if ended is _RunEnd.TIMEOUT:
+            return RunOutcome.TIMED_OUT
+        if ended is _RunEnd.EXITED and succeeded(self.config, outcome):
+            return RunOutcome.SUCCEEDED
+        return RunOutcome.FAILED
+
+    def _tell_waiter(self, run: Run | None) -> None:
+        """run_now() waits to hear which run its request began."""
+        waiter, self._run_waiter = self._run_waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(run)
+
+    def _busy_reason(self) -> str:
+        current = self._run.number if self._run is not None else None
+        which = f"run {current}" if current is not None else "the last run"
+        return f"{which} was still running"
 
     async def _left_running(self, code: int | None) -> str:
         """Words for a started process that exited while its descendants run on (they are stopped next,
@@ -559,13 +944,13 @@ class ManagedProcess:
             self._became_ready()
         try:
             while child.alive:
-                ended = self._intent_for_run()
+                ended = self._run_intent(child)
                 if ended is not None:
-                    if ended is not _RunEnd.UNHEALTHY:
+                    if ended not in (_RunEnd.UNHEALTHY, _RunEnd.TIMEOUT):
                         self._update(status=Status.STOPPING)
                     await self._terminate(child)
                     return ended
-                await self._wait_for(child.exited)
+                await self._wait_for(child.exited, timeout=self._time_left(child))
             if forking and child.exited.result() == 0 and await self._found_daemon():
                 return await self._watch_daemon(child)
             if await self._named_main_runs(child):
@@ -631,13 +1016,13 @@ class ManagedProcess:
         main_gone = self._spawn_task(self._main_ends(), f"main {self.config.id}")
         try:
             while not gone.done() and not main_gone.done():
-                ended = self._intent_for_run()
+                ended = self._run_intent(child)
                 if ended is not None:
-                    if ended is not _RunEnd.UNHEALTHY:
+                    if ended not in (_RunEnd.UNHEALTHY, _RunEnd.TIMEOUT):
                         self._update(status=Status.STOPPING)
                     await self._terminate(child)
                     return ended
-                await self._wait_for(gone, main_gone)
+                await self._wait_for(gone, main_gone, timeout=self._time_left(child))
             return _RunEnd.EXITED
         finally:
             for task in (gone, main_gone):
@@ -671,6 +1056,24 @@ class ManagedProcess:
         self._attempts += 1
         self._start_wanted = False  # a start asked for while this one was on its way is this one
         self._settle()
+
+    def _run_intent(self, child: Child) -> _RunEnd | None:
+        """What ends the run in progress now: an intent, or its timeout. A job's runs that came due
+        meanwhile are skipped, queued or started beside it first."""
+        if self._due:
+            self._overlap()
+        ended = self._intent_for_run()
+        timeout = self.config.timeout
+        if ended is None and timeout is not None and self._clock.monotonic() - child.started >= timeout:
+            self.output.note(f"ran longer than its timeout ({format_duration(timeout)}); stopping it")
+            return _RunEnd.TIMEOUT
+        return ended
+
+    def _time_left(self, child: Child) -> float:
+        """Seconds until the run's timeout (0: no timeout, wait without a timer)."""
+        if self.config.timeout is None:
+            return 0.0
+        return max(self.config.timeout - (self._clock.monotonic() - child.started), 1e-3)
 
     def _intent_for_run(self) -> _RunEnd | None:
         if self.desired is not Desired.RUNNING:
@@ -729,18 +1132,31 @@ class ManagedProcess:
 
     async def _finish(self, outcome: Outcome) -> None:
         """The run ended and the restart policy says it stays ended (a one-shot task, a migration)."""
-        error = "" if outcome.code == 0 else outcome.reason + self._last_stderr_hint()
+        ok = succeeded(self.config, outcome)
+        error = "" if ok else outcome.reason + self._last_stderr_hint()
         message = f"{outcome.reason}; not restarted (restart is {self.config.restart!r})"
         self.output.note(message)
         logger.info("%s: %s", self.config.id, message)
         self.desired = Desired.STOPPED
         self._update(status=Status.STOPPING, last_error=error)
         await self._clear_leftovers()
-        self._update(status=Status.STOPPED)
+        self._update(status=Status.COMPLETED if ok else Status.FAILED)
 
     # ---- the child -------------------------------------------------------------------------------
 
     def _spawn(self) -> Child:
+        """Spawn the run's child: the main process of the run from now on."""
+        child = self._spawn_child()
+        self._child = child
+        self._tree.spawned(child)
+        self._run_first_seq = self.output.last_seq  # the child's output is read later, in the loop
+        for problem in apply_limits(child.pid, self.config.limits):
+            self.output.note(problem)
+            logger.warning("%s: %s", self.config.id, problem)
+            self._update(last_error=problem)
+        return child
+
+    def _spawn_child(self) -> Child:
         config = self.config
         problem = missing_cwd(config)
         if problem is not None:
@@ -773,13 +1189,6 @@ class ManagedProcess:
                 missing = missing_program(config, self.interpreter, env)
                 raise SpawnError(missing or str(exc)) from exc.__cause__
             raise
-        self._child = child
-        self._tree.spawned(child)
-        self._run_first_seq = self.output.last_seq  # the child's output is read later, in the loop
-        for problem in apply_limits(child.pid, config.limits):
-            self.output.note(problem)
-            logger.warning("%s: %s", config.id, problem)
-            self._update(last_error=problem)
         logger.info(
             "%s: started pid %d: %s (%s)", config.id, child.pid, shlex.join(argv)[:200], self.venv.describe()
         )
@@ -1112,3 +1521,7 @@ async def _read_pid_file(path: Path, timeout: float) -> int | None:
     except FileNotFoundError:
         return None
     return _pid_in(path)
+
+
+def _wall(moment: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(moment))

@@ -13,7 +13,9 @@ class Status(StrEnum):
     STOPPING = "stopping"
     STOPPED = "stopped"
     CRASHED = "crashed"  # exited unexpectedly; waiting for its backoff delay
-    FAILED = "failed"  # gave up after maxRetries
+    FAILED = "failed"  # gave up after maxRetries (or a one-shot task that ended unsuccessfully)
+    COMPLETED = "completed"  # a one-shot task that exited successfully
+    SCHEDULED = "scheduled"  # a job between runs
 
 
 class Desired(StrEnum):
@@ -21,13 +23,21 @@ class Desired(StrEnum):
     STOPPED = "stopped"
 
 
+# A job moves between scheduled and a run (starting, running, stopping, crashed during a retry's
+# backoff) and back; a one-shot task ends completed or failed.
 _ALLOWED: dict[Status, frozenset[Status]] = {
-    Status.STOPPED: frozenset({Status.STARTING}),
-    Status.STARTING: frozenset({Status.RUNNING, Status.CRASHED, Status.FAILED, Status.STOPPING}),
-    Status.RUNNING: frozenset({Status.STOPPING, Status.CRASHED, Status.FAILED}),
-    Status.CRASHED: frozenset({Status.STARTING, Status.STOPPING, Status.FAILED}),
-    Status.FAILED: frozenset({Status.STARTING, Status.STOPPING}),
-    Status.STOPPING: frozenset({Status.STOPPED, Status.STARTING}),
+    Status.STOPPED: frozenset({Status.STARTING, Status.SCHEDULED}),
+    Status.STARTING: frozenset(
+        {Status.RUNNING, Status.CRASHED, Status.FAILED, Status.STOPPING, Status.SCHEDULED}
+    ),
+    Status.RUNNING: frozenset({Status.STOPPING, Status.CRASHED, Status.FAILED, Status.SCHEDULED}),
+    Status.CRASHED: frozenset({Status.STARTING, Status.STOPPING, Status.FAILED, Status.SCHEDULED}),
+    Status.FAILED: frozenset({Status.STARTING, Status.STOPPING, Status.SCHEDULED}),
+    Status.STOPPING: frozenset(
+        {Status.STOPPED, Status.STARTING, Status.COMPLETED, Status.FAILED, Status.SCHEDULED}
+    ),
+    Status.COMPLETED: frozenset({Status.STARTING, Status.STOPPING, Status.SCHEDULED}),
+    Status.SCHEDULED: frozenset({Status.STARTING, Status.STOPPING, Status.STOPPED}),
 }
 
 

@@ -20,7 +20,14 @@ from typing import Any
 import httpx
 
 from processman.api.wire import exit_event_to_json, state_to_json, status_event_to_json
-from processman.engine.events import Event, LogLines, ProcessExited, ProcessRemoved, StatusChanged
+from processman.engine.events import (
+    Event,
+    LogLines,
+    ProcessExited,
+    ProcessRemoved,
+    RunRecorded,
+    StatusChanged,
+)
 from processman.engine.manager import ProcessManager
 from processman.environment import PocketBaseInfo
 from processman.errors import ProcessNotFound
@@ -125,7 +132,7 @@ class PocketBaseBridge:
             if isinstance(event, LogLines):
                 self.mirror.add_output(event)
                 return
-            if self._manager is None or isinstance(event, ProcessRemoved):
+            if self._manager is None or isinstance(event, ProcessRemoved | RunRecorded):
                 return
             if len(self._events) >= MAX_EVENTS:
                 self._events.popleft()
