@@ -90,16 +90,6 @@ async def test_a_completed_dependency_runs_to_the_end_first(manager_factory: Fac
     await wait_until(manager, lambda: any(line.content == "migrated: True" for line in manager.logs("app")))
 
 
-async def test_a_failed_run_does_not_complete_a_dependency(manager_factory: Factory) -> None:
-    manager = manager_factory(
-        config("migrate", "import sys\nsys.exit(1)", max_retries=1),
-        config("app", SLEEPER, depends_on={"migrate": "completed"}),
-    )
-    await manager.start()
-    await wait_until(manager, lambda: manager.state("migrate").status is Status.FAILED, what="failed")
-    assert manager.state("app").status is Status.STARTING and manager.state("app").pid == 0
-
-
 async def test_started_needs_a_spawned_process_not_a_ready_one(
     manager_factory: Factory, never: Probe
 ) -> None:

@@ -8,7 +8,15 @@ by polling. Conditions, for a dependency named by its entry id (all of an entry'
 - ``started``: spawned and alive (``starting`` while its readiness probe has not passed yet, or
   ``running``);
 - ``healthy``: ready, i.e. ``running`` (its readiness probe passed; without one, as soon as it is spawned);
-- ``completed``: exited on its own with code 0 at least once since the manager started.
+- ``completed``: exited on its own, with any exit code, at least once since the manager started (a stop
+  or restart that was asked for does not count, nor does a death by a signal);
+- ``completedSuccessfully``: the same, with one of its ``successExitCodes``;
+- ``logReady``: a finished line of its own output (stdout or stderr, not processman's notes) matched
+  its ``readyLogLine`` (``re.search``) since its latest start; each new start needs a new line.
+
+The gate learns exits and lines from the bus (``ProcessExited``, ``LogLines``) as they are published,
+so a dependant that starts later still sees them. A start is a move into ``starting``. Each pattern is
+compiled once and a run's lines are matched only until one matches.
 
 Restarts after a crash or a failed liveness probe do not wait (the loop keeps going); every start does.
 On shutdown, dependants are stopped before what they depend on.
@@ -17,11 +25,12 @@ On shutdown, dependants are stopped before what they depend on.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, TypeVar
 
 from processman.config import ProcessConfig
-from processman.engine.events import Event, EventBus, ProcessExited, StatusChanged
+from processman.engine.events import Event, EventBus, LogLines, ProcessExited, ProcessRemoved, StatusChanged
 from processman.engine.states import Status
 
 
@@ -49,6 +58,7 @@ class Stoppable(Named, Protocol):
 
 Members = Callable[[], Iterable[Member]]
 _P = TypeVar("_P", bound=Named)
+_OUTPUT = ("stdout", "stderr")  # the child's own streams ("system" holds processman's notes)
 
 
 class DependencyGate:
@@ -56,7 +66,13 @@ class DependencyGate:
 
     def __init__(self, bus: EventBus | None = None, members: Members = tuple) -> None:
         self._members = members
-        self._completed: set[str] = set()
+        # The exit codes of the runs that ended on their own, by process id, since the manager started.
+        self._exit_codes: dict[str, set[int]] = {}
+        # logReady: the processes whose current run printed their line; the pattern of each process
+        # whose current run has not yet; every pattern compiled once, by its text.
+        self._log_ready: set[str] = set()
+        self._listening: dict[str, re.Pattern[str]] = {}
+        self._compiled: dict[str, re.Pattern[str]] = {}
         # Waiters by the process ids and entry ids whose changes wake them.
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         if bus is not None:
@@ -70,6 +86,8 @@ class DependencyGate:
             members = named.get(name, [])
             if not members:
                 waiting.append(f"{name} ({condition}: no such process)")
+            elif condition == "logReady" and any(m.config.ready_log_line is None for m in members):
+                waiting.append(f"{name} (logReady: it has no readyLogLine)")  # only possible from code
             elif not all(self._meets(member, condition) for member in members):
                 waiting.append(f"{name} ({condition})")
         return waiting
@@ -110,16 +128,53 @@ class DependencyGate:
                         del self._waiters[key]
 
     def _on_event(self, event: Event) -> None:
-        if isinstance(event, ProcessExited):
-            if event.returncode == 0 and not event.expected:
-                self._completed.add(event.process_id)
+        if isinstance(event, LogLines):
+            self._on_lines(event)
+        elif isinstance(event, ProcessExited):
+            if event.returncode is not None and not event.expected:
+                self._exit_codes.setdefault(event.process_id, set()).add(event.returncode)
             self.notify(event.process_id)
         elif isinstance(event, StatusChanged):
+            if event.status is Status.STARTING and event.previous is not Status.STARTING:
+                self._started(event.process_id)
+            self.notify(event.process_id)
+        elif isinstance(event, ProcessRemoved):
+            self._exit_codes.pop(event.process_id, None)
+            self._log_ready.discard(event.process_id)
+            self._listening.pop(event.process_id, None)
+            self.notify(event.process_id)
+
+    def _started(self, process_id: str) -> None:
+        """A new start: its logReady line must come again, from this run."""
+        self._log_ready.discard(process_id)
+        self._listening.pop(process_id, None)
+        # Read at each start, so a reloaded readyLogLine applies from the next start.
+        text = next((m.config.ready_log_line for m in self._members() if m.config.id == process_id), None)
+        if text is not None:
+            pattern = self._compiled.get(text)
+            if pattern is None:
+                pattern = self._compiled[text] = re.compile(text)  # the config checked it compiles
+            self._listening[process_id] = pattern
+
+    def _on_lines(self, event: LogLines) -> None:
+        # Called for every batch of output: return at once unless this run still awaits its line.
+        pattern = self._listening.get(event.process_id)
+        if pattern is None or event.partial or event.stream not in _OUTPUT:
+            return
+        if any(pattern.search(line) for line in event.lines):
+            del self._listening[event.process_id]
+            self._log_ready.add(event.process_id)
             self.notify(event.process_id)
 
     def _meets(self, member: Member, condition: str) -> bool:
+        process_id = member.config.id
         if condition == "completed":
-            return member.config.id in self._completed
+            return process_id in self._exit_codes
+        if condition == "completedSuccessfully":
+            codes = self._exit_codes.get(process_id, ())
+            return any(code in codes for code in member.config.success_exit_codes)
+        if condition == "logReady":
+            return process_id in self._log_ready
         if condition == "healthy":
             return member.status is Status.RUNNING and member.ready
         return member.pid != 0 and member.status in (Status.STARTING, Status.RUNNING)
