@@ -122,7 +122,7 @@ async def test_a_simple_process_that_leaves_a_daemon_is_told_about_type_forking(
     out = tmp_path / "daemon"
     manager = manager_factory(config("d", DAEMONIZES.format(out=str(out)), restart="never"))
     await manager.start()
-    await wait_until(manager, lambda: manager.state("d").status is Status.STOPPED, what="stopped")
+    await wait_until(manager, lambda: manager.state("d").status is Status.COMPLETED, what="completed")
     daemon = int(await wait_for_path(out))
     assert not alive(daemon)
     error = manager.state("d").last_error or manager.state("d").exits[-1].reason
@@ -139,7 +139,7 @@ async def test_redis_daemonized_without_type_forking_is_explained(
     manager = manager_factory(redis, containment="cgroup")
     await manager.start()
     await wait_until(
-        manager, lambda: manager.state("redis").status is Status.STOPPED, timeout=20, what="stopped"
+        manager, lambda: manager.state("redis").status is Status.COMPLETED, timeout=20, what="completed"
     )
     reason = manager.state("redis").exits[-1].reason
     assert reason.startswith("exited with code 0; its descendants were still running (")

@@ -272,9 +272,11 @@ async def test_restart_on_failure_runs_a_one_shot_task_once(manager_factory: Fac
     manager = manager_factory(migrate, app)
     await manager.start()
     await wait_until(manager, lambda: manager.state("app").status is Status.RUNNING, what="app running")
-    await wait_until(manager, lambda: manager.state("migrate").status is Status.STOPPED, what="migrate done")
+    await wait_until(
+        manager, lambda: manager.state("migrate").status is Status.COMPLETED, what="migrate done"
+    )
     state = manager.state("migrate")
-    assert (state.status, state.restart_count, state.last_error) == (Status.STOPPED, 0, "")
+    assert (state.status, state.restart_count, state.last_error) == (Status.COMPLETED, 0, "")
     await asyncio.sleep(0.2)  # several backoff periods: it is not started again
     assert marker.read_text() == "x"
 
@@ -289,7 +291,8 @@ async def test_restart_on_failure_still_restarts_failures_and_never_does_not(
     await manager.start()
     await wait_until(manager, lambda: manager.state("retry").status is Status.FAILED, what="retry failed")
     assert manager.state("retry").restart_count == 1
-    await wait_until(manager, lambda: manager.state("once").status is Status.STOPPED, what="once stopped")
+    # A one-shot task that ended unsuccessfully and is not restarted has failed.
+    await wait_until(manager, lambda: manager.state("once").status is Status.FAILED, what="once failed")
     once = manager.state("once")
     assert once.restart_count == 0 and once.last_error.startswith("exited with code 3")
 

@@ -14,7 +14,7 @@ by polling. Conditions, for a dependency named by its entry id (all of an entry'
 - ``logReady``: a finished line of its own output (stdout or stderr, not processman's notes) matched
   its ``readyLogLine`` (``re.search``) since its latest start; each new start needs a new line.
 
-The gate learns exits and lines from the bus (``ProcessExited``, ``LogLines``) as they are published,
+The gate learns ended runs and lines from the bus (``RunRecorded``, ``LogLines``) as they are published,
 so a dependant that starts later still sees them. A start is a move into ``starting``. Each pattern is
 compiled once and a run's lines are matched only until one matches.
 
@@ -30,7 +30,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol, TypeVar
 
 from processman.config import ProcessConfig
-from processman.engine.events import Event, EventBus, LogLines, ProcessExited, ProcessRemoved, StatusChanged
+from processman.engine.events import Event, EventBus, LogLines, ProcessRemoved, RunRecorded, StatusChanged
+from processman.engine.runs import RunOutcome
 from processman.engine.states import Status
 
 
@@ -130,10 +131,12 @@ class DependencyGate:
     def _on_event(self, event: Event) -> None:
         if isinstance(event, LogLines):
             self._on_lines(event)
-        elif isinstance(event, ProcessExited):
-            if event.returncode is not None and not event.expected:
-                self._exit_codes.setdefault(event.process_id, set()).add(event.returncode)
-            self.notify(event.process_id)
+        elif isinstance(event, RunRecorded):
+            # A run that ended on its own with an exit code: not stopped, not timed out, not skipped.
+            run = event.run
+            if run.outcome in (RunOutcome.SUCCEEDED, RunOutcome.FAILED) and run.returncode is not None:
+                self._exit_codes.setdefault(event.process_id, set()).add(run.returncode)
+                self.notify(event.process_id)
         elif isinstance(event, StatusChanged):
             if event.status is Status.STARTING and event.previous is not Status.STARTING:
                 self._started(event.process_id)

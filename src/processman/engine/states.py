@@ -30,7 +30,10 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
     Status.STARTING: frozenset(
         {Status.RUNNING, Status.CRASHED, Status.FAILED, Status.STOPPING, Status.SCHEDULED}
     ),
-    Status.RUNNING: frozenset({Status.STOPPING, Status.CRASHED, Status.FAILED, Status.SCHEDULED}),
+    # running -> starting: a job's queued run begins as soon as the last one ends.
+    Status.RUNNING: frozenset(
+        {Status.STOPPING, Status.CRASHED, Status.FAILED, Status.SCHEDULED, Status.STARTING}
+    ),
     Status.CRASHED: frozenset({Status.STARTING, Status.STOPPING, Status.FAILED, Status.SCHEDULED}),
     Status.FAILED: frozenset({Status.STARTING, Status.STOPPING, Status.SCHEDULED}),
     Status.STOPPING: frozenset(
