@@ -4,6 +4,7 @@ runs on demand; every run is in the process's history with its trigger and outco
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,14 @@ def ended(manager: ProcessManager, process_id: str) -> list[Run]:
     return [run for run in manager.runs(process_id) if not run.running]
 
 
+def waits(clock: ManualClock, delay: float) -> bool:
+    return delay in clock.deadlines()
+
+
+def ended_count(manager: ProcessManager, process_id: str, count: int) -> Callable[[], bool]:
+    return lambda: len(ended(manager, process_id)) == count
+
+
 async def advance_to(manager: ProcessManager, clock: ManualClock, process_id: str) -> float:
     """Move the clock to the job's next due time; returns it."""
 
@@ -62,7 +71,7 @@ async def test_a_job_is_scheduled_between_runs_and_runs_at_each_due_time(manager
     assert manager.runs("tick") == []  # nothing runs before its time
     for number in (1, 2):
         await advance_to(manager, clock, "tick")
-        await wait_until(manager, lambda n=number: len(ended(manager, "tick")) == n, what=f"run {number}")  # type: ignore[misc]
+        await wait_until(manager, ended_count(manager, "tick", number), what=f"run {number}")
         await wait_until(manager, lambda: manager.state("tick").status is Status.SCHEDULED, what="scheduled")
     runs = manager.runs("tick")
     assert [(run.number, run.trigger, run.outcome, run.returncode) for run in runs] == [
@@ -96,7 +105,7 @@ async def test_a_0230_job_across_both_daylight_saving_changes(
     for number in (1, 2):
         due = await advance_to(manager, clock, "nightly")
         seen.append(datetime.fromtimestamp(due, BERLIN).strftime("%Y-%m-%d %H:%M %z"))
-        await wait_until(manager, lambda n=number: len(ended(manager, "nightly")) == n, what="the run")  # type: ignore[misc]
+        await wait_until(manager, ended_count(manager, "nightly", number), what="the run")
     assert seen == expected
     # One run per day, each at its due time.
     assert [run.started for run in reversed(manager.runs("nightly"))] == [
@@ -147,7 +156,7 @@ async def test_overlap_queue_runs_one_due_run_after_the_last_one(
         (2, RunOutcome.SKIPPED),
         (1, RunOutcome.SUCCEEDED),
     ]
-    assert runs[0].started >= runs[2].ended  # type: ignore[operator]
+    assert runs[2].ended is not None and runs[0].started >= runs[2].ended
 
 
 async def test_overlap_allow_runs_beside_and_a_stop_takes_every_run(
@@ -208,11 +217,9 @@ async def test_a_failed_run_is_retried_up_to_max_retries_and_the_job_stays_sched
     await manager.start()
     await advance_to(manager, clock, "flaky")
     for number, delay in ((1, 10.0), (2, 20.0)):
-        await wait_until(
-            manager, lambda n=number: len(ended(manager, "flaky")) == n, what=f"attempt {number}"
-        )  # type: ignore[misc]
+        await wait_until(manager, ended_count(manager, "flaky", number), what=f"attempt {number}")
         await wait_until(manager, lambda: manager.state("flaky").status is Status.CRASHED, what="backoff")
-        await wait_until(manager, lambda d=delay: d in clock.deadlines(), what="the backoff wait")  # type: ignore[misc]
+        await wait_until(manager, functools.partial(waits, clock, delay), what="the backoff wait")
         clock.advance(delay)
     await wait_until(manager, lambda: len(ended(manager, "flaky")) == 3, what="attempt 3")
     await wait_until(manager, lambda: manager.state("flaky").status is Status.SCHEDULED, what="scheduled")
