@@ -149,7 +149,7 @@ async def test_log_files_rotate_as_configured(manager_factory: Factory, tmp_path
     code = "import sys\nfor i in range(3000):\n    print(f'{i:09d}', 'x' * 89)\nsys.stdout.flush()"
     manager = manager_factory(config("roller", code, restart="never", log_max_size=64 * 1024, log_backups=2))
     async with manager:
-        await wait_until(manager, lambda: manager.state("roller").status is Status.STOPPED, what="the exit")
+        await wait_until(manager, lambda: manager.state("roller").status is Status.COMPLETED, what="the exit")
     folder = tmp_path / "state" / "logs"
     files = sorted(folder.glob("roller.out.log*"))
     assert [path.name for path in files] == ["roller.out.log", "roller.out.log.1", "roller.out.log.2"]

@@ -876,9 +876,12 @@ class ManagedProcess:
         self._tell_waiter(run)
 
     def _end_run(self, run: Run, result: RunOutcome, outcome: Outcome) -> Run:
+        # A run that started ends its uptime later (its duration is the exit's uptime); one that could
+        # not start ends now.
+        end = run.started + outcome.uptime if outcome.spawned else self._clock.time()
         ended = dataclasses.replace(
             run,
-            ended=self._clock.time(),
+            ended=end,
             outcome=result,
             returncode=outcome.code,
             signal=outcome.signal,
