@@ -1,6 +1,8 @@
 """``processman serve`` as PID 1 of a real PID namespace, as in a container (``unshare --pid --fork
 --mount-proc``, which needs root): orphaned grandchildren are reaped, SIGTERM (``docker stop``) stops every
-tree with its grace, and a stop asked for by SIGTERM exits 0."""
+tree with its grace, and a stop asked for by SIGTERM exits 0. And the example container that runs it so:
+no docker engine here, so its Dockerfile is linted (hadolint), parsed (the official parser) and its COPYs
+replayed into a folder where ``processman check`` must pass the config it ships."""
 
 from __future__ import annotations
 
@@ -15,11 +17,17 @@ import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import dockerfile
 import pytest
 
+from processman.cli.startup import stop_budget
+from processman.config import load_config
 from tests.conftest import python_entry, wait_for
 
-pytestmark = pytest.mark.skipif(
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "examples" / "container" / "Dockerfile"
+
+needs_namespace = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
     reason="a PID namespace needs root and unshare(1)",
 )
@@ -149,6 +157,7 @@ def run_as_pid1(tmp_path: Path) -> Iterator[Callable[..., Namespace]]:
             namespace.popen.stdin.close()
 
 
+@needs_namespace
 def test_pid1_reaps_orphans_and_stops_with_grace_on_sigterm(
     tmp_path: Path, run_as_pid1: Callable[..., Namespace]
 ) -> None:
@@ -191,6 +200,7 @@ os.execv(sys.argv[1], sys.argv[1:])
 """
 
 
+@needs_namespace
 def test_a_sigterm_that_came_before_the_handlers_is_not_lost(
     tmp_path: Path, run_as_pid1: Callable[..., Namespace]
 ) -> None:
@@ -212,3 +222,67 @@ def test_a_sigterm_that_came_before_the_handlers_is_not_lost(
     code = namespace.wait()
     assert "SIGTERM received" in namespace.log()
     assert code == 0, namespace.log()
+
+
+def test_the_example_dockerfile_passes_hadolint() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert os.access(hadolint, os.X_OK), f"{hadolint} is missing: pip install -e '.[test]'"
+    done = subprocess.run(
+        [str(hadolint), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_example_container_runs_processman_as_pid1_with_what_it_copies(tmp_path: Path) -> None:
+    commands = dockerfile.parse_file(str(DOCKERFILE))
+    [entrypoint] = [command for command in commands if command.cmd == "ENTRYPOINT"]
+    assert entrypoint.json, "the exec form: processman itself is PID 1, not /bin/sh"
+    assert entrypoint.value[:2] == ("processman", "serve")
+    assert not [command for command in commands if command.cmd == "CMD"]
+    user = [command for command in commands if command.cmd == "USER"][-1]
+    assert user.value[0].split(":")[0] not in ("root", "0")
+    assert commands.index(user) < commands.index(entrypoint)
+
+    # The COPYs, from the build context (the repository's root) into a folder standing for the image's /.
+    image = tmp_path / "image"
+    for command in commands:
+        if command.cmd != "COPY":
+            continue
+        *sources, target = command.value
+        for source in sources:
+            origin = ROOT / source
+            assert origin.exists(), f"COPY {source}: not in the repository"
+            destination = image / target.lstrip("/")
+            if target.endswith("/") or len(sources) > 1:
+                destination /= origin.name
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            if origin.is_dir():
+                shutil.copytree(origin, destination)
+            else:
+                shutil.copy(origin, destination)
+
+    arguments = list(entrypoint.value)
+    config = image / arguments[arguments.index("--config") + 1].lstrip("/")
+    assert config.is_file(), "the config the entrypoint names is copied into the image"
+    # What the config names (the scripts, pocketbase and node on the PATH) must be found where it runs.
+    path = f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "processman",
+            "check",
+            "--config",
+            str(config),
+            "--dir",
+            str(tmp_path / "pb_data"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PATH": path},
+    )
+    assert done.returncode == 0, done.stderr
+    # The grace the Dockerfile tells `docker stop` to give is what the config's stops need.
+    budget = stop_budget(load_config(config).processes)
+    assert f"docker stop -t {budget:.0f} " in DOCKERFILE.read_text()
