@@ -22,10 +22,12 @@ import pytest
 
 from processman.cli.startup import stop_budget
 from processman.config import load_config
-from tests.conftest import python_entry, wait_for
+from processman.pocketbase.install import install
+from tests.conftest import free_port, python_entry, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "examples" / "container" / "Dockerfile"
+POCKETBASE = Path(sys.executable).parent / "pocketbase"
 
 needs_namespace = pytest.mark.skipif(
     os.geteuid() != 0 or shutil.which("unshare") is None,
@@ -128,11 +130,20 @@ class Namespace:
 def run_as_pid1(tmp_path: Path) -> Iterator[Callable[..., Namespace]]:
     started: list[Namespace] = []
 
-    def start(processes: list[dict[str, object]], *, prefix: tuple[str, ...] = ()) -> Namespace:
+    def start(
+        processes: list[dict[str, object]], *, prefix: tuple[str, ...] = (), pocketbase: bool = False
+    ) -> Namespace:
         data_dir = tmp_path / "pb_data"
         data_dir.mkdir(exist_ok=True)
         (data_dir / "pb_processes.json").write_text(json.dumps(processes))
-        serve = [sys.executable, "-m", "processman", "serve", "--dir", str(data_dir), "--http", "off"]
+        if pocketbase:  # `pocketbase serve` with the hooks is PID 1; it starts the supervisor
+            hooks = tmp_path / "pb_hooks"
+            install(data_dir, hooks, python=sys.executable)
+            port = str(free_port())
+            serve = [str(POCKETBASE), "serve", "--http", f"127.0.0.1:{port}", "--dir", str(data_dir)]
+            serve += ["--hooksDir", str(hooks)]
+        else:
+            serve = [sys.executable, "-m", "processman", "serve", "--dir", str(data_dir), "--http", "off"]
         output = tmp_path / "serve.out"
         with output.open("ab") as out:
             popen = subprocess.Popen(
@@ -157,38 +168,61 @@ def run_as_pid1(tmp_path: Path) -> Iterator[Callable[..., Namespace]]:
             namespace.popen.stdin.close()
 
 
-@needs_namespace
-def test_pid1_reaps_orphans_and_stops_with_grace_on_sigterm(
-    tmp_path: Path, run_as_pid1: Callable[..., Namespace]
-) -> None:
+def orphans_reaped_then_graceful_stop(
+    tmp_path: Path, namespace_of: Callable[[list[dict[str, object]]], Namespace], *, no_zombie: bool
+) -> tuple[Namespace, dict[int, int], int]:
+    """Runs the spawner under ``namespace_of``: waits until its orphans reported and were reaped, then
+    sends SIGTERM to PID 1 and checks the grace. Returns the namespace, each orphan's adopter, the exit."""
     out = tmp_path / "out"
     out.mkdir()
     sidecar = python_entry("spawner", SPAWNER, args=["-u", "-c", textwrap.dedent(SPAWNER), str(out)])
-    namespace = run_as_pid1([{**sidecar, "stopTimeout": "20s"}])
+    namespace = namespace_of([{**sidecar, "stopTimeout": "20s"}])
     reports = out / "orphans"
     lines = wait_for(
         lambda: reports.exists() and len(reports.read_text().splitlines()) == ORPHANS and reports.read_text(),
-        20,
+        30,
         f"{ORPHANS} orphans to report",
     ).splitlines()
     orphans = {int(pid): int(parent) for pid, parent in (line.split() for line in lines)}
-    assert set(orphans.values()) == {1}, "each orphan was adopted by PID 1"
 
     def reaped() -> bool:
         members = namespace.members()
-        return not set(orphans) & set(members) and not [
-            pid for pid, (_, state) in members.items() if state == "Z"
-        ]
+        zombies = [pid for pid, (_, state) in members.items() if state == "Z"] if no_zombie else []
+        return not set(orphans) & set(members) and not zombies
 
-    wait_for(reaped, 10, "every orphan reaped and no zombie left in the namespace")
+    wait_for(reaped, 10, "every orphan reaped" + (" and no zombie left" if no_zombie else ""))
     wait_for((out / "orphan-ready").exists, 10, "the long-lived orphan")
-    assert namespace.members()[1][1] != "Z"
 
     os.kill(namespace.init, signal.SIGTERM)  # what `docker stop` sends
     code = namespace.wait()
     assert (out / "sidecar-stopped").read_text() == "graceful"
     assert (out / "orphan-stopped").read_text() == "graceful", "the adopted orphan got the stop signal too"
+    return namespace, orphans, code
+
+
+@needs_namespace
+def test_pid1_reaps_orphans_and_stops_with_grace_on_sigterm(
+    tmp_path: Path, run_as_pid1: Callable[..., Namespace]
+) -> None:
+    namespace, orphans, code = orphans_reaped_then_graceful_stop(tmp_path, run_as_pid1, no_zombie=True)
+    assert set(orphans.values()) == {1}, "each orphan was adopted by PID 1, serve"
     assert "SIGTERM received" in namespace.log()
+    assert code == 0, namespace.log()
+
+
+@needs_namespace
+def test_pocketbase_as_pid1_its_supervisor_reaps_and_stops_the_sidecars(
+    tmp_path: Path, run_as_pid1: Callable[..., Namespace]
+) -> None:
+    """``pocketbase serve`` as PID 1 (its own SIGTERM handling, exit 0): the supervisor its hook starts
+    is the subreaper of the sidecars, so their orphans are its to reap, not PocketBase's."""
+    assert os.access(POCKETBASE, os.X_OK), f"{POCKETBASE} is missing: pip install -e '.[test]'"
+    # PocketBase reaps none of its own children (where it finds xdg-open, a zombie stays), so only the
+    # sidecars' orphans are looked at: serve as PID 1 (the example container) has no such gap.
+    namespace, orphans, code = orphans_reaped_then_graceful_stop(
+        tmp_path, lambda processes: run_as_pid1(processes, pocketbase=True), no_zombie=False
+    )
+    assert len(set(orphans.values())) == 1 and 1 not in orphans.values(), "adopted by the supervisor"
     assert code == 0, namespace.log()
 
 
