@@ -1,6 +1,10 @@
 """``processman serve``: wires config, manager and services (API server, PocketBase bridge) together,
 and owns the signals. A first Ctrl+C, SIGTERM or SIGHUP stops every process tree through the stop
-ladder; a second Ctrl+C forces (every tree gets SIGKILL at once), a repeated SIGTERM or SIGHUP does not."""
+ladder; a second Ctrl+C forces (every tree gets SIGKILL at once), a repeated SIGTERM or SIGHUP does not.
+
+As PID 1 (a container's init) the kernel drops every signal whose handler is the default, so serve holds
+them pending (blocked) from its first line until its handlers exist, and a stop asked for by SIGTERM
+(``docker stop``) exits 0. Orphans are reaped as everywhere else (the manager's ``adopt_orphans``)."""
 
 from __future__ import annotations
 
@@ -24,6 +28,18 @@ from processman.preflight import check_environment
 logger = logging.getLogger("processman")
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def running_as_init() -> bool:
+    return os.getpid() == 1
+
+
+def exit_code_for(signum: int) -> int:
+    """128 + the signal, as a shell reports it. As PID 1, SIGTERM is how a container is asked to end
+    (``docker stop``, Kubernetes): an orderly stop is a success there, so 0, not "killed by SIGTERM"."""
+    if signum == signal.SIGTERM and running_as_init():
+        return 0
+    return 128 + signum
 
 
 class Service(Protocol):
@@ -81,9 +97,10 @@ class Runner:
     """Runs serve: the manager, then the services in a task group, until a stop is requested.
 
     Signals are handled here and nowhere else. The first SIGINT, SIGTERM or SIGHUP starts one orderly
-    stop (every tree through its stop ladder); the exit code is 128 + that signal. Only Ctrl+C forces:
-    a SIGINT while the stop runs sends SIGKILL to every tree at once. A repeated SIGTERM or SIGHUP does
-    not, since a dead parent delivers its death signal more than once (once per thread of PocketBase).
+    stop (every tree through its stop ladder); the exit code is 128 + that signal (SIGTERM as PID 1: 0).
+    Only Ctrl+C forces: a SIGINT while the stop runs sends SIGKILL to every tree at once. A repeated
+    SIGTERM or SIGHUP does not, since a dead parent delivers its death signal more than once (once per
+    thread of PocketBase).
     """
 
     def __init__(self, settings: ServeSettings) -> None:
@@ -103,7 +120,7 @@ class Runner:
         if self._stop_signal is None:
             self._stop_signal = signum
             if not self._stop.is_set():
-                self.exit_code = 128 + signum
+                self.exit_code = exit_code_for(signum)
             again = " again" if signum == signal.SIGINT else ""
             self.request_stop(f"{name} received; stopping every process (press Ctrl+C{again} to force)")
         elif signum == signal.SIGINT:
@@ -126,6 +143,8 @@ class Runner:
         loop = asyncio.get_running_loop()
         for signum in SIGNALS:
             loop.add_signal_handler(signum, self._on_signal, signum)
+        # Handled from here on: what came while they were held (or blocked by whoever started us) now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, SIGNALS)
         try:
             loaded = load_config(self.settings.config_path)
             report_config(loaded)

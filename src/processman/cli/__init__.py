@@ -26,6 +26,7 @@ COMMANDS = {
     "serve": ("processman.cli.serve", "serve"),
     "signal": ("processman.cli.client", "signal_command"),
     "start": ("processman.cli.client", "start_command"),
+    "startup": ("processman.cli.startup", "startup"),
     "stop": ("processman.cli.client", "stop_command"),
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -131,6 +132,11 @@ def serve(
 ) -> None:
     """Run every configured process in the foreground until Ctrl+C or SIGTERM."""
     import asyncio
+
+    if os.getpid() == 1:
+        # A container's init: the kernel drops a signal whose handler is the default, so the stop signals
+        # are held pending (blocked, even across the handover's re-exec) until the runner handles them.
+        signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGINT, signal.SIGTERM, signal.SIGHUP))
 
     from processman.handover import HandoverError, take_secrets
     from processman.tokenfile import TOKEN_ENV
