@@ -15,10 +15,12 @@ if ! command -v chromium >/dev/null 2>&1; then
     fi
 fi
 
-# The containment tests run real daemons: Debian's redis-server and ssh-agent.
+# The containment tests run real daemons: Debian's redis-server and ssh-agent; the example container's
+# test runs the example Node worker.
 missing=""
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v ssh-agent >/dev/null 2>&1 || missing="$missing openssh-client"
+command -v node >/dev/null 2>&1 || missing="$missing nodejs"
 if [ -n "$missing" ]; then
     if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
         echo "== installing$missing (Debian packages) for the containment tests"
