@@ -841,8 +841,6 @@ class ManagedProcess:
         expected = ended in (_RunEnd.STOP, _RunEnd.RESTART)
         now = self._clock.time()
         self._context.bus.publish(ProcessExited(self.config.id, pid, code, sig, uptime, now, expected))
-        if not expected:
-            logger.warning("%s: %s after %s", self.config.id, reason, format_duration(uptime))
         outcome = Outcome(
             spawned=True,
             reason=reason,
@@ -851,6 +849,11 @@ class ManagedProcess:
             uptime=uptime,
             timed_out=ended is _RunEnd.TIMEOUT,
         )
+        if not expected:
+            # A job's or a one-shot task's successful end is news, not a warning.
+            quiet = self.config.is_task and succeeded(self.config, outcome)
+            level = logging.INFO if quiet else logging.WARNING
+            logger.log(level, "%s: %s after %s", self.config.id, reason, format_duration(uptime))
         self._end_run(run, self._outcome_of(outcome, ended), outcome)
         return outcome, ended
 
