@@ -17,6 +17,7 @@ from bench.peers import BENCH_DIR, Peers
 from bench.results import SUBJECT, Results, Series, best_peer, by_metric, ratio
 
 FINDINGS = BENCH_DIR / "findings.md"
+SCHEDULE = BENCH_DIR / "results" / "schedule.json"
 CHART_SCRIPT = BENCH_DIR / "chart.py"
 
 TITLES = {
@@ -242,9 +243,35 @@ def markdown(results: Results, chart_name: str) -> str:
                     f"| {fmt_ratio(r)} | {len(item.values)} | {item.note.replace('|', '/')} |"
                 )
             lines.append("")
+    lines += schedule_section()
     if FINDINGS.exists():
         lines += [FINDINGS.read_text().rstrip(), ""]
     return "\n".join(lines)
+
+
+def schedule_section() -> list[str]:
+    """Schedule precision, from bench/schedule_precision.py's last result (processman only: of the
+    peers, only PM2's cron_restart runs anything at a time, and it restarts an app rather than run a
+    job)."""
+    if not SCHEDULE.exists():
+        return []
+    result = json.loads(SCHEDULE.read_text())
+    return [
+        "### Schedule precision",
+        "",
+        f'{result["jobs"]} jobs with `"schedule": "* * * * *"` (running `true`) due at the same second, '
+        f"for {result['minutes']} minutes ({result['runs']} runs, containment {result['containment']}, "
+        f"measured {result['date']}; `python bench/schedule_precision.py`). Lateness is when a run's child "
+        "was spawned minus the minute it was due at: the timer's wake-up, the owner's turn on the event "
+        "loop and the spawn, for every job of the minute in turn.",
+        "",
+        "| first | median | p95 | worst |",
+        "|---:|---:|---:|---:|",
+        "| "
+        + " | ".join(f"{result[key]} ms" for key in ("first_ms", "median_ms", "p95_ms", "worst_ms"))
+        + " |",
+        "",
+    ]
 
 
 def _load_line(load: dict[str, list[float]], cores: object) -> str:
