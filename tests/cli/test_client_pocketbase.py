@@ -87,3 +87,46 @@ def test_the_client_works_through_pocketbase(pocketbase: PocketBase) -> None:
     assert refused.returncode == 4
     assert f"no token: {pocketbase.url} is PocketBase" in refused.stderr
     assert "pass --token with a superuser's token" in refused.stderr
+
+
+@pytest.mark.pocketbase
+def test_run_and_runs_through_pocketbase_with_run_events_on_realtime(pocketbase: PocketBase) -> None:
+    from tests.pocketbase.conftest import Realtime
+
+    task = {
+        "id": "migrate",
+        "command": sys.executable,
+        "args": ["-c", "print('migrated')"],
+        "restart": "never",
+        "autostart": False,
+    }
+    pocketbase.install([task])
+    pocketbase.start()
+    pocketbase.wait_running()
+    env = cli_env(pocketbase)
+    realtime = Realtime(pocketbase, pocketbase.superuser_token())
+    try:
+        realtime.subscribe("pm/events")
+        command = [sys.executable, "-m", "processman", "run", "migrate"]
+        started = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+        assert (started.returncode, started.stdout) == (0, "run 1 of migrate started (manual)\n"), (
+            started.stderr
+        )
+        _, ended = realtime.wait_event(
+            lambda name, data: data.get("type") == "run" and data.get("outcome") is not None,
+            "the run's end on pm/events",
+        )
+        assert (ended["id"], ended["number"], ended["outcome"], ended["exitCode"]) == (
+            "migrate",
+            1,
+            "succeeded",
+            0,
+        )
+    finally:
+        realtime.close()
+    command = [sys.executable, "-m", "processman", "runs", "migrate", "--json"]
+    listed = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert [(run["number"], run["trigger"]) for run in json.loads(listed.stdout)] == [(1, "manual")]
+    refused = pocketbase.http.get("/api/pm/migrate/runs", headers={"Authorization": pocketbase.user_token()})
+    assert refused.status_code == 403

@@ -12,7 +12,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from processman.errors import ProcessAlreadyRunning, ProcessNotFound, ProcessNotRunning, SignalRefused
+from processman.errors import (
+    NotRunnable,
+    ProcessAlreadyRunning,
+    ProcessNotFound,
+    ProcessNotRunning,
+    SignalRefused,
+)
 
 # The messages PocketBase itself uses for the same situations, so a client sees one vocabulary.
 MESSAGES = {
@@ -79,6 +85,11 @@ async def handle_not_running(request: Request, exc: Exception) -> Response:
     return error_response(400, "Process is not running.")
 
 
+async def handle_not_runnable(request: Request, exc: Exception) -> Response:
+    """``run`` of a service that is kept alive: it has no single run; 409 says why."""
+    return error_response(409, str(exc))
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500)
 
@@ -90,5 +101,6 @@ EXCEPTION_HANDLERS = {
     ProcessAlreadyRunning: handle_already_running,
     SignalRefused: handle_signal_refused,
     ProcessNotRunning: handle_not_running,
+    NotRunnable: handle_not_runnable,
     Exception: handle_unexpected,
 }

@@ -68,7 +68,18 @@ _SCHEMAS: dict[str, Any] = {
             "pid": {"type": "integer", "description": "0 when not running."},
             "status": {
                 "type": "string",
-                "enum": ["starting", "running", "stopping", "stopped", "crashed", "failed"],
+                "enum": [
+                    "starting",
+                    "running",
+                    "stopping",
+                    "stopped",
+                    "crashed",
+                    "failed",
+                    "completed",
+                    "scheduled",
+                ],
+                "description": "completed: a one-shot task that exited successfully; scheduled: a job "
+                "between runs (see nextRun).",
             },
             "ready": {"type": "boolean", "description": "The current run passed its readiness probe."},
             "desired": {"type": "string", "enum": ["running", "stopped"]},
@@ -119,10 +130,69 @@ _SCHEMAS: dict[str, Any] = {
                 "type": ["integer", "null"],
                 "description": "The pid the process named as its main one (sd_notify MAINPID=).",
             },
+            "nextRun": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "A job's next due time while it is armed; null otherwise.",
+            },
             "config": {
                 "type": "object",
                 "description": "The process's config; env values of secrets are shown as ****.",
             },
+        },
+    },
+    "Run": {
+        "type": "object",
+        "description": "One run of a process, from its start to its end (or a skipped one).",
+        "required": [
+            "id",
+            "number",
+            "trigger",
+            "started",
+            "ended",
+            "duration",
+            "durationSeconds",
+            "exitCode",
+            "signal",
+            "outcome",
+            "reason",
+            "lastLines",
+            "pid",
+        ],
+        "properties": {
+            "id": {"type": "string", "description": "The process id."},
+            "number": {"type": "integer", "description": "1, 2, ... per process, across restarts."},
+            "trigger": {
+                "type": "string",
+                "enum": [
+                    "start",
+                    "schedule",
+                    "catch-up",
+                    "manual",
+                    "restart",
+                    "crash",
+                    "file-change",
+                    "dependency",
+                ],
+            },
+            "started": {"type": "string", "format": "date-time"},
+            "ended": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "null while running.",
+            },
+            "duration": {"type": ["string", "null"], "example": "41s"},
+            "durationSeconds": {"type": ["number", "null"], "example": 41.306},
+            "exitCode": {"type": ["integer", "null"]},
+            "signal": {"type": ["string", "null"], "example": "SIGTERM", "description": "By name."},
+            "outcome": {
+                "type": ["string", "null"],
+                "enum": ["succeeded", "failed", "timed out", "skipped", "stopped", None],
+                "description": "null while running.",
+            },
+            "reason": {"type": "string", "example": "exited with code 0"},
+            "lastLines": {"type": "array", "items": {"type": "string"}, "description": "Its last output."},
+            "pid": {"type": ["integer", "null"]},
         },
     },
     "ExitRecord": {
@@ -312,6 +382,47 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
                 },
             )
         },
+        "/{id}/run": {
+            "post": _operation(
+                "Run a job or one-shot task now",
+                "One run now (trigger manual), following the job's overlap policy: the run begun, or the "
+                'run recorded as skipped when one is still running. 202 {"queued": true} when it waits '
+                "for the run in progress (overlap queue) or its dependencies. A service kept alive "
+                "(restart always, no schedule) has no single run: 409. For group:NAME, a run of each job "
+                'and task of the group: {"message", "id", "ids", "runs": [...]}.',
+                {
+                    "200": _json(_ref("Run"), "The run begun or skipped."),
+                    "202": _json({"type": "object"}, 'Queued: {"id", "queued": true, "message"}.'),
+                    "409": _error("A service kept alive: use start or restart."),
+                    **not_found,
+                    **_AUTH_ERRORS,
+                },
+                parameters=[_ID],
+            )
+        },
+        "/{id}/runs": {
+            "get": _operation(
+                "A process's run history",
+                "Its runs, newest first: every run of a service, job or task, with its trigger and outcome "
+                "(kept across restarts of the manager, keepRuns per process). For group:NAME, the runs of "
+                "its processes together, newest first.",
+                {
+                    "200": _json({"type": "array", "items": _ref("Run")}, "The runs."),
+                    "400": _error("Bad limit."),
+                    **not_found,
+                    **_AUTH_ERRORS,
+                },
+                parameters=[
+                    _ID,
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "description": "How many runs (default 20; more than keepRuns means keepRuns).",
+                        "schema": {"type": "integer", "minimum": 0, "default": 20},
+                    },
+                ],
+            )
+        },
         "/{id}/logs": {
             "get": _operation(
                 "Read or follow a process's output",
@@ -338,8 +449,8 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
                 "Follow state changes",
                 "Server-Sent Events: `snapshot` (every state) first and after any gap, then `status` "
                 "(one ProcessState) at each change, and after an exit's `status` an `exit` (type, id, pid, "
-                "expected, and the fields of an ExitRecord but reason and lastLines); a comment every 15 s "
-                "keeps the connection open.",
+                "expected, and the fields of an ExitRecord but reason and lastLines), `run` (type and a Run) "
+                "when a run begins, ends or is skipped; a comment every 15 s keeps the connection open.",
                 {"200": _SSE, **_AUTH_ERRORS},
             )
         },

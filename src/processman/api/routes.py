@@ -28,13 +28,21 @@ from processman.api.streams import (
     merged_logs,
     status_stream,
 )
-from processman.api.wire import containment_to_json, line_to_json, plan_to_json, state_to_json
+from processman.api.wire import containment_to_json, line_to_json, plan_to_json, run_to_json, state_to_json
 from processman.config import GROUP_PREFIX
 from processman.engine.manager import ProcessManager
-from processman.errors import ConfigError, ProcessAlreadyRunning, ProcessNotFound, ProcessNotRunning
+from processman.engine.runs import Run
+from processman.errors import (
+    ConfigError,
+    NotRunnable,
+    ProcessAlreadyRunning,
+    ProcessNotFound,
+    ProcessNotRunning,
+)
 
 DEFAULT_LINES = 100
 MAX_LINES = 1000
+DEFAULT_RUNS = 20
 _WHOLE_NUMBER = re.compile(r"[0-9]{1,30}")
 _STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -52,6 +60,15 @@ def parse_lines(raw: str | None) -> int:
     if not _WHOLE_NUMBER.fullmatch(raw):
         raise _invalid("lines", raw, f"a whole number from 0 to {MAX_LINES}")
     return min(int(raw), MAX_LINES)
+
+
+def parse_limit(raw: str | None, most: int) -> int:
+    """``limit`` of runs: absent means 20; more than the process keeps means all it keeps."""
+    if raw is None:
+        return min(DEFAULT_RUNS, most)
+    if not _WHOLE_NUMBER.fullmatch(raw):
+        raise _invalid("limit", raw, "a whole number of runs")
+    return min(int(raw), most)
 
 
 def parse_flag(name: str, raw: str | None) -> bool:
@@ -94,6 +111,8 @@ class Endpoints:
             Route("/{id}/restart", self.restart, methods=["POST"], name="restart"),
             Route("/{id}/signal", self.signal, methods=["POST"], name="signal"),
             Route("/{id}/logs", self.logs, methods=["GET"], name="logs"),
+            Route("/{id}/run", self.run, methods=["POST"], name="run"),
+            Route("/{id}/runs", self.runs, methods=["GET"], name="runs"),
         ]
 
     def _id(self, request: Request) -> str:
@@ -164,6 +183,41 @@ class Endpoints:
         await _each(self.manager.restart_process, ids)
         message = "Process restart initiated" if ids == [target] else "Group restart initiated"
         return _message(message, target, ids)
+
+    async def run(self, request: Request) -> Response:
+        """One run now (trigger manual) of a job or one-shot task: the run begun or skipped; 202
+        ``{"queued": true}`` when it waits for the run in progress or its dependencies. For
+        ``group:NAME``, a run of each of its jobs and tasks (services kept alive are passed over)."""
+        target, ids = self._targets(request)
+        if ids == [target]:
+            run = await self.manager.run_process(target)
+            if run is None:
+                return JSONResponse(_queued(target), status_code=202)
+            return JSONResponse(run_to_json(run))
+        runnable = [state.id for state in map(self.manager.state, ids) if state.config.is_task]
+        if not runnable:
+            raise NotRunnable(target)
+        results = await asyncio.gather(*(self.manager.run_process(process_id) for process_id in runnable))
+        answer = {
+            "message": "Group run initiated",
+            "id": target,
+            "ids": runnable,
+            "runs": [
+                _run_or_queued(process_id, run) for process_id, run in zip(runnable, results, strict=True)
+            ],
+        }
+        return JSONResponse(answer)
+
+    async def runs(self, request: Request) -> Response:
+        """The run history, newest first (``limit``: 20 by default, at most what the process keeps);
+        for ``group:NAME``, its processes' runs together, newest first."""
+        target, ids = self._targets(request)
+        most = max(self.manager.state(process_id).config.keep_runs for process_id in ids)
+        limit = parse_limit(request.query_params.get("limit"), most)
+        runs = [run for process_id in ids for run in self.manager.runs(process_id, limit)]
+        if ids != [target]:
+            runs.sort(key=lambda run: run.started, reverse=True)
+        return JSONResponse([run_to_json(run) for run in runs[:limit]])
 
     async def all_logs(self, request: Request) -> Response:
         """Every process's log (or a group's, ``?group=``), interleaved; ``follow=1`` streams it."""
@@ -273,6 +327,18 @@ async def _json_object(request: Request) -> dict[str, Any]:
 
 
 _STARTED = ("starting", "running")
+
+
+def _queued(process_id: str) -> dict[str, Any]:
+    return {
+        "id": process_id,
+        "queued": True,
+        "message": "Run accepted: it begins after the run in progress, or once its dependencies are met",
+    }
+
+
+def _run_or_queued(process_id: str, run: Run | None) -> dict[str, Any]:
+    return _queued(process_id) if run is None else run_to_json(run)
 
 
 def _message(message: str, process_id: str, ids: list[str] | None = None) -> Response:

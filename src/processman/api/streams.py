@@ -23,8 +23,14 @@ from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any, Final
 
 from processman.api.sse import format_comment, format_event
-from processman.api.wire import exit_event_to_json, line_to_json, lines_event_to_json, state_to_json
-from processman.engine.events import Event, LogLines, ProcessExited, StatusChanged, Subscription
+from processman.api.wire import (
+    exit_event_to_json,
+    line_to_json,
+    lines_event_to_json,
+    run_event_to_json,
+    state_to_json,
+)
+from processman.engine.events import Event, LogLines, ProcessExited, RunRecorded, StatusChanged, Subscription
 from processman.engine.manager import ProcessManager
 from processman.errors import ProcessNotFound
 from processman.logs import LogLine
@@ -89,7 +95,8 @@ async def status_stream(
     manager: ProcessManager, hub: StreamHub, keepalive: float = KEEPALIVE
 ) -> AsyncGenerator[str, None]:
     """``snapshot`` (the whole list) first, then ``status`` (one process's state) at every change, and
-    after an exit's ``status``, ``exit`` (the exit itself, in the shape of ``recentExits``).
+    after an exit's ``status``, ``exit`` (the exit itself, in the shape of ``recentExits``); ``run``
+    (a run of the history, as ``/runs`` lists it) when a run begins, ends or is skipped.
 
     If events were dropped because this client reads slowly, or the set of processes changed (a config
     reload added or removed some), the next event is a fresh ``snapshot``."""
@@ -113,6 +120,8 @@ async def status_stream(
                 if isinstance(item, ProcessExited):
                     text += format_event(json.dumps(exit_event_to_json(item)), event="exit")
                 yield text
+            elif isinstance(item, RunRecorded) and item.process_id in ids:
+                yield format_event(json.dumps(run_event_to_json(item)), event="run")
     finally:
         hub.release(subscription)
 

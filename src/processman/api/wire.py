@@ -15,10 +15,11 @@ from typing import Any
 
 from processman.config import config_to_json, mask_env
 from processman.durations import format_duration
-from processman.engine.events import LogLines, ProcessExited, StatusChanged
+from processman.engine.events import LogLines, ProcessExited, RunRecorded, StatusChanged
 from processman.engine.manager import ProcessManager
 from processman.engine.process import ExitRecord, ProcessState
 from processman.engine.reload import ReloadPlan
+from processman.engine.runs import Run
 from processman.interpreter import uses_system_python
 from processman.levels import levels_of, line_level, stream_level
 from processman.logs import LogLine, format_timestamp
@@ -28,6 +29,8 @@ __all__ = [
     "exit_to_json",
     "line_to_json",
     "lines_event_to_json",
+    "run_event_to_json",
+    "run_to_json",
     "state_to_json",
     "status_event_to_json",
 ]
@@ -95,6 +98,8 @@ def state_to_json(state: ProcessState) -> dict[str, Any]:
         "envFromFiles": mask_env(state.env_from_files),
         "statusText": state.status_text,
         "mainPid": state.main_pid or None,
+        # A job's next due time while it is armed (status scheduled, or a run in progress).
+        "nextRun": format_timestamp(state.next_run) if state.next_run is not None else None,
         "config": config,
     }
 
@@ -123,6 +128,38 @@ def exit_event_to_json(event: ProcessExited) -> dict[str, Any]:
         **_exit_fields(event.timestamp, event.returncode, event.signal, event.uptime),
         "expected": event.expected,
     }
+
+
+def run_to_json(run: Run) -> dict[str, Any]:
+    """One run of the history (``GET /api/pm/{id}/runs``, the ``run`` event). While it runs, ``ended``,
+    ``duration``, ``exitCode``, ``signal`` and ``outcome`` are null::
+
+        {"id": "backup", "number": 12, "trigger": "schedule", "started": "2026-01-30T03:00:00.004Z",
+         "ended": "2026-01-30T03:00:41.310Z", "duration": "41s", "durationSeconds": 41.306,
+         "exitCode": 0, "signal": null, "outcome": "succeeded", "reason": "exited with code 0",
+         "lastLines": ["backup written"], "pid": 4242}
+    """
+    duration = run.duration
+    return {
+        "id": run.process_id,
+        "number": run.number,
+        "trigger": str(run.trigger),
+        "started": format_timestamp(run.started),
+        "ended": format_timestamp(run.ended) if run.ended is not None else None,
+        "duration": format_duration(duration) if duration is not None else None,
+        "durationSeconds": round(duration, 3) if duration is not None else None,
+        "exitCode": run.returncode,
+        "signal": _signal_name(run.signal),
+        "outcome": str(run.outcome) if run.outcome is not None else None,
+        "reason": run.reason,
+        "lastLines": list(run.last_lines),
+        "pid": run.pid or None,
+    }
+
+
+def run_event_to_json(event: RunRecorded) -> dict[str, Any]:
+    """A run began (``outcome`` null), ended, or was skipped: ``{"type": "run", ...the run}``."""
+    return {"type": "run", **run_to_json(event.run)}
 
 
 def line_to_json(line: LogLine) -> dict[str, Any]:

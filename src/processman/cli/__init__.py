@@ -22,6 +22,8 @@ COMMANDS = {
     "pocketbase": ("processman.cli.pocketbase", "pocketbase"),
     "reload": ("processman.cli.client", "reload_command"),
     "restart": ("processman.cli.client", "restart_command"),
+    "run": ("processman.cli.runs", "run_command"),
+    "runs": ("processman.cli.runs", "runs_command"),
     "schema": ("processman.cli.serve", "schema"),
     "serve": ("processman.cli.serve", "serve"),
     "signal": ("processman.cli.client", "signal_command"),

@@ -62,6 +62,8 @@ _STATUS_STYLE: dict[str, dict[str, Any]] = {
     "stopped": {"dim": True},
     "crashed": {"fg": "red"},
     "failed": {"fg": "red", "bold": True},
+    "completed": {"fg": "green", "dim": True},
+    "scheduled": {"fg": "blue"},
 }
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -322,7 +324,8 @@ def process_path(process_id: str, action: str) -> str:
 
 def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
     """The rows of ``processman list``: id, status, pid, uptime, restarts, and the last error or, when
-    there is none, what the process says it is doing (sd_notify STATUS=), cut to fit."""
+    there is none, what the process says it is doing (sd_notify STATUS=) or a job's next run, cut to
+    fit."""
     headers = ("ID", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST ERROR / STATUS TEXT")
     rows = [
         (
@@ -331,7 +334,15 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
             str(state["pid"]) if state.get("pid") else "-",
             str(state.get("uptime") or "-") if state.get("pid") else "-",
             str(state.get("restartCount", 0)),
-            " ".join(terminal_safe(str(state.get("lastError") or state.get("statusText") or "")).split()),
+            " ".join(
+                terminal_safe(
+                    str(
+                        state.get("lastError")
+                        or state.get("statusText")
+                        or next_run_text(state.get("nextRun"))
+                    )
+                ).split()
+            ),
         )
         for state in states
     ]
@@ -352,6 +363,23 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
             error = click.style(error, bold=True)
         lines.append("  ".join([*cells, error]).rstrip())
     return lines
+
+
+def next_run_text(timestamp: Any, now: float | None = None) -> str:
+    """``next run 03:00:00 (in 4h12m)`` for a job's ``nextRun`` (another day: with its date); "" for none."""
+    if not timestamp:
+        return ""
+    try:
+        when = datetime.fromisoformat(str(timestamp)).astimezone()
+    except ValueError:
+        return ""
+    current = datetime.fromtimestamp(time.time() if now is None else now).astimezone()
+    shown = when.strftime("%H:%M:%S" if when.date() == current.date() else "%Y-%m-%d %H:%M:%S")
+    left = max(0, int(when.timestamp() - current.timestamp()))
+    hours, rest = divmod(left, 3600)
+    minutes, seconds = divmod(rest, 60)
+    wait = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+    return f"next run {shown} (in {wait})"
 
 
 @click.command("list")

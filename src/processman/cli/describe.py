@@ -22,6 +22,7 @@ from processman.cli.client import (
     format_line,
     local_time,
     members,
+    next_run_text,
     process_path,
     unknown_id,
 )
@@ -49,6 +50,7 @@ _SHOWN = {
     "virtualenvLookedIn",
     "envFromFiles",
     "config",
+    "nextRun",
 }
 # Config keys shown in their own place.
 _CONFIG_SHOWN = {"id", "script", "command", "args", "cwd", "interpreter", "group", "env", "envFile"}
@@ -92,6 +94,10 @@ def describe_lines(state: dict[str, Any], last_lines: list[dict[str, Any]]) -> l
         ("restarts", state.get("restartCount", 0)),
         ("last error", _value(state.get("lastError") or "-")),
     ]
+    if config.get("schedule") is not None:  # a job: when it runs next
+        run.append(
+            ("next run", next_run_text(state.get("nextRun")).removeprefix("next run ") or "- (not armed)")
+        )
     lines += ["", _section("State"), *_rows(run)]
 
     program = config.get("script") or config.get("command")

@@ -28,7 +28,9 @@ from processman.engine.posix import (
 from processman.engine.process import ManagedProcess, ProcessContext, ProcessState
 from processman.engine.reload import ReloadPlan, plan_reload
 from processman.engine.resources import ManagerUsage, ResourceSampler
-from processman.engine.runs import Run
+from processman.engine.runs import Run, RunHistory
+from processman.engine.runstore import FILE_NAME as RUNS_FILE
+from processman.engine.runstore import RunStore
 from processman.engine.states import Desired
 from processman.environment import PocketBaseInfo
 from processman.errors import ConfigError, DuplicateProcess, ManagerNotRunning, ProcessNotFound, SignalRefused
@@ -134,6 +136,11 @@ class ProcessManager:
         self._shutdown: asyncio.Task[None] | None = None
         self._reload_lock = asyncio.Lock()
         self._config_watch: asyncio.Task[None] | None = None
+        # The run history on disk (state_dir/runs.sqlite3), open from start() to close().
+        self._run_store: RunStore | None = None
+        self._stored_runs: dict[str, list[Run]] = {}
+        self._histories: dict[str, RunHistory] = {}  # each id's last history, kept when it is removed
+        self._forget_run_store: Callable[[], None] | None = None
         for config in processes:
             self.register(config)
 
@@ -219,6 +226,7 @@ class ProcessManager:
         if config.id in self._processes:
             raise DuplicateProcess(config.id)
         process = self._processes[config.id] = ManagedProcess(config, self._context)
+        self._seed_runs(process)
         if self._tasks is not None:
             self._own(process)
 
@@ -380,6 +388,8 @@ class ProcessManager:
             )
         if options.log_output:
             self._logging_sink = LoggingSink(self.events, emit=options.output_echo)
+        if options.state_dir is not None:
+            await self._open_run_store(options.state_dir / RUNS_FILE)
         self.resources.start()
         group_ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._root = asyncio.create_task(self._run_tasks(group_ready), name="processman manager")
@@ -475,10 +485,48 @@ class ProcessManager:
             self._run_file.remove()
         if self._logging_sink is not None:
             self._logging_sink.close()
+        await self._close_run_store()
         self.events.close()
         self._running = False
 
     # ---- internals -------------------------------------------------------------------------------
+
+    async def _open_run_store(self, path: Path) -> None:
+        """Read the runs on record (in a thread) before any owner starts, and from now on write every
+        run there without waiting for the disk."""
+        store = self._run_store = RunStore(path)
+        self._stored_runs = await asyncio.to_thread(store.open)
+        for process in self._processes.values():
+            self._seed_runs(process)
+        self._forget_run_store = self.events.add_listener(store.listener)
+
+    def _seed_runs(self, process: ManagedProcess) -> None:
+        """A process's earlier runs, so its numbering goes on after them: those on record, or for a
+        process removed and put back by a reload, those of its previous history (runs it holds
+        already, from an earlier start of this manager, are not added twice)."""
+        process_id = process.config.id
+        known = self._histories.get(process_id)
+        self._histories[process_id] = process.runs
+        if known is not None and known is not process.runs:
+            earlier = known.recent()
+        else:
+            earlier = self._stored_runs.get(process_id, [])
+        newest = process.runs.recent(1)
+        after = newest[0].number if newest else 0
+        earlier = [run for run in earlier if run.number > after]
+        if earlier:
+            process.runs.seed(earlier)
+
+    async def _close_run_store(self) -> None:
+        """Write the last runs (waiting a few seconds at most) and close the database."""
+        store, self._run_store = self._run_store, None
+        if store is None:
+            return
+        if self._forget_run_store is not None:
+            self._forget_run_store()
+            self._forget_run_store = None
+        self._stored_runs = {}
+        await asyncio.to_thread(store.close)
 
     def _is_owned(self, pid: int) -> bool:
         return pid in self._context.registry.owned or (

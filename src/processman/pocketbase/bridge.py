@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from processman.api.wire import exit_event_to_json, state_to_json, status_event_to_json
+from processman.api.wire import exit_event_to_json, run_event_to_json, state_to_json, status_event_to_json
 from processman.engine.events import (
     Event,
     LogLines,
@@ -44,11 +44,15 @@ MAX_EVENTS = 1000
 EVENTS_PER_REQUEST = 100
 
 
-def event_message(event: StatusChanged | ProcessExited, manager: ProcessManager) -> dict[str, Any]:
+def event_message(
+    event: StatusChanged | ProcessExited | RunRecorded, manager: ProcessManager
+) -> dict[str, Any]:
     """The data of a ``pm/events`` realtime message: the event as ``/api/pm/events`` sends it, and with a
     status change the process's whole state."""
     if isinstance(event, ProcessExited):
         return exit_event_to_json(event)
+    if isinstance(event, RunRecorded):
+        return run_event_to_json(event)
     data = status_event_to_json(event)
     with contextlib.suppress(ProcessNotFound):  # removed meanwhile: the event still goes out
         data["state"] = state_to_json(manager.state(event.process_id))
@@ -132,7 +136,7 @@ class PocketBaseBridge:
             if isinstance(event, LogLines):
                 self.mirror.add_output(event)
                 return
-            if self._manager is None or isinstance(event, ProcessRemoved | RunRecorded):
+            if self._manager is None or isinstance(event, ProcessRemoved):
                 return
             if len(self._events) >= MAX_EVENTS:
                 self._events.popleft()

@@ -41,6 +41,10 @@ routerAdd("POST", "/api/pm/{id}/restart", (e) => require(`${__hooks}/processman_
   $apis.requireSuperuserAuth())
 routerAdd("POST", "/api/pm/{id}/signal", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "signal"),
   $apis.requireSuperuserAuth())
+routerAdd("POST", "/api/pm/{id}/run", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "run"),
+  $apis.requireSuperuserAuth())
+routerAdd("GET", "/api/pm/{id}/runs", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "runs"),
+  $apis.requireSuperuserAuth())
 routerAdd("GET", "/api/pm/logs", (e) => require(`${__hooks}/processman_lib.js`).forwardAllLogs(e),
   $apis.requireSuperuserAuth())
 routerAdd("GET", "/api/pm/{id}/logs", (e) => require(`${__hooks}/processman_lib.js`).forwardProcess(e, "logs"),

@@ -145,6 +145,16 @@ export class Api {
     return this.request("POST", `${encodeURIComponent(id)}/${verb}`);
   }
 
+  /** The run history, newest first. */
+  runs(id, limit = 50) {
+    return this.request("GET", `${encodeURIComponent(id)}/runs`, { params: { limit } });
+  }
+
+  /** One run now of a job or task: the run begun or skipped, or {"queued": true}. */
+  run(id) {
+    return this.request("POST", `${encodeURIComponent(id)}/run`);
+  }
+
   logs(id, lines = 100) {
     return this.request("GET", `${encodeURIComponent(id)}/logs`, { params: { lines } });
   }

@@ -116,6 +116,8 @@ const panel = new Panel($("#panel"), store, {
   onSignal: (id, name, tree) => sendSignal(id, name, tree),
   onClose: () => closeProcess(),
   live: () => live,
+  loadRuns: (id) => api.runs(id),
+  onRunNow: (id) => runNow(id),
 });
 
 // A burst of status events (a batch restart of 500 processes) is drawn once per frame.
@@ -270,6 +272,20 @@ async function runAction(id, verb, { quiet = false } = {}) {
   }
 }
 
+/** One run now of a job or task: what became of it, in a toast (the Runs tab shows it live). */
+async function runNow(id) {
+  try {
+    const run = await api.run(id);
+    if (run.queued) toast(`${id}: run queued; it begins after the run in progress.`, "info");
+    else if (run.outcome === "skipped") toast(`${id}: ${run.reason}`, "info");
+    else if (run.outcome === "failed") toast(`Run ${run.number} of ${id} failed: ${run.reason}`, "error");
+    else toast(`Run ${run.number} of ${id} started`, "ok");
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) signOut(authMessage(error));
+    toast(`Running ${id} failed: ${error.message}`, "error");
+  }
+}
+
 async function sendSignal(id, name, tree) {
   try {
     const answer = await api.signal(id, name, tree);
@@ -393,8 +409,10 @@ function connectLive() {
     onSnapshot: (list) => {
       store.loaded = true;
       store.replace(list);
+      panel.reloadRuns(); // runs may have gone by while the connection was down
     },
     onStatus: (state) => store.update(state),
+    onRun: (run) => panel.addRun(run),
     onStatusPatch: (patch) => {
       const entry = store.get(patch.id);
       if (entry) {

@@ -7,6 +7,7 @@ import {
   formatAgo,
   formatBytes,
   formatDateTime,
+  formatIn,
   formatMemory,
   formatPercent,
   formatUptime,
@@ -138,6 +139,9 @@ export function renderDetails(container, entry) {
     ["Memory", formatMemory(entry.memory)],
     ["Last error", entry.lastError || "–"],
     ...(entry.statusText ? [["Status text", entry.statusText]] : []),
+    ...(config.schedule != null
+      ? [["Next run", entry.nextRun ? `${formatDateTime(entry.nextRun)} (${formatIn(entry.nextRun)})` : "– (not scheduled)"]]
+      : []),
     ...(entry.mainPid && entry.mainPid !== entry.pid ? [["Main PID", entry.mainPid, { mono: true }]] : []),
     ["Log files", logFiles(entry)],
     ["Dropped output", droppedOutput(entry)],
@@ -154,6 +158,7 @@ export function renderDetails(container, entry) {
     ["Arguments", chips(config.args)],
     ["Backoff", config.backoff, { mono: true }],
     ["Max retries", maxRetries],
+    ...(config.schedule != null ? [["Schedule", typeof config.schedule === "string" ? config.schedule : JSON.stringify(config.schedule), { mono: true }]] : []),
     ["Stop timeout", config.stopTimeout, { mono: true }],
     ["Min uptime", config.minUptime, { mono: true }],
     ["Dev mode", config.devMode ? "on: restarts on file changes" : "off"],

@@ -102,3 +102,20 @@ function quoteArg(arg) {
 export function plural(count, word, many = `${word}s`) {
   return `${count.toLocaleString()} ${count === 1 ? word : many}`;
 }
+
+/** When a job runs next, for the list: "next run 14:03:05" today, else with its date. */
+export function formatNextRun(value, now = new Date()) {
+  const date = new Date(value);
+  if (!value || Number.isNaN(date.getTime())) return "";
+  const sameDay = date.toDateString() === now.toDateString();
+  const time = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+  return `next run ${sameDay ? time : formatDateTime(date)}`;
+}
+
+/** "in 4m", "in 2h 30m" (or "now" once due). */
+export function formatIn(value, now = Date.now()) {
+  const time = new Date(value).getTime();
+  if (Number.isNaN(time)) return "";
+  const seconds = (time - now) / 1000;
+  return seconds < 1 ? "now" : `in ${formatUptime(seconds)}`;
+}

@@ -1,7 +1,7 @@
 // The process list: one row per process, built once and then patched cell by cell, so hundreds of
 // processes and a steady stream of status events stay cheap. Filtering hides rows instead of rebuilding.
 
-import { commandLine, formatMemory, formatPercent, formatUptime } from "./format.js";
+import { commandLine, formatMemory, formatNextRun, formatPercent, formatUptime } from "./format.js";
 import { liveUptime } from "./store.js";
 
 const ACTIONS = ["start", "stop", "restart"];
@@ -10,8 +10,8 @@ const ACTIONS = ["start", "stop", "restart"];
 export function allowedActions(entry) {
   const status = entry.status;
   return {
-    start: ["stopped", "crashed", "failed"].includes(status),
-    stop: !["stopped", "stopping"].includes(status),
+    start: ["stopped", "crashed", "failed", "completed"].includes(status),
+    stop: !["stopped", "stopping", "completed"].includes(status),
     restart: status !== "stopping",
   };
 }
@@ -131,8 +131,10 @@ export class ProcessList {
     this._set(row, "memory", formatMemory(entry.memory), (value) => {
       row.memory.textContent = value;
     });
-    // The last error, or else what the process says it is doing (sd_notify STATUS=), muted.
-    this._set(row, "error", entry.lastError || (entry.statusText ? `\u0000${entry.statusText}` : ""), (value) => {
+    // The last error, or else what the process says it is doing (sd_notify STATUS=) or when a job runs
+    // next, muted.
+    const quiet = entry.statusText || formatNextRun(entry.nextRun);
+    this._set(row, "error", entry.lastError || (quiet ? `\u0000${quiet}` : ""), (value) => {
       const text = value.startsWith("\u0000") ? value.slice(1) : value;
       row.error.textContent = text;
       row.error.title = text;

@@ -5,8 +5,8 @@
 //   its hooks; state changes and log lines arrive on PocketBase realtime topics instead (pm/events and
 //   pm/logs/<id>), and the current state is read with an ordinary request after every (re)connect.
 //
-// Both report to the same handlers: onSnapshot(list), onStatus(state), onUp(), onDown(error, delayMs),
-// onAuthError(error). followLogs(id, sink) feeds sink.onLines(lines), sink.onMarker(text) and
+// Both report to the same handlers: onSnapshot(list), onStatus(state), onRun(run), onUp(),
+// onDown(error, delayMs), onAuthError(error). followLogs(id, sink) feeds sink.onLines(lines), sink.onMarker(text) and
 // sink.onState(text) and returns an object with close().
 
 import { ApiError, apiUrl } from "./api.js";
@@ -41,6 +41,7 @@ export class DirectLive {
         const data = parse(event.data);
         if (event.type === "snapshot" && Array.isArray(data)) handlers.onSnapshot(data);
         else if (event.type === "status" && data) handlers.onStatus(data);
+        else if (event.type === "run" && data) handlers.onRun?.(data);
       },
       onDown: (error, delay) => handlers.onDown(error, delay),
       onAuthError: (error) => handlers.onAuthError(error),
@@ -201,6 +202,7 @@ export class PocketBaseLive {
   }
 
   _onEvent(data) {
+    if (data?.type === "run") this.handlers.onRun?.(data);
     if (!data || data.type !== "status") return;
     if (data.state) this.handlers.onStatus(data.state);
     else this.handlers.onStatusPatch?.(data);

@@ -1,14 +1,16 @@
-// The side panel of one process: header with its live status, a Logs tab fed by a live stream, and a
-// Details tab. Opening another process closes the previous stream first.
+// The side panel of one process: header with its live status, a Logs tab fed by a live stream, a
+// Details tab and a Runs tab (its run history, live). Opening another process closes the previous stream first.
 
 import { renderDetails } from "./details.js";
 import { formatUptime, plural } from "./format.js";
 import { allowedActions } from "./list.js";
 import { LogView } from "./logs.js";
+import { RunsView } from "./runs.js";
 import { liveUptime } from "./store.js";
 
 export class Panel {
-  /** handlers: onAction(id, verb), onClose(), live() -> the live source that follows logs. */
+  /** handlers: onAction(id, verb), onClose(), live() -> the live source that follows logs,
+   * loadRuns(id) -> runs, onRunNow(id). */
   constructor(root, store, handlers) {
     this.root = root;
     this.store = store;
@@ -24,7 +26,13 @@ export class Panel {
     this.details = root.querySelector("#details");
     this.logsRoot = root.querySelector("#logs");
     this.logs = new LogView(this.logsRoot);
-    this.tabs = { logs: root.querySelector("#tab-logs"), details: root.querySelector("#tab-details") };
+    this.runsRoot = root.querySelector("#runs");
+    this.runs = new RunsView(this.runsRoot, { load: (id) => handlers.loadRuns(id), runNow: (id) => handlers.onRunNow(id) });
+    this.tabs = {
+      logs: root.querySelector("#tab-logs"),
+      details: root.querySelector("#tab-details"),
+      runs: root.querySelector("#tab-runs"),
+    };
     this.actionButtons = [...root.querySelectorAll("[data-panel-action]")];
     this._wire();
   }
@@ -47,7 +55,9 @@ export class Panel {
       tab.addEventListener("click", () => this.showTab(name));
       tab.addEventListener("keydown", (event) => {
         if (event.key !== "ArrowLeft" && event.key !== "ArrowRight") return;
-        const other = name === "logs" ? "details" : "logs";
+        const names = Object.keys(this.tabs);
+        const step = event.key === "ArrowRight" ? 1 : names.length - 1;
+        const other = names[(names.indexOf(name) + step) % names.length];
         this.showTab(other);
         this.tabs[other].focus();
       });
@@ -95,6 +105,7 @@ export class Panel {
     this.follow?.close();
     this.follow = null;
     this.id = null;
+    this.runs.clear();
     this.root.hidden = true;
     this.logs.setVisible(false);
   }
@@ -108,8 +119,22 @@ export class Panel {
     }
     this.logsRoot.hidden = name !== "logs";
     this.details.hidden = name !== "details";
+    this.runsRoot.hidden = name !== "runs";
     this.logs.setVisible(name === "logs" && this.open);
     if (name === "details") this._renderDetails();
+    if (name === "runs") this.reloadRuns();
+  }
+
+  /** Read the open process's runs again (the Runs tab opened, or the live connection came back). */
+  reloadRuns() {
+    if (!this.id || this.tab !== "runs") return;
+    this.runs.setEntry(this.store.get(this.id));
+    this.runs.show(this.id);
+  }
+
+  /** A `run` event of the live connection. */
+  addRun(run) {
+    if (this.tab === "runs") this.runs.add(run);
   }
 
   setBusy(verb) {
@@ -138,6 +163,7 @@ export class Panel {
       button.setAttribute("aria-busy", String(this.busyVerb === verb));
     }
     if (this.tab === "details") this._renderDetails();
+    if (this.tab === "runs") this.runs.setEntry(entry);
   }
 
   tick() {

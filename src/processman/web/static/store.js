@@ -2,7 +2,7 @@
 
 import { parseDuration } from "./format.js";
 
-export const STATUSES = ["running", "starting", "stopping", "stopped", "crashed", "failed"];
+export const STATUSES = ["running", "starting", "stopping", "stopped", "crashed", "failed", "completed", "scheduled"];
 
 /** Overall health: red when something gave up, amber when something is crashing, green otherwise. */
 export function healthOf(counts) {
@@ -78,7 +78,7 @@ export class ProcessStore {
   }
 
   counts() {
-    const counts = { total: this.order.length, running: 0, starting: 0, stopping: 0, stopped: 0, crashed: 0, failed: 0 };
+    const counts = { total: this.order.length, ...Object.fromEntries(STATUSES.map((status) => [status, 0])) };
     for (const entry of this.byId.values()) {
       if (entry.status in counts) counts[entry.status] += 1;
     }
