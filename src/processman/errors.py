@@ -6,7 +6,9 @@
     ├── ProcessAlreadyRunning  start asked of a process that is starting or running
     ├── SpawnError             a child could not be started (missing program, no descriptors left)
     ├── DuplicateProcess       register() with an id that is already registered
-    ├── ManagerNotRunning      a process was asked to start before its manager started
+    ├── ManagerNotRunning      a process was asked to start before its manager started, or while it
+    │                          shuts down
+    ├── NotRunnable            run asked of a process kept alive (it has no single run)
     ├── IllegalTransition      the engine tried a status change its table forbids (a bug, never user input)
     ├── AlreadyRunningElsewhere another manager owns the same state folder
     ├── SignalRefused          an unknown signal, or SIGKILL/SIGSTOP without force (they bypass the

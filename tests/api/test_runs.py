@@ -3,6 +3,7 @@ the event stream, a job's ``nextRun``, and the documented shapes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -162,3 +163,22 @@ def test_a_run_has_the_documented_shape() -> None:
     sent = run_to_json(killed)
     assert (sent["signal"], sent["duration"], sent["durationSeconds"]) == ("SIGTERM", "41s", 41.25)
     assert sent["started"] == "2023-11-14T22:13:20.000Z"
+
+
+async def test_a_start_or_run_while_the_manager_shuts_down_is_503_not_500(manager_factory: Factory) -> None:
+    # A SIGTERM-deaf process keeps the shutdown going while the requests come.
+    stubborn = (
+        "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up')\ntime.sleep(60)"
+    )
+    manager = manager_factory(
+        config("slow", stubborn, stop_timeout=5.0), config("task", TASK, restart="never")
+    )
+    async with api(manager) as client:
+        await wait_until(manager, lambda: manager.state("slow").status is Status.RUNNING, what="running")
+        closing = asyncio.ensure_future(manager.close())
+        await wait_until(manager, lambda: manager.state("slow").status is Status.STOPPING, what="stopping")
+        for path in ("/api/pm/task/start", "/api/pm/task/run"):
+            answer = await client.post(path)
+            assert answer.status_code == 503, (path, answer.text)
+            assert "shutting down" in answer.json()["message"]
+        await closing

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from processman.errors import (
+    ManagerNotRunning,
     NotRunnable,
     ProcessAlreadyRunning,
     ProcessNotFound,
@@ -90,6 +91,11 @@ async def handle_not_runnable(request: Request, exc: Exception) -> Response:
     return error_response(409, str(exc))
 
 
+async def handle_manager_not_running(request: Request, exc: Exception) -> Response:
+    """A start or run while the manager shuts down (or before it runs): try again later."""
+    return error_response(503, "The process manager is shutting down or not running.")
+
+
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     return error_response(500)
 
@@ -102,5 +108,6 @@ EXCEPTION_HANDLERS = {
     SignalRefused: handle_signal_refused,
     ProcessNotRunning: handle_not_running,
     NotRunnable: handle_not_runnable,
+    ManagerNotRunning: handle_manager_not_running,
     Exception: handle_unexpected,
 }

@@ -337,7 +337,7 @@ class ManagedProcess:
                 return await future
             if self._active:  # a one-shot task already running: skipped, as a job's overlap "skip"
                 return self._record(
-                    self.runs.skipped(Trigger.MANUAL, self._clock.time(), self._busy_reason())
+                    self.runs.skipped(Trigger.MANUAL, self._clock.time(), f"skipped: {self._busy_reason()}")
                 )
             self.desired = Desired.RUNNING
             self._single_run = True
