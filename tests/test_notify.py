@@ -390,3 +390,33 @@ async def test_a_dead_target_drops_and_counts_instead_of_piling_up(manager_facto
         assert len(lanes) == 1, "one delivery task for the one target, however many crashes wait"
     finally:
         dead.close()
+
+
+async def test_a_failed_or_timed_out_run_of_a_job_is_told_as_run_failed(
+    manager_factory: Factory, hooks: Hooks
+) -> None:
+    from processman.config import Schedule
+
+    first = Schedule(every=3600.0, run_on_start=True)
+    manager = manager_factory(
+        config("nightly", CRASH, schedule=first, max_retries=1, backoff=0.1),
+        config("stuck", "import time; time.sleep(60)", schedule=first, timeout=0.2),
+        notify=(webhook(hooks.url + "/jobs"),),
+        notifier=FAST,
+    )
+    await manager.start()
+
+    def told() -> list[tuple[str, str]]:
+        return events_in(hooks.bodies("/jobs"))
+
+    await hooks.wait(lambda: told().count(("nightly", "runFailed")) == 2, "both attempts of nightly")
+    await hooks.wait(lambda: ("stuck", "runFailed") in told(), "the timed out run")
+    events = [event for body in hooks.bodies("/jobs") for event in body["events"]]
+    nightly = [event for event in events if event["process"] == "nightly"]
+    assert [event["run"] for event in nightly] == [1, 2] and nightly[1]["trigger"] == "crash"
+    assert nightly[0]["exitCode"] == 3 and nightly[0]["lastLines"][-1] == "about to fail"
+    assert nightly[0]["message"].startswith("nightly: run 1 failed: exited with code 3")
+    stuck = next(event for event in events if event["process"] == "stuck")
+    assert stuck["outcome"] == "timed out" and "timed out after 200ms" in stuck["message"]
+    # A job waiting to retry a run is not a crashed service: no "crashed" besides runFailed.
+    assert ("nightly", "crashed") not in told()

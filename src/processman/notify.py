@@ -27,7 +27,8 @@ from typing import Any
 
 from processman.config.model import ProcessConfig
 from processman.config.notify import NotifyTarget
-from processman.engine.events import Event, EventBus, ProcessExited, StatusChanged
+from processman.engine.events import Event, EventBus, ProcessExited, RunRecorded, StatusChanged
+from processman.engine.runs import RunOutcome
 from processman.engine.states import Status
 from processman.logs import format_timestamp
 
@@ -189,6 +190,8 @@ class Notifier:
                     self._on_status(event)
             elif isinstance(event, ProcessExited) and self._told(event.process_id):
                 self._on_exit(event)
+            elif isinstance(event, RunRecorded) and self._told(event.process_id):
+                self._on_run(event)
         except Exception:
             logger.exception("cannot make a notification of %r", event)
 
@@ -201,6 +204,8 @@ class Notifier:
 
     def _on_status(self, event: StatusChanged) -> None:
         process_id = event.process_id
+        if event.status is Status.CRASHED and self._is_job(process_id):
+            return  # a job waiting to retry a run: its failed run is told as runFailed
         if event.status is Status.CRASHED or event.status is Status.FAILED:
             self._cancel_recovery(process_id)
             self._troubled.add(process_id)
@@ -230,6 +235,26 @@ class Notifier:
         elif event.status is Status.STOPPED:
             self._cancel_recovery(process_id)
             self._troubled.discard(process_id)  # stopped on purpose: nothing to recover from
+
+    def _is_job(self, process_id: str) -> bool:
+        config = self._config(process_id)
+        return config is not None and config.is_job
+
+    def _on_run(self, event: RunRecorded) -> None:
+        """runFailed: a run of a job that failed or timed out (each attempt, retries included)."""
+        run = event.run
+        if run.outcome not in (RunOutcome.FAILED, RunOutcome.TIMED_OUT) or not self._is_job(event.process_id):
+            return
+        message = f"{event.process_id}: run {run.number} failed: {run.reason}"
+        details: dict[str, Any] = {
+            "run": run.number,
+            "trigger": str(run.trigger),
+            "outcome": str(run.outcome),
+            "exitCode": run.returncode,
+            "signal": run.signal,
+            "lastLines": list(run.last_lines),
+        }
+        self._notify("runFailed", event.process_id, event.timestamp, message, details)
 
     def _check_recovered(self, process_id: str, pid: int, uptime: float) -> None:
         self._recovery.pop(process_id, None)

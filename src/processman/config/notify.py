@@ -34,7 +34,7 @@ from processman.errors import ConfigError
 # crashed: exited unexpectedly (a restart follows after its backoff); failed: gave up after maxRetries;
 # recovered: running again for minUptime after a crash or a give-up; restartStorm: stormRestarts
 # unexpected exits within stormWindow; memoryRestart: restarted above maxMemory; runFailed: a run of a
-# scheduled job failed (no process is a job yet: never sent for now).
+# job failed or timed out (each attempt; a job waiting to retry is not told as crashed).
 NOTIFY_EVENTS = ("crashed", "failed", "recovered", "restartStorm", "memoryRestart", "runFailed")
 NOTIFY_FORMATS = ("json", "slack", "discord")
 NOTIFY_KINDS = ("webhook", "command", "email")
