@@ -4,6 +4,7 @@ runs on demand; every run is in the process's history with its trigger and outco
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from datetime import datetime
@@ -367,3 +368,29 @@ time.sleep(60)
     assert runs[2].returncode == 2
     # recentExits come from the same record.
     assert [record.returncode for record in manager.state("svc").exits] == [2, runs[1].returncode]
+
+
+async def test_a_reload_that_changes_the_schedule_re_arms_the_job(manager_factory: Factory) -> None:
+    clock = ManualClock()
+    job = config("tick", QUICK, schedule=Schedule(every=60.0))
+    manager = manager_factory(job, clock=clock)
+    await manager.start()
+    await wait_until(manager, lambda: manager.state("tick").next_run == clock.time() + 60, what="armed")
+    await manager.apply([dataclasses.replace(job, schedule=Schedule(every=600.0))])
+    await wait_until(manager, lambda: manager.state("tick").next_run == clock.time() + 600, what="re-armed")
+    assert manager.state("tick").status is Status.SCHEDULED
+
+
+async def test_a_reload_turns_a_service_into_a_job_and_back(manager_factory: Factory) -> None:
+    clock = ManualClock()
+    service = config("svc", "import time; time.sleep(60)")
+    manager = manager_factory(service, clock=clock)
+    await manager.start()
+    await wait_until(manager, lambda: manager.state("svc").status is Status.RUNNING, what="running")
+    pid = manager.state("svc").pid
+    await manager.apply([dataclasses.replace(service, schedule=Schedule(every=60.0))])
+    await wait_until(manager, lambda: manager.state("svc").status is Status.SCHEDULED, what="a job")
+    assert not alive(pid) and manager.state("svc").next_run is not None
+    await manager.apply([service])
+    await wait_until(manager, lambda: manager.state("svc").status is Status.RUNNING, what="a service again")
+    assert manager.state("svc").next_run is None

@@ -485,6 +485,9 @@ class ManagedProcess:
         failures = 0
         wait_for_dependencies = True
         while True:
+            if self.config.is_job:  # a reload made it a job: arm it instead
+                self._start_wanted = True
+                return
             self._update(status=Status.STARTING, ready=False)
             if wait_for_dependencies and self.config.depends_on:
                 if self._context.dependencies.unmet(self.config.depends_on):
@@ -559,6 +562,9 @@ class ManagedProcess:
         try:
             last: RunOutcome | None = None
             while True:
+                if self.config.schedule is not schedule:  # a reload changed it: arm again (or keep alive)
+                    self._start_wanted = True
+                    return
                 if not self._due and self._queued is not None:
                     self._due.append((self._queued, None))
                     self._queued = None
@@ -572,9 +578,10 @@ class ManagedProcess:
                         await self._stop_beside()
                         self._update(status=Status.STOPPED)
                         return
-                    if ended is _RunEnd.RESTART:  # nothing runs: a restart re-arms, as it is
-                        self._take_restart()
-                        continue
+                    if ended is _RunEnd.RESTART:  # nothing runs: a restart arms it again
+                        self._begin_restart(self._take_restart())
+                        self._start_wanted = True
+                        return
                 trigger, waiter = self._due.popleft()
                 self._trigger = trigger
                 self._run_waiter = waiter
