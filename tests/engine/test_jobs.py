@@ -394,3 +394,20 @@ async def test_a_reload_turns_a_service_into_a_job_and_back(manager_factory: Fac
     await manager.apply([service])
     await wait_until(manager, lambda: manager.state("svc").status is Status.RUNNING, what="a service again")
     assert manager.state("svc").next_run is None
+
+
+async def test_a_run_asked_while_the_job_waits_for_its_dependencies_answers_at_once(
+    manager_factory: Factory,
+) -> None:
+    clock = ManualClock()
+    db = config("db", "import time; time.sleep(60)", autostart=False)
+    job = config("report", QUICK, schedule=Schedule(every=60.0), depends_on={"db": "started"})
+    manager = manager_factory(db, job, clock=clock)
+    await manager.start()
+    await advance_to(manager, clock, "report")
+    await wait_until(manager, lambda: "waiting for db" in manager.state("report").last_error, what="waiting")
+    skipped = await manager.run_process("report")
+    assert skipped is not None and skipped.outcome is RunOutcome.SKIPPED
+    assert skipped.reason == "skipped: the last run is still waiting for its dependencies"
+    await manager.stop_process("report")  # never held behind the answer
+    assert manager.state("report").status is Status.STOPPED

@@ -328,13 +328,17 @@ class ManagedProcess:
         that is not armed runs once and stays unarmed. Raises NotRunnable for a kept-alive service."""
         if not self.config.is_task:
             raise NotRunnable(self.config.id)
+        future: asyncio.Future[Run | None] = asyncio.get_running_loop().create_future()
         async with self._lock:
             self._check_owner()
-            if self.config.is_job and self._active:
-                future: asyncio.Future[Run | None] = asyncio.get_running_loop().create_future()
+            armed = self.config.is_job and self._active
+            if armed:
                 self._due.append((Trigger.MANUAL, future))
                 self._wake()
-                return await future
+        if armed:  # outside the lock: a stop must never wait behind this answer
+            return await future
+        async with self._lock:
+            self._check_owner()
             if self._active:  # a one-shot task already running: skipped, as a job's overlap "skip"
                 return self._record(
                     self.runs.skipped(Trigger.MANUAL, self._clock.time(), f"skipped: {self._busy_reason()}")
@@ -612,6 +616,10 @@ class ManagedProcess:
                 interrupted = await self._dependencies_met()
                 if interrupted is _RunEnd.STOP:
                     return _RunEnd.STOP, None
+                if interrupted is _RunEnd.RESTART:
+                    self._begin_restart(self._take_restart())
+                    self._trigger = Trigger.RESTART
+                    continue
             outcome, ended = await self._run_once()
             result = self._outcome_of(outcome, ended)
             if ended is _RunEnd.STOP:
@@ -700,10 +708,14 @@ class ManagedProcess:
             self._wake()
             after = max(due, self._clock.time())  # times missed while suspended collapse
 
-    def _overlap(self) -> None:
-        """Runs that came due while a run is in progress: skipped, queued or started beside it."""
+    def _overlap(self, *, waiting: bool = False) -> None:
+        """Runs that came due while a run is in progress: skipped, queued or started beside it. While
+        the run still ``waiting`` for its dependencies, "allow" queues (nothing may start before them)."""
         schedule = self.config.schedule
         overlap = schedule.overlap if schedule is not None else "skip"
+        if waiting and overlap == "allow":
+            overlap = "queue"
+        busy = "the last run is still waiting for its dependencies" if waiting else self._busy_reason()
         while self._due:
             trigger, waiter = self._due.popleft()
             result: Run | None
@@ -711,9 +723,9 @@ class ManagedProcess:
                 result = self._start_beside(trigger)
             elif overlap == "queue" and self._queued is None:
                 self._queued, result = trigger, None
-                self.output.note(f"{trigger} run queued: {self._busy_reason()}")
+                self.output.note(f"{trigger} run queued: {busy}")
             else:
-                why = "a run is already queued" if overlap == "queue" else self._busy_reason()
+                why = "a run is already queued" if overlap == "queue" else busy
                 result = self._record(self.runs.skipped(trigger, self._clock.time(), f"skipped: {why}"))
                 self.output.note(f"{trigger} run skipped: {why} (overlap {overlap!r})")
             if waiter is not None and not waiter.done():
@@ -1121,6 +1133,8 @@ class ManagedProcess:
         )
         try:
             while not wait.done():
+                if self._due:  # a job's run came due while this one waits: it is in progress
+                    self._overlap(waiting=True)
                 interrupted = self._intent_for_run()
                 if interrupted in (_RunEnd.STOP, _RunEnd.RESTART):
                     return interrupted
