@@ -18,13 +18,10 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "jobs"
 
 
 def example_config(env_file: Path) -> list[dict[str, Any]]:
-    """examples/jobs/pb_processes.json with absolute paths, and the two jobs started on demand: started,
-    each runs at once (runOnStart) instead of at its next time."""
+    """examples/jobs/pb_processes.json with absolute paths and the test's credentials."""
     entries: list[dict[str, Any]] = json.loads((EXAMPLE / "pb_processes.json").read_text())
     for entry in entries:
         entry.update(cwd=str(EXAMPLE), envFile=str(env_file))
-        if "schedule" in entry:
-            entry.update(autostart=False, schedule={**entry["schedule"], "runOnStart": True})
     return entries
 
 
@@ -47,17 +44,21 @@ def add_event(app: PocketBase, kind: str, at: str) -> str:
 
 
 def run_once(app: PocketBase, process_id: str) -> dict[str, Any]:
-    """Start a job (it runs at once), wait for its first run to end: the run's exit, which must be a
-    success, and the job is then back to scheduled."""
-    response = app.http.post(f"/api/pm/{process_id}/start", headers=app.superuser())
+    """Run a job now through PocketBase (processman run), wait for the run to end: it must be a success,
+    and the job is then back to scheduled."""
+    response = app.http.post(f"/api/pm/{process_id}/run", headers=app.superuser())
     assert response.status_code == 200, response.text
-    exits = wait_for(
-        lambda: app.states().get(process_id, {}).get("recentExits"), 15, f"a run of {process_id} to end"
-    )
-    assert [run["exitCode"] for run in exits] == [0], exits
+    assert response.json()["trigger"] == "manual"
+
+    def ended() -> list[dict[str, Any]] | None:
+        runs = app.http.get(f"/api/pm/{process_id}/runs", headers=app.superuser()).json()
+        return runs if runs and runs[0]["outcome"] is not None else None
+
+    runs = wait_for(ended, 15, f"the run of {process_id} to end")
+    assert [(run["trigger"], run["outcome"], run["exitCode"]) for run in runs] == [("manual", "succeeded", 0)]
     wait_for(lambda: app.states()[process_id]["status"] == "scheduled", 5, f"{process_id} scheduled")
-    run: dict[str, Any] = exits[0]
-    return run
+    last_exit: dict[str, Any] = app.states()[process_id]["recentExits"][-1]
+    return last_exit
 
 
 def test_the_jobs_example_runs_its_migration_backup_and_cleanup(pocketbase: PocketBase) -> None:
@@ -80,7 +81,9 @@ def test_the_jobs_example_runs_its_migration_backup_and_cleanup(pocketbase: Pock
     assert datetime.fromisoformat(worker["startTime"]) >= migrated_at
     assert worker["recentExits"] == [] and worker["restartCount"] == 0
     assert wait_for(lambda: "worker started" in events(pocketbase).values(), 10, "the worker's first event")
-    assert states["backup"]["status"] == states["cleanup"]["status"] == "stopped"  # autostart false
+    for job in ("backup", "cleanup"):  # armed, nothing run before its time
+        assert states[job]["status"] == "scheduled" and states[job]["nextRun"], states[job]
+        assert states[job]["recentExits"] == []
 
     old = {add_event(pocketbase, "old", f"200{n}-01-01 00:00:00.000Z") for n in range(3)}
     recent = add_event(pocketbase, "recent", datetime.now().astimezone().isoformat())
