@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,18 +173,6 @@ def find_pocketbase(given: Path | None, places: Sequence[Path]) -> Path:
             return candidate.absolute()
     looked = ", ".join(str(candidate) for candidate in candidates)
     raise click.ClickException(f"no pocketbase executable found (looked at {looked}): pass --pocketbase-bin")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, temp = tempfile.mkstemp(prefix=".processman-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.chmod(temp, 0o644)
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
 
 
 def _ours(path: Path) -> bool:
@@ -349,11 +336,13 @@ def _linger_hint() -> None:
 
 
 def _write(path: Path, text: str) -> None:
+    from processman.pocketbase.install import write_atomically
+
     try:
         if path.exists() and not _ours(path):
             raise click.ClickException(f"{path} exists and processman startup did not write it: see --name")
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, text)
+        write_atomically(path, text)
     except PermissionError as exc:
         raise click.ClickException(
             f"cannot write {path}: {exc.strerror}; run it with sudo, or use --user"

@@ -52,8 +52,9 @@ def render(name: str, *, python: str, types_path: str) -> str:
     )
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    """PocketBase may be watching the folder: it must never load a half-written file."""
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file (mode 644): a reader never sees a half-written
+    file (PocketBase may be watching the folder; systemd may read a unit)."""
     fd, temp = tempfile.mkstemp(prefix=".processman-", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as file:
@@ -85,13 +86,13 @@ def install(data_dir: Path, hooks_dir: Path | None = None, *, python: str | None
             if path.read_text(encoding="utf-8", errors="replace") == text:
                 continue  # unchanged: do not touch it, or a watching PocketBase would restart
             upgraded.append(path)
-        _write_atomically(path, text)
+        write_atomically(path, text)
         written.append(path)
     config_path = data_dir / CONFIG_FILENAME
     config_created = False
     if not config_path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
-        _write_atomically(config_path, "[]\n")
+        write_atomically(config_path, "[]\n")
         config_created = True
     return InstallReport(hooks_dir, config_path, tuple(written), tuple(upgraded), config_created, python)
 
