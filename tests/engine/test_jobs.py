@@ -180,6 +180,39 @@ async def test_overlap_allow_runs_beside_and_a_stop_takes_every_run(
     assert {run.outcome for run in manager.runs("wide")} == {RunOutcome.STOPPED}
 
 
+def waits_for_own_release(folder: Path) -> str:
+    """A run that lasts until a file named after its own pid exists in ``folder``."""
+    return (
+        "import os, time\n"
+        f"while not os.path.exists(os.path.join({str(folder)!r}, str(os.getpid()))): time.sleep(0.02)"
+    )
+
+
+async def test_a_run_beside_one_that_ended_is_the_running_one_and_a_stop_ends_it_cleanly(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
+    clock = ManualClock()
+    schedule = Schedule(every=60.0, overlap="allow")
+    manager = manager_factory(config("wide", waits_for_own_release(tmp_path), schedule=schedule), clock=clock)
+    await manager.start()
+    await advance_to(manager, clock, "wide")
+    await wait_until(manager, lambda: manager.state("wide").status is Status.RUNNING, what="run 1")
+    await advance_to(manager, clock, "wide")
+    await wait_until(manager, lambda: len(manager.runs("wide")) == 2, what="run 2")
+    second, first = manager.runs("wide")
+    assert first.pid is not None and second.pid is not None
+    (tmp_path / str(first.pid)).touch()  # run 1 ends; run 2, begun beside it, goes on
+    await wait_until(manager, ended_count(manager, "wide", 1), what="run 1 to end")
+    await wait_until(manager, lambda: manager.state("wide").pid == second.pid, what="run 2 shown as running")
+    assert manager.state("wide").status is Status.RUNNING
+    await manager.stop_process("wide")
+    state = manager.state("wide")
+    assert (state.status, state.last_error) == (Status.STOPPED, "")
+    assert not alive(second.pid)
+    await wait_until(manager, ended_count(manager, "wide", 2), what="run 2 to end")
+    assert manager.runs("wide")[0].outcome is RunOutcome.STOPPED
+
+
 async def test_a_run_past_its_timeout_is_stopped_and_recorded_as_timed_out(
     manager_factory: Factory, tmp_path: Path
 ) -> None:

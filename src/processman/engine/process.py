@@ -201,7 +201,8 @@ class ManagedProcess:
         # (written by the job's timer task).
         self._due: collections.deque[tuple[Trigger, asyncio.Future[Run | None] | None]] = collections.deque()
         self._queued: Trigger | None = None
-        self._beside: set[asyncio.Task[None]] = set()
+        # overlap "allow": each run begun beside the one in progress, by the task that watches it.
+        self._beside: dict[asyncio.Task[None], Child] = {}
         self._single_run = False  # run once on demand, then back to stopped (a job not armed)
         self._run_waiter: asyncio.Future[Run | None] | None = None  # run_now() waits for its run
         self.next_run: float | None = None
@@ -227,15 +228,22 @@ class ManagedProcess:
 
     @property
     def pid(self) -> int:
-        """The main pid: the started child while it lives, then (type forking) its daemon."""
-        if self._child is not None and self._child.alive:
-            return self._child.pid
+        """The main pid: the started child while it lives, then (type forking) its daemon; for a job
+        with runs beside each other, the newest run's."""
+        child = self._live_run()
+        if child is not None and child.alive:
+            return child.pid
         return self._daemon or 0
 
     def _live_run(self) -> Child | None:
-        """The run in progress: its child lives, or (type forking) its daemon does."""
+        """The run in progress: its child lives, or (type forking) its daemon does; of runs beside
+        each other (overlap "allow"), the newest."""
         child = self._child
-        return child if child is not None and (child.alive or self._daemon is not None) else None
+        live = child if child is not None and (child.alive or self._daemon is not None) else None
+        for beside in self._beside.values():
+            if beside.alive and (live is None or beside.started > live.started):
+                live = beside
+        return live
 
     def state(self) -> ProcessState:
         child = self._live_run()
@@ -576,10 +584,11 @@ class ManagedProcess:
                     if single:
                         await self._end_single(last)
                         return
-                    self._update(status=Status.SCHEDULED, ready=False)
                     ended = await self._idle()
                     if ended is _RunEnd.STOP:
-                        await self._stop_beside()
+                        if self._beside:
+                            self._update(status=Status.STOPPING)
+                            await self._stop_beside()
                         self._update(status=Status.STOPPED)
                         return
                     if ended is _RunEnd.RESTART:  # nothing runs: a restart arms it again
@@ -666,8 +675,16 @@ class ManagedProcess:
         self._update(status=Status.COMPLETED if last is RunOutcome.SUCCEEDED else Status.FAILED)
 
     async def _idle(self) -> _RunEnd | None:
-        """Between a job's runs: None once a run is due, or the intent that came first."""
+        """Between a job's runs: None once a run is due, or the intent that came first. A run begun
+        beside the last one (overlap "allow") that still runs is shown as the running one."""
         while True:
+            if self._live_run() is None:
+                self._update(status=Status.SCHEDULED, ready=False)
+            elif self._status is Status.RUNNING:
+                self._update(published=True)  # the pid shown is the run beside's
+            else:
+                self._update(status=Status.SCHEDULED, ready=False)
+                self._update(status=Status.RUNNING)
             ended = self._intent_for_run()
             if ended in (_RunEnd.STOP, _RunEnd.RESTART):
                 return ended
@@ -741,9 +758,13 @@ class ManagedProcess:
             return self._end_run(run, RunOutcome.FAILED, Outcome(spawned=False, reason=str(exc)))
         run = self._record(self.runs.begin(trigger, child.started_wall, child.pid))
         task = self._spawn_task(self._watch_beside(child, run), f"run {run.number} of {self.config.id}")
-        self._beside.add(task)
-        task.add_done_callback(self._beside.discard)
+        self._beside[task] = child
+        task.add_done_callback(self._beside_ended)
         return run
+
+    def _beside_ended(self, task: asyncio.Task[None]) -> None:
+        del self._beside[task]
+        self._wake()  # between runs, the status follows the runs still going
 
     async def _watch_beside(self, child: Child, run: Run) -> None:
         timed_out = False
@@ -784,6 +805,7 @@ class ManagedProcess:
         """The job stopped: runs beside the last one go with the tree."""
         if self._beside:
             await self._sweep()
+        if self._beside:  # their watches end once the sweep's signals are seen
             await asyncio.wait(list(self._beside))
 
     async def _clear_job_leftovers(self) -> None:

@@ -40,7 +40,8 @@ _ALLOWED: dict[Status, frozenset[Status]] = {
         {Status.STOPPED, Status.STARTING, Status.COMPLETED, Status.FAILED, Status.SCHEDULED}
     ),
     Status.COMPLETED: frozenset({Status.STARTING, Status.STOPPING, Status.SCHEDULED}),
-    Status.SCHEDULED: frozenset({Status.STARTING, Status.STOPPING, Status.STOPPED}),
+    # scheduled -> running: a run begun beside the last one (overlap "allow") still runs.
+    Status.SCHEDULED: frozenset({Status.STARTING, Status.STOPPING, Status.STOPPED, Status.RUNNING}),
 }
 
 
