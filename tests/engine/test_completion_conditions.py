@@ -145,18 +145,36 @@ async def test_a_redrawn_line_counts_once_finished(manager_factory: Factory, tmp
 async def test_processman_notes_do_not_count(manager_factory: Factory) -> None:
     # db writes nothing itself; "." would match any of processman's notes about it (system stream).
     manager = manager_factory(
-        config("db", "pass", restart="never", ready_log_line="."),
+        config("db", "import time; time.sleep(600)", ready_log_line="."),
         config("api", SLEEPER, depends_on={"db": "logReady"}),
     )
-    timeline = Timeline(manager)
     await manager.start()
+    await wait_until(manager, running(manager, "db"), what="db running")
+    await manager.signal_process("db", "SIGCONT")  # processman notes that it sent it
 
-    def noted_after_the_exit() -> bool:
-        exited = any(p == "db" and w == "exited 0" for p, w, _ in timeline.events)
-        return exited and any(line.stream == "system" for line in manager.logs("db"))
+    def noted() -> bool:
+        return any(line.stream == "system" for line in manager.logs("db"))
 
-    await wait_until(manager, noted_after_the_exit, what="a note about db's exit")
+    await wait_until(manager, noted, what="a note about db")
+    assert manager.state("db").status is Status.RUNNING
     assert await waiting(manager, "api") == "waiting for db (logReady)"
+
+
+async def test_log_ready_is_not_met_once_the_dependency_stopped(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
+    (tmp_path / "go").touch()
+    manager = manager_factory(
+        config("db", DB, cwd=tmp_path, ready_log_line=READY),
+        config("api", SLEEPER, depends_on={"db": "logReady"}),
+    )
+    await manager.start()
+    await wait_until(manager, running(manager, "api"), what="api running")
+    await manager.stop_process("db")
+    await manager.restart_process("api")
+    assert await waiting(manager, "api") == "waiting for db (logReady)"
+    await manager.start_process("db")
+    await wait_until(manager, running(manager, "api"), what="api running again")
 
 
 async def test_a_new_start_of_the_dependency_needs_a_new_line(

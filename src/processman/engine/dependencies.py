@@ -12,7 +12,9 @@ by polling. Conditions, for a dependency named by its entry id (all of an entry'
   or restart that was asked for does not count, nor does a death by a signal);
 - ``completedSuccessfully``: the same, with one of its ``successExitCodes``;
 - ``logReady``: a finished line of its own output (stdout or stderr, not processman's notes) matched
-  its ``readyLogLine`` (``re.search``) since its latest start; each new start needs a new line.
+  its ``readyLogLine`` (``re.search``) since its latest start, and that run still goes on (``started``);
+  each new start needs a new line. A dependency that printed its line and ended meets ``completed``
+  instead.
 
 The gate learns ended runs and lines from the bus (``RunRecorded``, ``LogLines``) as they are published,
 so a dependant that starts later still sees them. A start is a move into ``starting``. Each pattern is
@@ -177,10 +179,14 @@ class DependencyGate:
             codes = self._exit_codes.get(process_id, ())
             return any(code in codes for code in member.config.success_exit_codes)
         if condition == "logReady":
-            return process_id in self._log_ready
+            return process_id in self._log_ready and _started(member)
         if condition == "healthy":
             return member.status is Status.RUNNING and member.ready
-        return member.pid != 0 and member.status in (Status.STARTING, Status.RUNNING)
+        return _started(member)
+
+
+def _started(member: Member) -> bool:
+    return member.pid != 0 and member.status in (Status.STARTING, Status.RUNNING)
 
 
 async def stop_in_order(processes: Iterable[Stoppable]) -> None:
