@@ -228,3 +228,33 @@ async def test_log_ready_on_a_dependency_without_a_ready_log_line_says_so(manage
     await manager.start()
     await wait_until(manager, running(manager, "db"), what="db running")
     assert await waiting(manager, "api") == "waiting for db (logReady: it has no readyLogLine)"
+
+
+# ---- run now ---------------------------------------------------------------------------------------
+
+
+async def test_run_of_a_task_whose_dependencies_are_met_answers_with_its_run(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
+    manager = manager_factory(
+        config("db", SLEEPER),
+        config(
+            "migrate",
+            MIGRATE,
+            cwd=tmp_path,
+            env={"CODE": "0"},
+            restart="never",
+            autostart=False,
+            depends_on={"db": "started"},
+        ),
+    )
+    await manager.start()
+    await wait_until(manager, running(manager, "db"), what="db running")
+    run = await manager.run_process("migrate")
+    assert run is not None and run.number == 1  # begun at once, not queued
+    await wait_until(manager, lambda: manager.state("migrate").status is Status.COMPLETED, what="completed")
+    await manager.stop_process("db")
+    assert await manager.run_process("migrate") is None  # queued behind db
+    assert await waiting(manager, "migrate") == "waiting for db (started)"
+    await manager.start_process("db")
+    await wait_until(manager, lambda: len(manager.runs("migrate")) == 2, what="the queued run")

@@ -358,8 +358,9 @@ class ManagedProcess:
             self._update(last_error="")
             waiter = self._run_waiter = asyncio.get_running_loop().create_future()
             await self._next_attempt()
-            # Not begun yet: it waits for its dependencies.
-            return waiter.result() if waiter.done() else None
+        # Outside the lock: the run begins (or cannot be spawned), or it waits for its dependencies
+        # (None: queued), or the owner's loop ends first (None).
+        return await waiter
 
     async def stop(self) -> None:
         """Stop (desired: stopped); returns once no process of the tree is left."""
@@ -451,12 +452,14 @@ class ManagedProcess:
                         await self._fault(exc)
                     finally:
                         self._active = False
+                        self._tell_waiter(None)
                         self._carry_over()
                         self._settle()
         except asyncio.CancelledError:
             self._kill_now()
             raise
         finally:
+            self._tell_waiter(None)
             self._tasks = None
             self.has_owner = False
 
@@ -1173,6 +1176,7 @@ class ManagedProcess:
 
     def _waiting_for(self, reason: str) -> None:
         if reason:
+            self._tell_waiter(None)  # run_now(): the run is queued behind its dependencies
             self.output.note(reason)
             self._update(last_error=reason)
         elif self._last_error.startswith("waiting for "):
