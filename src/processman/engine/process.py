@@ -356,7 +356,8 @@ class ManagedProcess:
             self._start_wanted = True
             self._trigger = Trigger.MANUAL
             self._update(last_error="")
-            waiter = self._run_waiter = asyncio.get_running_loop().create_future()
+            waiter: asyncio.Future[Run | None] = asyncio.get_running_loop().create_future()
+            self._run_waiter = waiter
             await self._next_attempt()
         # Outside the lock: the run begins (or cannot be spawned), or it waits for its dependencies
         # (None: queued), or the owner's loop ends first (None).
