@@ -59,6 +59,24 @@ async def test_reload_adds_removes_changes_and_keeps(manager_factory: Factory, t
     assert manager.state("change").config.env == {"MODE": "new"}
 
 
+async def test_a_changed_task_that_ended_on_its_own_runs_again_and_a_stopped_one_stays_stopped(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
+    path = tmp_path / "pb_processes.json"
+    exits = ["-c", "import os, sys; sys.exit(int(os.environ['CODE']))"]
+    task = {"command": sys.executable, "args": exits, "restart": "never"}
+    _write(path, [{"id": "migrate", **task, "env": {"CODE": "1"}}, _entry("held")])
+    manager = manager_factory(*load_config(path).processes, config_path=path)
+    await manager.start()
+    await wait_until(manager, lambda: manager.state("migrate").status is Status.FAILED, what="failed")
+    await manager.stop_process("held")
+    _write(path, [{"id": "migrate", **task, "env": {"CODE": "0"}}, _entry("held", env={"MODE": "new"})])
+    await manager.reload_from_file()
+    await wait_until(manager, lambda: manager.state("migrate").status is Status.COMPLETED, what="completed")
+    assert len(manager.runs("migrate")) == 2
+    assert manager.state("held").status is Status.STOPPED  # the user stopped it: it stays stopped
+
+
 async def test_a_broken_reload_changes_nothing_and_says_why(manager_factory: Factory, tmp_path: Path) -> None:
     path = tmp_path / "pb_processes.json"
     _write(path, [_entry("a")])

@@ -31,7 +31,7 @@ from processman.engine.resources import ManagerUsage, ResourceSampler
 from processman.engine.runs import Run, RunHistory
 from processman.engine.runstore import FILE_NAME as RUNS_FILE
 from processman.engine.runstore import RunStore
-from processman.engine.states import Desired
+from processman.engine.states import Desired, Status
 from processman.environment import PocketBaseInfo
 from processman.errors import ConfigError, DuplicateProcess, ManagerNotRunning, ProcessNotFound, SignalRefused
 from processman.logs import LoggingSink, LogLine
@@ -210,6 +210,10 @@ class ProcessManager:
         process.reconfigure(config)
         if process.desired is Desired.RUNNING:
             await process.restart("config changed")
+        elif self._running and config.autostart and process.status in (Status.COMPLETED, Status.FAILED):
+            # It ended on its own (a one-shot task, a service that gave up): the new config is a new
+            # try, as at start-up. What the user stopped stays stopped.
+            await process.start()
         self._ensure_watcher(process)
 
     async def _stop_watcher(self, process_id: str) -> None:
@@ -421,8 +425,6 @@ class ProcessManager:
 
     async def start_all(self) -> None:
         """Start every process that is not starting or running."""
-        from processman.engine.states import Status
-
         await asyncio.gather(
             *(
                 self.start_process(process.config.id)
