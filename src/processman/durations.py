@@ -6,6 +6,14 @@ import re
 
 # ASCII digits only (Python's \d takes any Unicode digit), as JSON Schema's patterns read it.
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
+# The same, above zero (some digit 1-9), and at least one second (a part of 1 or more s, m or h, or
+# of 1000 or more ms): JSON Schema's patterns for fields with a lower bound. The loader checks the
+# bound itself; these give an editor the same answer for any duration written in one part.
+POSITIVE_DURATION_PATTERN = r"^(?=.*[1-9])" + DURATION_PATTERN[1:]
+SECOND_OR_MORE_PATTERN = (
+    r"^(?=(.*[a-z])?([1-9][0-9]*(\.[0-9]+)?(s|m|h)([0-9]|$)|[1-9][0-9]{3,}(\.[0-9]+)?ms))"
+    + DURATION_PATTERN[1:]
+)
 _PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)")
 _WHOLE = re.compile(DURATION_PATTERN)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from processman.config.masking import MASK, is_secret_name, mask_env
-from processman.durations import DURATION_PATTERN, format_duration, parse_duration
+from processman.durations import DURATION_PATTERN, POSITIVE_DURATION_PATTERN, format_duration, parse_duration
 from processman.sizes import SIZE_PATTERN, format_size, parse_size
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -25,6 +25,7 @@ GROUP_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9._-]*$")
 GROUP_EXPECTED = f"letters, digits, '.', '_' or '-', starting with a letter, at most {ID_MAX_LENGTH}"
 GROUP_PREFIX = "group:"
 DURATION_EXPECTED = 'a duration like "500ms", "2s" or "1m"'
+POSITIVE_DURATION_EXPECTED = 'a duration above 0 like "500ms", "2s" or "1m"'
 SIZE_EXPECTED = 'a size like "512MB" or "1GB"'
 RESTART_POLICIES = ("always", "on-failure", "never")
 LIMIT_NAMES = ("openFiles", "cpuSeconds", "coreSize")
@@ -270,8 +271,12 @@ class SignalName(Kind):
         return {"type": "string", "pattern": "^(?i:(SIG)?(" + "|".join(short) + "))$"}
 
 
+@dataclass(frozen=True)
 class Duration(Kind):
-    """``"500ms"``, ``"1m30s"`` in a file; seconds (0 or more) in Python; shown as in a file."""
+    """``"500ms"``, ``"1m30s"`` in a file; seconds (0 or more) in Python; shown as in a file.
+    ``positive``: 0 is refused (a run timeout of 0 would stop every run at once)."""
+
+    positive: bool = False
 
     def read(self, raw: Any, at: str, problems: Problems, base_dir: Path) -> float | None:
         if isinstance(raw, str):
@@ -280,20 +285,24 @@ class Duration(Kind):
             except ValueError:
                 pass
             else:
-                if seconds < float("inf"):  # 400 digits of seconds: no duration
+                if seconds < float("inf") and (seconds > 0 or not self.positive):  # 400 digits: none
                     return seconds
-        problems.expect(at, DURATION_EXPECTED, raw)
+        problems.expect(at, POSITIVE_DURATION_EXPECTED if self.positive else DURATION_EXPECTED, raw)
         return None
 
     def check(self, value: Any, at: str, problems: Problems) -> None:
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 <= value < float("inf"):
-            problems.expect(at, "a duration in seconds, 0 or more", value)
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not 0 <= value < float("inf") or (self.positive and value == 0):
+            problems.expect(
+                at, f"a duration in seconds, {'above 0' if self.positive else '0 or more'}", value
+            )
 
     def show(self, value: Any, *, mask: bool) -> Any:
         return format_duration(value)
 
     def schema(self) -> dict[str, Any]:
-        return {"type": "string", "pattern": DURATION_PATTERN, "examples": ["500ms", "2s", "1m"]}
+        pattern = POSITIVE_DURATION_PATTERN if self.positive else DURATION_PATTERN
+        return {"type": "string", "pattern": pattern, "examples": ["500ms", "2s", "1m"]}
 
 
 @dataclass(frozen=True)

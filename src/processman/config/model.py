@@ -260,7 +260,11 @@ PROCESS_FIELDS: tuple[Field, ...] = (
     Field("autostart", "autostart", Bool(), True, "start with the manager (false: only on demand)"),
     Field("schedule", "schedule", ScheduleKind(), None, "a job: runs at these times instead of kept alive"),
     Field(
-        "timeout", "timeout", Duration(), None, "a run longer than this is stopped and recorded as timed out"
+        "timeout",
+        "timeout",
+        Duration(positive=True),
+        None,
+        "a run longer than this is stopped and recorded as timed out",
     ),
     Field(
         "keepRuns",

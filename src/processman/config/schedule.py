@@ -21,7 +21,7 @@ from typing import Any, Literal
 from cronsim import CronSim, CronSimError
 
 from processman.config.fields import Bool, Choice, Duration, Kind, Problems
-from processman.durations import format_duration
+from processman.durations import SECOND_OR_MORE_PATTERN, format_duration
 from processman.errors import ConfigError
 
 OVERLAP_POLICIES = ("skip", "queue", "allow")
@@ -213,7 +213,7 @@ class ScheduleKind(Kind):
                     "properties": {
                         "cron": {"type": "string", "pattern": CRON_PATTERN, "description": CRON_EXPECTED},
                         "timezone": {
-                            "type": "string",
+                            "enum": sorted(zoneinfo.available_timezones()),
                             "description": "IANA time zone (default: the machine's)",
                         },
                         **common,
@@ -224,7 +224,11 @@ class ScheduleKind(Kind):
                     "additionalProperties": False,
                     "required": ["every"],
                     "properties": {
-                        "every": {**Duration().schema(), "description": "interval, 1s or more"},
+                        "every": {
+                            **Duration().schema(),
+                            "pattern": SECOND_OR_MORE_PATTERN,
+                            "description": "interval, 1s or more",
+                        },
                         **common,
                     },
                 },
