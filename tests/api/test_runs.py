@@ -75,6 +75,9 @@ async def test_run_starts_a_task_that_does_not_start_with_the_manager(manager_fa
         assert_error(refused.json(), 409)
         assert "kept alive" in refused.json()["message"]
         assert (await client.post("/api/pm/group:site/run")).status_code == 409
+        manager.register(config("report", TASK, restart="never", autostart=False, group="site"))
+        mixed = (await client.post("/api/pm/group:site/run")).json()
+        assert (mixed["ids"], mixed["passedOver"]) == (["report"], ["web"])
         assert (await client.post("/api/pm/nothing/run")).status_code == 404
         assert (await client.get("/api/pm/nothing/runs")).status_code == 404
         # A service has its runs too: each start to its exit.
@@ -94,6 +97,7 @@ async def test_a_run_while_one_runs_is_skipped_or_queued(manager_factory: Factor
         skipped = (await client.post("/api/pm/slow/run")).json()
         assert (skipped["number"], skipped["outcome"]) == (2, "skipped")
         assert "run 1 was still running" in skipped["reason"]
+        assert (skipped["duration"], skipped["durationSeconds"]) == (None, None)  # it never ran
 
         await wait_until(manager, lambda: manager.state("job").status is Status.SCHEDULED, what="armed")
         assert manager.state("job").next_run is not None

@@ -187,7 +187,8 @@ class Endpoints:
     async def run(self, request: Request) -> Response:
         """One run now (trigger manual) of a job or one-shot task: the run begun or skipped; 202
         ``{"queued": true}`` when it waits for the run in progress or its dependencies. For
-        ``group:NAME``, a run of each of its jobs and tasks (services kept alive are passed over)."""
+        ``group:NAME``, a run of each of its jobs and tasks (services kept alive are passed over, and
+        named in ``passedOver``)."""
         target, ids = self._targets(request)
         if ids == [target]:
             run = await self.manager.run_process(target)
@@ -202,6 +203,7 @@ class Endpoints:
             "message": "Group run initiated",
             "id": target,
             "ids": runnable,
+            "passedOver": [process_id for process_id in ids if process_id not in runnable],
             "runs": [
                 _run_or_queued(process_id, run) for process_id, run in zip(runnable, results, strict=True)
             ],

@@ -62,6 +62,8 @@ def run_command(process_id: str, url: str | None, token: str | None, data_dir: P
     except ClientError as exc:
         raise (unknown_id(process_id) if exc.status == 404 else exc) from None
     failures = 0
+    for service in answer.get("passedOver") or ():
+        click.echo(f"{terminal_safe(str(service))}: a service kept alive has no single run; passed over")
     for one in answer["runs"] if isinstance(answer.get("runs"), list) else [answer]:
         text, failed = describe_run(one)
         failures += failed

@@ -53,7 +53,10 @@ class Run:
 
     @property
     def duration(self) -> float | None:
-        return None if self.ended is None else max(0.0, self.ended - self.started)
+        """How long it ran: None while it runs, and for a skipped run (it never ran)."""
+        if self.ended is None or self.outcome is RunOutcome.SKIPPED:
+            return None
+        return max(0.0, self.ended - self.started)
 
     @property
     def running(self) -> bool:
