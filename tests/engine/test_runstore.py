@@ -146,3 +146,15 @@ async def test_a_damaged_file_is_moved_aside(manager_factory: Factory, tmp_path:
     aside = list(state.glob(f"{FILE_NAME}.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes().startswith(b"not a database")
     assert stored(state) == [(1, "manual", "succeeded")]
+
+
+def test_a_run_the_last_manager_left_running_has_no_made_up_end() -> None:
+    # A SIGKILL of the manager: the run was on disk as running; its end was never seen.
+    from processman.engine.runs import Run, RunHistory
+
+    earlier = Run("task", 7, Trigger.SCHEDULE, 1_000.0, pid=42)
+    history = RunHistory("task", 10, [earlier])
+    (run,) = history.recent()
+    assert (run.outcome, run.ended, run.duration) == (RunOutcome.STOPPED, None, None)
+    assert run.reason == "the manager went away while it ran; its end was not seen"
+    assert history.begin(Trigger.START, 2_000.0).number == 8

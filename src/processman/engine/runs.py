@@ -74,13 +74,13 @@ class RunHistory:
 
     def seed(self, earlier: Iterable[Run]) -> None:
         """Runs recorded before (by an earlier manager): kept, and numbering goes on after them. A run
-        that was still running when that manager went away ended with it."""
+        that was still running when that manager went away ended with it, at a time nobody saw: its
+        end and duration stay unknown."""
         runs = sorted(earlier, key=lambda run: run.number)
         for run in runs:
             if run.running:
-                run = replace(
-                    run, outcome=RunOutcome.STOPPED, ended=run.started, reason="the manager stopped"
-                )
+                reason = "the manager went away while it ran; its end was not seen"
+                run = replace(run, outcome=RunOutcome.STOPPED, ended=None, reason=reason)
             self._runs.append(run)
             self._last_number = max(self._last_number, run.number)
 
