@@ -145,3 +145,15 @@ async def test_an_interpreter_inside_a_virtualenv_activates_it(manager_factory: 
     await manager.start()
     seen = json.loads(await wait_for_path(out))
     assert seen["virtualEnv"] == str(venv) and seen["child"] == "inside the virtualenv"
+
+
+async def test_a_program_that_is_not_python_gets_no_virtualenv_words(
+    manager_factory: Factory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    loaded = load_config(_write_config(tmp_path, [{"id": "nap", "command": "sleep", "args": ["3600"]}]))
+    manager = manager_factory(*loaded.processes)
+    with caplog.at_level(logging.INFO, logger="processman"):
+        await manager.start()
+        await wait_until(manager, lambda: manager.state("nap").status is Status.RUNNING, what="running")
+    started = [r.getMessage() for r in caplog.records if "nap: started pid" in r.getMessage()]
+    assert started and not any("virtualenv" in message for message in started), started

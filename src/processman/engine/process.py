@@ -1243,10 +1243,11 @@ class ManagedProcess:
                 missing = missing_program(config, self.interpreter, env)
                 raise SpawnError(missing or str(exc)) from exc.__cause__
             raise
-        logger.info(
-            "%s: started pid %d: %s (%s)", config.id, child.pid, shlex.join(argv)[:200], self.venv.describe()
-        )
-        if uses_system_python(config, self.venv):
+        system_python = uses_system_python(config, self.venv)
+        # The virtualenv is worth a word when there is one, or when a Python program runs without.
+        where = f" ({self.venv.describe()})" if self.venv.venv is not None or system_python else ""
+        logger.info("%s: started pid %d: %s%s", config.id, child.pid, shlex.join(argv)[:200], where)
+        if system_python:
             self.output.note(f"{argv[0]} runs outside any virtualenv: {self.venv.describe()}")
         return child
 
