@@ -410,3 +410,148 @@ def test_cli_refuses_a_config_with_errors(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1 and "has errors" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+# The documented layout: the app's folder holds PocketBase's data folder (with the config) and the
+# scripts beside it, as README's Jobs example is installed.
+JOBS_EXAMPLE = HERE.parent.parent / "examples" / "jobs"
+DATA_SECRETS = ("data.db", "token-in-state", "backup_1.zip", "superuser-password-9")
+
+
+@pytest.fixture
+def app_layout(tmp_path: Path) -> Path:
+    """APP/pb_data/pb_processes.json whose processes run APP/jobs/*.py (cwd ../jobs), with what a
+    working app folder also holds: the database, processman's state, backups, secrets, caches."""
+    app = tmp_path / "shop"
+    shutil.copytree(JOBS_EXAMPLE, app / "jobs")
+    (app / "jobs" / ".env").write_text("PB_SUPERUSER_PASSWORD=superuser-password-9\n")
+    (app / "jobs" / "__pycache__").mkdir()
+    (app / "jobs" / "__pycache__" / "migrate.cpython-312.pyc").write_text("cache")
+    data = app / "pb_data"
+    (data / "processman").mkdir(parents=True)
+    (data / "backups").mkdir()
+    shutil.copy(JOBS_EXAMPLE / "pb_processes.json", data / "pb_processes.json")
+    (data / "data.db").write_text("data.db")
+    (data / "processman" / "token").write_text("token-in-state")
+    (data / "backups" / "backup_1.zip").write_text("backup_1.zip")
+    (app / "stray.db").write_text("data.db")
+    for folder in (".venv/bin", ".git", "node_modules/left-pad"):
+        (app / folder).mkdir(parents=True)
+        (app / folder / "file").write_text("x")
+    (app / "requirements.txt").write_text("")
+    return app
+
+
+def _ignore_pattern(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore line as Docker reads it: relative to the context, ``*`` within one folder, ``**``
+    across folders; a match on a folder excludes everything in it."""
+    text = pattern.strip().strip("/")
+    out = ""
+    index = 0
+    while index < len(text):
+        if text.startswith("**/", index):
+            out, index = out + "(?:.*/)?", index + 3
+        elif text.startswith("**", index):
+            out, index = out + ".*", index + 2
+        elif text[index] == "*":
+            out, index = out + "[^/]*", index + 1
+        elif text[index] == "?":
+            out, index = out + "[^/]", index + 1
+        else:
+            out, index = out + re.escape(text[index]), index + 1
+    return re.compile(out + "(?:/.*)?")
+
+
+def image_files(context: Path, ignore: str) -> dict[str, str]:
+    """What ``COPY . /app`` puts in the image: every file of the context the ignore file keeps, by its
+    path in the image, with its text."""
+    patterns = [
+        _ignore_pattern(line) for line in ignore.splitlines() if line.strip() and not line.startswith("#")
+    ]
+    assert not any(line.startswith("!") for line in ignore.splitlines())
+    kept: dict[str, str] = {}
+    for path in context.rglob("*"):
+        relative = path.relative_to(context).as_posix()
+        if path.is_file() and not any(p.fullmatch(relative) for p in patterns):
+            kept[f"/app/{relative}"] = path.read_text(errors="replace")
+    return kept
+
+
+def assert_image_holds_no_data(files: dict[str, str]) -> None:
+    for name, text in files.items():
+        assert not any(secret in text for secret in DATA_SECRETS), name
+        assert "/pb_data/" not in name and not name.endswith(".db"), name
+        assert not name.endswith(("/.env", "/secrets.env")), name
+        for part in ("/.venv/", "/__pycache__/", "/.git/", "/node_modules/"):
+            assert part not in name, name
+
+
+def test_compose_builds_from_the_apps_folder_without_its_data(
+    app_layout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented command, run in the app's folder: the build context is the app's folder, the
+    image holds the scripts at the paths the services run and none of the data folder, secrets or
+    caches."""
+    monkeypatch.chdir(app_layout)
+    args = ["--config", "pb_data/pb_processes.json", "--out", "deploy/compose", "--with-pocketbase"]
+    result = CliRunner().invoke(main, ["export", "compose", *args, "--include-secrets"])
+    assert result.exit_code == 0, result.output
+    assert "the folder the image is built from" not in result.stderr, result.stderr
+    out = app_layout / "deploy" / "compose"
+    document = yaml.safe_load((out / "compose.yaml").read_text())
+    schema = json.loads((HERE / "compose-spec.json").read_text())
+    assert not list(Draft7Validator(schema).iter_errors(document))
+    ignore = (out / "Dockerfile.dockerignore").read_text()  # BuildKit reads <Dockerfile>.dockerignore
+    for name in ("migrate", "worker", "backup", "cleanup"):
+        service = document["services"][name]
+        context = (out / service["build"]["context"]).resolve()
+        assert context == app_layout.resolve()
+        assert (context / service["build"]["dockerfile"]).resolve() == (out / "Dockerfile").resolve()
+        image = image_files(context, ignore)
+        assert_image_holds_no_data(image)
+        assert service["command"] == ["python3", f"/app/jobs/{name}.py"]
+        assert f"/app/jobs/{name}.py" in image
+        assert service["working_dir"] == "/app/jobs"
+        assert "/app/requirements.txt" in image
+        # env files are read by Compose on the host, beside compose.yaml
+        assert (out / service["env_file"][0]).resolve() == (app_layout / "jobs" / ".env").resolve()
+    assert "/app/deploy/compose/secrets.env" not in image_files(app_layout, ignore)
+    hadolint = Path(sys.executable).parent / "hadolint"
+    lint = subprocess.run(
+        [str(hadolint), "--no-color", str(out / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_kubernetes_image_is_built_from_the_apps_folder(
+    app_layout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(app_layout)
+    args = ["--config", "pb_data/pb_processes.json", "--out", "deploy/k8s", "--with-pocketbase"]
+    result = CliRunner().invoke(main, ["export", "kubernetes", *args])
+    assert result.exit_code == 0, result.output
+    assert "the folder the image is built from" not in result.stderr, result.stderr
+    out = app_layout / "deploy" / "k8s"
+    assert f"-f Dockerfile {app_layout}" in result.stdout  # the build step's context
+    image = image_files(app_layout, (out / "Dockerfile.dockerignore").read_text())
+    assert_image_holds_no_data(image)
+    files = {path.name: path.read_text() for path in out.iterdir()}
+    job = by_kind(files, "Job", "shop-migrate")["spec"]["template"]["spec"]["containers"][0]
+    assert job["command"] == ["python3", "/app/jobs/migrate.py"] and job["workingDir"] == "/app/jobs"
+    assert "/app/jobs/migrate.py" in image
+    for doc in documents(files):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_a_path_outside_the_apps_folder_is_named_in_a_warning(tmp_path: Path) -> None:
+    """The context never grows to the filesystem's root: what stays outside is kept as is, and said."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "pb_processes.json").write_text(json.dumps([{"id": "lister", "command": "ls", "cwd": "/usr"}]))
+    for target in ("compose", "kubernetes"):
+        export, files = run_export(target, load_config(app / "pb_processes.json"), tmp_path / target)
+        assert any(
+            w.process == "lister" and w.field == "cwd" and "/usr is outside" in w.message
+            for w in export.warnings
+        ), export.warnings
+        assert "Dockerfile.dockerignore" in files

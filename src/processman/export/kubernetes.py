@@ -6,6 +6,7 @@ schedules as CronJobs. Secrets are referenced, never written."""
 
 from __future__ import annotations
 
+import shlex
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,13 @@ from processman.export.common import (
 )
 from processman.export.common import entries as config_entries
 from processman.export.images import (
+    DOCKERFILE,
+    DOCKERIGNORE,
     PB_DATA,
     PB_PORT,
+    build_context,
     container_argv,
+    dockerignore,
     in_image,
     pocketbase_dockerfile,
     sidecar_dockerfile,
@@ -66,7 +71,8 @@ _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 class _Context:
     def __init__(self, loaded: LoadedConfig, options: ExportOptions, export: Export) -> None:
-        self.root = loaded.path.parent
+        self.build = build_context(loaded, config_entries(loaded), export)
+        self.root = self.build.root
         self.options = options
         self.export = export
         self.app = dns_name(options.name)
@@ -401,8 +407,8 @@ def _pocketbase(sidecars: list[ProcessConfig], ctx: _Context) -> list[dict[str, 
     return [statefulset, service]
 
 
-def export_kubernetes(loaded: LoadedConfig, options: ExportOptions) -> Export:
-    """Manifests for every entry of ``loaded``."""
+def export_kubernetes(loaded: LoadedConfig, options: ExportOptions, out: Path) -> Export:
+    """Manifests for every entry of ``loaded``, to be written to ``out``."""
     export = Export("kubernetes")
     ctx = _Context(loaded, options, export)
     configs = config_entries(loaded)
@@ -452,9 +458,11 @@ def export_kubernetes(loaded: LoadedConfig, options: ExportOptions) -> Export:
     steps = []
     if not options.image:
         steps.append(
-            f"docker build -t {ctx.image} -f Dockerfile {ctx.root}   # push it where the cluster pulls"
+            f"docker build -t {ctx.image} -f {DOCKERFILE} {shlex.quote(str(ctx.root))}"
+            "   # push it where the cluster pulls"
         )
-        export.files["Dockerfile"] = sidecar_dockerfile(configs)
+        export.files[DOCKERFILE] = sidecar_dockerfile(configs)
+        export.files[DOCKERIGNORE] = dockerignore(ctx.build, configs, out.absolute())
     if options.with_pocketbase:
         export.files["Dockerfile.pocketbase"] = pocketbase_dockerfile()
         steps.append(f"docker build -t {ctx.app}-pocketbase:latest -f Dockerfile.pocketbase .")
