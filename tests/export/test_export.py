@@ -300,7 +300,7 @@ def test_compose_services_carry_each_mapped_value(every_field: LoadedConfig, tmp
     assert agent["labels"] == {"processman.group": "ai"}
     assert "$$AGENT_SECRET_ARG_3" in agent["command"][0]
     assert services["migrate"]["restart"] == "on-failure"
-    assert services["report"]["profiles"] == ["manual"]
+    assert services["report"]["profiles"] == ["jobs"]
     assert services["pocketbase"]["volumes"] == ["pb_data:/pb/pb_data"]
     assert "/api/health" in " ".join(services["pocketbase"]["healthcheck"]["test"])
     assert any(w.process == "report" and w.field == "schedule" for w in export.warnings)
@@ -555,3 +555,38 @@ def test_a_path_outside_the_apps_folder_is_named_in_a_warning(tmp_path: Path) ->
             for w in export.warnings
         ), export.warnings
         assert "Dockerfile.dockerignore" in files
+
+
+def test_compose_jobs_wait_in_a_profile_for_the_hosts_scheduler(app_layout: Path, tmp_path: Path) -> None:
+    """`docker compose up` must not run the nightly backup: jobs sit in the profile "jobs", and the
+    warning says how and when to run each; a one-shot task others wait for stays a service."""
+    loaded = load_config(app_layout / "pb_data" / "pb_processes.json")
+    out = tmp_path / "compose"
+    export, files = run_export("compose", loaded, out, with_pocketbase=True)
+    services = yaml.safe_load(files["compose.yaml"])["services"]
+    assert services["backup"]["profiles"] == ["jobs"] and services["cleanup"]["profiles"] == ["jobs"]
+    assert "profiles" not in services["migrate"] and "profiles" not in services["worker"]
+    assert services["worker"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    schedule = {w.process: w.message for w in export.warnings if w.field == "schedule"}
+    assert "docker compose run --rm --no-deps backup" in schedule["backup"]
+    assert "0 3 * * *" in schedule["backup"] and "Europe/Berlin" in schedule["backup"]
+    assert "every 15m" in schedule["cleanup"] and 'profile "jobs"' in schedule["cleanup"]
+    assert any("docker compose run --rm --no-deps backup" in step for step in export.steps)
+
+
+def test_compose_service_that_depends_on_a_job_does_not_wait_for_it(tmp_path: Path) -> None:
+    """A job is out of `up` (its profile): a service that depends on it would make Compose refuse the
+    file, so it starts without it, with a warning."""
+    config = tmp_path / "pb_processes.json"
+    config.write_text(
+        json.dumps(
+            [
+                {"id": "seed", "command": "true", "schedule": "0 * * * *"},
+                {"id": "web", "command": "sleep", "args": ["infinity"], "dependsOn": {"seed": "completed"}},
+            ]
+        )
+    )
+    export, files = run_export("compose", load_config(config), tmp_path / "out")
+    web = yaml.safe_load(files["compose.yaml"])["services"]["web"]
+    assert "seed" not in web.get("depends_on", {})
+    assert any(w.process == "web" and w.field == "dependsOn.seed" for w in export.warnings)
