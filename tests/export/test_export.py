@@ -590,3 +590,23 @@ def test_compose_service_that_depends_on_a_job_does_not_wait_for_it(tmp_path: Pa
     web = yaml.safe_load(files["compose.yaml"])["services"]["web"]
     assert "seed" not in web.get("depends_on", {})
     assert any(w.process == "web" and w.field == "dependsOn.seed" for w in export.warnings)
+
+
+def test_kubernetes_backoff_limit_follows_processmans_retries(app_layout: Path, tmp_path: Path) -> None:
+    """A migration with restart "never" runs once (backoffLimit 0), a job retries maxRetries times,
+    and a task processman retries without end gets a finite limit with a plain warning."""
+    config = app_layout / "pb_data" / "pb_processes.json"
+    processes = json.loads(config.read_text())
+    processes.append({"id": "sync", "command": "true", "restart": "on-failure"})
+    processes.append({"id": "once", "command": "true", "restart": "never", "maxRetries": 3})
+    config.write_text(json.dumps(processes))
+    export, files = run_export("kubernetes", load_config(config), tmp_path / "k")
+    assert by_kind(files, "Job", "app-migrate")["spec"]["backoffLimit"] == 0
+    assert by_kind(files, "Job", "app-once")["spec"]["backoffLimit"] == 0
+    assert by_kind(files, "CronJob", "app-backup")["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 2
+    assert by_kind(files, "CronJob", "app-cleanup")["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+    assert by_kind(files, "Job", "app-sync")["spec"]["backoffLimit"] == 6
+    retries = {w.process: w.message for w in export.warnings if w.field == "maxRetries"}
+    assert set(retries) == {"sync", "once"}, retries
+    assert "without end" in retries["sync"] and "6" in retries["sync"]
+    assert "never" in retries["once"]

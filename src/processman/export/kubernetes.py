@@ -65,6 +65,8 @@ MAPPED = frozenset(
         "restart", "autostart", "schedule", "timeout", "type",
     }
 )  # fmt: skip
+# A Job's backoffLimit where processman would retry without end: Kubernetes' own default.
+_UNBOUNDED_RETRIES = 6
 _OVERLAP = {"skip": "Forbid", "queue": "Forbid", "allow": "Allow"}
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
@@ -247,20 +249,33 @@ def _cron(config: ProcessConfig, export: Export) -> str:
     return text
 
 
+def _backoff_limit(config: ProcessConfig, export: Export) -> int:
+    """How many times the Job runs the pod again after a failure: processman's retries (none for
+    restart "never", none for a job unless maxRetries); Kubernetes has no "without end"."""
+    if config.restart == "never":
+        if not max_retries_default(config):
+            export.warn(config.entry, "maxRetries", 'restart is "never": the Job runs it once, no retries')
+        return 0
+    if config.retries >= 0:
+        return config.retries
+    export.warn(
+        config.entry,
+        "maxRetries",
+        f"processman retries it without end, a Job only a set number of times: "
+        f"{_UNBOUNDED_RETRIES} (backoffLimit), change it in the manifest if it needs more",
+    )
+    return _UNBOUNDED_RETRIES
+
+
 def _job_spec(config: ProcessConfig, ctx: _Context, pb_url: str | None) -> dict[str, Any]:
     container = _container(config, ctx, pb_url=pb_url, local=False)
     spec: dict[str, Any] = {
-        "backoffLimit": max(0, config.retries) if config.restart != "never" else 0,
+        "backoffLimit": _backoff_limit(config, ctx.export),
         "template": {
             "metadata": {"labels": ctx.labels(config.entry)},
             "spec": _pod_spec([container], config, "Never"),
         },
     }
-    if config.retries < 0:
-        ctx.export.warn(
-            config.entry, "maxRetries", "a Job gives up some time: backoffLimit is 6, raise it by hand"
-        )
-        spec["backoffLimit"] = 6
     if config.timeout is not None:
         spec["activeDeadlineSeconds"] = seconds(config.timeout)
     return spec
