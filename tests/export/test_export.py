@@ -610,3 +610,25 @@ def test_kubernetes_backoff_limit_follows_processmans_retries(app_layout: Path, 
     assert set(retries) == {"sync", "once"}, retries
     assert "without end" in retries["sync"] and "6" in retries["sync"]
     assert "never" in retries["once"]
+
+
+def test_kubernetes_one_secret_per_env_file_shared_by_its_processes(app_layout: Path, tmp_path: Path) -> None:
+    config = app_layout / "pb_data" / "pb_processes.json"
+    processes = json.loads(config.read_text())
+    (app_layout / "jobs" / "other.env").write_text("OTHER=1\n")
+    processes.append({"id": "extra", "command": "true", "restart": "never", "envFile": "../jobs/other.env"})
+    config.write_text(json.dumps(processes))
+    export, files = run_export("kubernetes", load_config(config), tmp_path / "k")
+    creates = [step for step in export.steps if "--from-env-file=" in step and "secrets.env" not in step]
+    assert len(creates) == 2, creates
+    assert sum(str(app_layout / "jobs" / ".env") in step for step in creates) == 1
+    refs: dict[str, set[str]] = {}
+    for doc in documents(files):
+        spec = doc["spec"].get("jobTemplate", doc)["spec"]["template"]["spec"]
+        for container in spec["containers"]:
+            for source in container.get("envFrom", []):
+                refs.setdefault(container["name"], set()).add(source["secretRef"]["name"])
+    shared = {name for entry, names in refs.items() if entry != "extra" for name in names}
+    assert len(shared) == 1 and refs.keys() == {"migrate", "worker", "backup", "cleanup", "extra"}, refs
+    assert refs["extra"].isdisjoint(shared)
+    assert all(f"secret generic {name} " in " ".join(creates) for name in shared | refs["extra"])

@@ -6,6 +6,7 @@ schedules as CronJobs. Secrets are referenced, never written."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from datetime import datetime
 from pathlib import Path
@@ -84,6 +85,20 @@ class _Context:
         self.secrets: list[tuple[ProcessConfig, list[str], list[str]]] = []
         self.env_secrets: dict[str, Path] = {}
 
+    def env_secret(self, path: Path) -> str:
+        """The Secret of an env file, one per file, shared by every process that reads it: named after
+        the file's path in the application's folder (``APP-env-jobs-env`` for jobs/.env)."""
+        for name, known in self.env_secrets.items():
+            if known == path:
+                return name
+        relative = os.path.relpath(path, self.root)
+        base = dns_name(self.app, "env", path.name if relative.startswith("..") else relative)
+        name = base
+        while name in self.env_secrets:
+            name = f"{base[:58]}-{len(self.env_secrets)}"
+        self.env_secrets[name] = path
+        return name
+
     def labels(self, component: str) -> dict[str, str]:
         return {"app.kubernetes.io/name": self.app, "app.kubernetes.io/component": component}
 
@@ -154,12 +169,7 @@ def _container(config: ProcessConfig, ctx: _Context, *, pb_url: str | None, loca
         "env": env,
     }
     if config.env_file:
-        sources = []
-        for index, path in enumerate(config.env_file):
-            name = dns_name(ctx.app, config.entry, "envfile", str(index))
-            ctx.env_secrets[name] = path
-            sources.append({"secretRef": {"name": name}})
-        container["envFrom"] = sources
+        container["envFrom"] = [{"secretRef": {"name": ctx.env_secret(path)}} for path in config.env_file]
     if config.max_memory is not None:
         container["resources"] = {"limits": {"memory": str(config.max_memory)}}
     if config.readiness is not None and not config.is_task:
