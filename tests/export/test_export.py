@@ -632,3 +632,17 @@ def test_kubernetes_one_secret_per_env_file_shared_by_its_processes(app_layout: 
     assert len(shared) == 1 and refs.keys() == {"migrate", "worker", "backup", "cleanup", "extra"}, refs
     assert refs["extra"].isdisjoint(shared)
     assert all(f"secret generic {name} " in " ".join(creates) for name in shared | refs["extra"])
+
+
+@pytest.mark.parametrize("target", ["systemd", "kubernetes"])
+def test_an_unset_variable_in_env_is_named_in_a_warning(target: str, tmp_path: Path) -> None:
+    """systemd and Kubernetes get the value expanded now: a variable unset here becomes empty, said."""
+    config = tmp_path / "pb_processes.json"
+    env = {"GREETING": "hi ${PM_UNSET_HERE}", "OWNER": "${USER}"}
+    config.write_text(json.dumps([{"id": "greeter", "command": "true", "env": env}]))
+    export, files = run_export(target, load_config(config), tmp_path / "out")
+    warnings = {w.field: w.message for w in export.warnings if w.process == "greeter"}
+    assert "${PM_UNSET_HERE} is unset on this machine" in warnings["env.GREETING"]
+    assert "empty" in warnings["env.GREETING"]
+    assert "unset" not in warnings["env.OWNER"] and "alice" in warnings["env.OWNER"]
+    assert any("hi " in text for text in files.values())
