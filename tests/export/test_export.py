@@ -666,3 +666,45 @@ def test_systemd_pocketbase_unit_says_where_its_executable_is(app_layout: Path, 
         found = export_config("systemd", loaded, options, tmp_path / "b")
         assert not [w for w in found.warnings if w.field == "pocketbase"], found.warnings
         assert f"ExecStart={binary} serve" in found.files["shop-pocketbase.service"]
+
+
+def test_systemd_timeout_is_timeoutstartsec_for_a_run_and_runtimemaxsec_for_a_service(
+    tmp_path: Path,
+) -> None:
+    """systemd.service(5): RuntimeMaxSec= has no effect on Type=oneshot, whose run is its start
+    (TimeoutStartSec=); a kept-alive service is limited by RuntimeMaxSec=."""
+    config = tmp_path / "pb_processes.json"
+    config.write_text(
+        json.dumps(
+            [
+                {"id": "nightly", "command": "true", "schedule": "0 3 * * *", "timeout": "30m"},
+                {"id": "once", "command": "true", "restart": "never", "timeout": "5m"},
+                {"id": "api", "command": "sleep", "args": ["infinity"], "timeout": "1h"},
+                {"id": "web", "command": "true", "dependsOn": {"once": "completedSuccessfully"}},
+            ]
+        )
+    )
+    out = tmp_path / "units"
+    _, files = run_export("systemd", load_config(config), out, systemd_version=machine_systemd())
+    nightly, once, api = files["app-nightly.service"], files["app-once.service"], files["app-api.service"]
+    assert "Type=oneshot" in nightly and "TimeoutStartSec=30min" in nightly and "RuntimeMaxSec" not in nightly
+    assert "Type=oneshot" in once and "TimeoutStartSec=5min" in once and "RuntimeMaxSec" not in once
+    assert "RuntimeMaxSec=1h" not in api and "RuntimeMaxSec=60min" in api and "TimeoutStartSec" not in api
+    verify_units(out)
+
+
+def test_systemd_units_of_the_documented_layout_pass_verify(
+    app_layout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/deploy.md's command, in the app's folder with its ./pocketbase."""
+    (app_layout / "pocketbase").symlink_to(Path(sys.executable).parent / "pocketbase")
+    monkeypatch.chdir(app_layout)
+    args = ["--config", "pb_data/pb_processes.json", "--out", "deploy/systemd", "--with-pocketbase"]
+    result = CliRunner().invoke(
+        main, ["export", "systemd", *args, "--systemd-version", str(machine_systemd())]
+    )
+    assert result.exit_code == 0, result.output
+    out = app_layout / "deploy" / "systemd"
+    assert f"ExecStart={app_layout / 'pocketbase'} serve" in (out / "shop-pocketbase.service").read_text()
+    assert f"WorkingDirectory={app_layout / 'jobs'}" in (out / "shop-migrate.service").read_text()
+    verify_units(out)
