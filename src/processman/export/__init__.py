@@ -37,5 +37,5 @@ def export_config(target: str, loaded: LoadedConfig, options: ExportOptions, out
     if target == "kubernetes":
         from processman.export.kubernetes import export_kubernetes
 
-        return export_kubernetes(loaded, options)
+        return export_kubernetes(loaded, options, out)
     raise ValueError(f"unknown target {target!r}; expected one of {', '.join(TARGETS)}")

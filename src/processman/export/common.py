@@ -153,15 +153,30 @@ def split_environment(
         references = _references(value)
         if expand_now and (references or "$$" in value):
             if references:
-                export.warn(
-                    config.entry,
-                    f"env.{name}",
-                    f"quotes ${{{references[0]}}}: written as expanded from this environment now "
-                    f"({export.target} does not expand it from the service's environment)",
-                )
+                export.warn(config.entry, f"env.{name}", _expanded_now(references, environ, export.target))
             value = expand(value, environ)
         plain[name] = value
     return Environment(plain, secret)
+
+
+_NO_EXPANSION = {
+    "systemd": "systemd does not expand variables in Environment=",
+    "kubernetes": "Kubernetes expands only $(VAR) of the container's own env",
+}
+
+
+def _expanded_now(references: list[str], environ: Mapping[str, str], target: str) -> str:
+    """What became of each variable an env value quotes, expanded from this environment now."""
+    unset = [f"${{{ref}}}" for ref in dict.fromkeys(references) if ref not in environ]
+    found = [f"${{{ref}}} as {environ[ref]!r}" for ref in dict.fromkeys(references) if ref in environ]
+    why = _NO_EXPANSION.get(target, f"{target} does not expand it from the service's environment")
+    said = []
+    if unset:
+        verb = "is" if len(unset) == 1 else "are"
+        said.append(f"{', '.join(unset)} {verb} unset on this machine: written as empty")
+    if found:
+        said.append(f"written with {', '.join(found)} from this machine")
+    return f"{'; '.join(said)} ({why}): check the value on the target"
 
 
 @dataclass(frozen=True)

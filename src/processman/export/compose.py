@@ -25,9 +25,13 @@ from processman.export.common import (
 )
 from processman.export.common import entries as config_entries
 from processman.export.images import (
+    DOCKERFILE,
+    DOCKERIGNORE,
     PB_DATA,
     PB_PORT,
+    build_context,
     container_argv,
+    dockerignore,
     in_image,
     pocketbase_dockerfile,
     sidecar_dockerfile,
@@ -35,6 +39,9 @@ from processman.export.images import (
 
 PB_SERVICE = "pocketbase"
 MANUAL_PROFILE = "manual"
+# `docker compose up` starts no service of a profile it is not given: a job waits there for the host's
+# scheduler, which runs it by name (`docker compose run` enables the profile of the service it names).
+JOBS_PROFILE = "jobs"
 
 LACKS = {
     "devMode": "Compose does not restart a service when its files change (docker compose watch can, with a "
@@ -47,8 +54,6 @@ LACKS = {
     "liveness": "Docker does not restart an unhealthy container (Swarm does; or an autoheal container)",
     "readyLogLine": "Compose cannot wait for an output line: dependents wait for its start",
     "keepRuns": "Compose keeps no run history (docker compose logs shows the output)",
-    "schedule": "Compose has no scheduler: run it from the host's cron or a systemd timer with "
-    "`docker compose run --rm SERVICE`, or export to systemd or kubernetes for this job",
     "successExitCodes": "Docker counts only exit code 0 as a success",
     "timeout": "Compose does not limit how long a container runs",
     "watchdogSec": "no sd_notify in Compose: a healthcheck (readiness) is the way to tell it is alive",
@@ -58,7 +63,7 @@ MAPPED = frozenset(
     {
         "id", "group", "script", "command", "args", "cwd", "env", "envFile", "interpreter", "maxRetries",
         "stopTimeout", "stopSignal", "maxMemory", "limits", "readiness", "dependsOn", "instances", "restart",
-        "autostart", "type", "logMaxSize", "logBackups",
+        "autostart", "type", "logMaxSize", "logBackups", "schedule",
     }
 )  # fmt: skip
 _ULIMITS = {"openFiles": "nofile", "cpuSeconds": "cpu", "coreSize": "core"}
@@ -134,12 +139,12 @@ def _service(
     if options.image:
         service["image"] = options.image
     else:
-        # Paths in a Compose file are relative to its folder: the context is the config's folder, the
-        # Dockerfile is written beside the Compose file.
+        # Paths in a Compose file are relative to its folder: the context is the application's folder,
+        # the Dockerfile (and its ignore file) is written beside the Compose file.
         service["image"] = f"{dns_name(options.name)}-sidecars"
         service["build"] = {
             "context": os.path.relpath(root, out),
-            "dockerfile": os.path.relpath(out / "Dockerfile", root),
+            "dockerfile": os.path.relpath(out / DOCKERFILE, root),
         }
     argv = container_argv(config, root, export)
     split = split_argv(config, argv)
@@ -195,6 +200,14 @@ def _service(
     for dependency, condition in config.depends_on.items():
         target = by_entry[dependency]
         name = dns_name(dependency)
+        if target.is_job and not config.is_job:
+            export.warn(
+                config.entry,
+                f"dependsOn.{dependency}",
+                f'{dependency} is a job, in the profile "{JOBS_PROFILE}" that `docker compose up` does not '
+                "start: this service starts without waiting for it",
+            )
+            continue
         if condition == "healthy" and target.readiness is not None:
             depends[name] = {"condition": "service_healthy"}
         elif condition in ("completed", "completedSuccessfully"):
@@ -242,18 +255,46 @@ def _service(
     service["logging"] = {"driver": "json-file", "options": options_log}
     if config.group:
         service["labels"] = {"processman.group": config.group}
-    if not config.autostart:
+    if config.is_job:
+        service["profiles"] = [JOBS_PROFILE]
+        export.warn(config.entry, "schedule", _job_advice(config, out))
+    elif not config.autostart:
         service["profiles"] = [MANUAL_PROFILE]
     warn_lacking(config, export, LACKS)
     return service
 
 
+def run_job(config: ProcessConfig, out: Path) -> str:
+    """The command the host's scheduler runs for a job; with the stack up, ``--no-deps`` leaves the
+    other services as they are (a finished one-shot task would otherwise run again)."""
+    return f"cd {shlex.quote(str(out))} && docker compose run --rm --no-deps {dns_name(config.entry)}"
+
+
+def _when(config: ProcessConfig) -> str:
+    schedule = config.schedule
+    assert schedule is not None
+    if schedule.cron is not None:
+        zone = schedule.timezone or "the machine's time zone"
+        return f'at "{schedule.cron}" ({zone})'
+    assert schedule.every is not None
+    return f"every {go_duration(schedule.every)}"
+
+
+def _job_advice(config: ProcessConfig, out: Path) -> str:
+    return (
+        f'Compose has no scheduler: the job is in the profile "{JOBS_PROFILE}", which `docker compose up` '
+        f"does not start. Run it {_when(config)} from the host's cron or a systemd timer: "
+        f"`{run_job(config, out)}` (or export to systemd or kubernetes, which schedule it)"
+    )
+
+
 def export_compose(loaded: LoadedConfig, options: ExportOptions, out: Path) -> Export:
     """``compose.yaml`` (and Dockerfiles) for every entry of ``loaded``, to be written to ``out``."""
     export = Export("compose")
-    root = loaded.path.parent
     out = out.absolute()
     configs = config_entries(loaded)
+    context = build_context(loaded, configs, export)
+    root = context.root
     by_entry = {config.entry: config for config in configs}
     services: dict[str, Any] = {}
     secrets: list[tuple[ProcessConfig, list[str], list[str]]] = []
@@ -280,11 +321,13 @@ def export_compose(loaded: LoadedConfig, options: ExportOptions, out: Path) -> E
     if options.with_pocketbase:
         document["volumes"] = {"pb_data": {}}
     if not options.image:
-        export.files["Dockerfile"] = sidecar_dockerfile(configs)
+        export.files[DOCKERFILE] = sidecar_dockerfile(configs)
+        export.files[DOCKERIGNORE] = dockerignore(context, configs, out)
     header = f"# Generated by processman export compose from {loaded.path}\n"
     export.files["compose.yaml"] = header + yamltext.dump(document)
     secrets_file(export, secrets, options, "docker compose reads it beside compose.yaml (env_file)")
-    manual = [name for name, service in services.items() if service.get("profiles")]
+    manual = [name for name, service in services.items() if service.get("profiles") == [MANUAL_PROFILE]]
+    jobs = [config for config in configs if config.is_job]
     export.steps = [
         f"cd {out}",
         "docker compose up -d --build",
@@ -294,5 +337,6 @@ def export_compose(loaded: LoadedConfig, options: ExportOptions, out: Path) -> E
             if manual
             else []
         ),
+        *[f"{run_job(config, out)}   # {config.entry}: from cron, {_when(config)}" for config in jobs],
     ]
     return export

@@ -6,6 +6,8 @@ schedules as CronJobs. Secrets are referenced, never written."""
 
 from __future__ import annotations
 
+import os
+import shlex
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -29,9 +31,13 @@ from processman.export.common import (
 )
 from processman.export.common import entries as config_entries
 from processman.export.images import (
+    DOCKERFILE,
+    DOCKERIGNORE,
     PB_DATA,
     PB_PORT,
+    build_context,
     container_argv,
+    dockerignore,
     in_image,
     pocketbase_dockerfile,
     sidecar_dockerfile,
@@ -60,13 +66,16 @@ MAPPED = frozenset(
         "restart", "autostart", "schedule", "timeout", "type",
     }
 )  # fmt: skip
+# A Job's backoffLimit where processman would retry without end: Kubernetes' own default.
+_UNBOUNDED_RETRIES = 6
 _OVERLAP = {"skip": "Forbid", "queue": "Forbid", "allow": "Allow"}
 _LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 class _Context:
     def __init__(self, loaded: LoadedConfig, options: ExportOptions, export: Export) -> None:
-        self.root = loaded.path.parent
+        self.build = build_context(loaded, config_entries(loaded), export)
+        self.root = self.build.root
         self.options = options
         self.export = export
         self.app = dns_name(options.name)
@@ -75,6 +84,20 @@ class _Context:
         self.pocketbase = f"{self.app}-pocketbase"
         self.secrets: list[tuple[ProcessConfig, list[str], list[str]]] = []
         self.env_secrets: dict[str, Path] = {}
+
+    def env_secret(self, path: Path) -> str:
+        """The Secret of an env file, one per file, shared by every process that reads it: named after
+        the file's path in the application's folder (``APP-env-jobs-env`` for jobs/.env)."""
+        for name, known in self.env_secrets.items():
+            if known == path:
+                return name
+        relative = os.path.relpath(path, self.root)
+        base = dns_name(self.app, "env", path.name if relative.startswith("..") else relative)
+        name = base
+        while name in self.env_secrets:
+            name = f"{base[:58]}-{len(self.env_secrets)}"
+        self.env_secrets[name] = path
+        return name
 
     def labels(self, component: str) -> dict[str, str]:
         return {"app.kubernetes.io/name": self.app, "app.kubernetes.io/component": component}
@@ -146,12 +169,7 @@ def _container(config: ProcessConfig, ctx: _Context, *, pb_url: str | None, loca
         "env": env,
     }
     if config.env_file:
-        sources = []
-        for index, path in enumerate(config.env_file):
-            name = dns_name(ctx.app, config.entry, "envfile", str(index))
-            ctx.env_secrets[name] = path
-            sources.append({"secretRef": {"name": name}})
-        container["envFrom"] = sources
+        container["envFrom"] = [{"secretRef": {"name": ctx.env_secret(path)}} for path in config.env_file]
     if config.max_memory is not None:
         container["resources"] = {"limits": {"memory": str(config.max_memory)}}
     if config.readiness is not None and not config.is_task:
@@ -241,20 +259,33 @@ def _cron(config: ProcessConfig, export: Export) -> str:
     return text
 
 
+def _backoff_limit(config: ProcessConfig, export: Export) -> int:
+    """How many times the Job runs the pod again after a failure: processman's retries (none for
+    restart "never", none for a job unless maxRetries); Kubernetes has no "without end"."""
+    if config.restart == "never":
+        if not max_retries_default(config):
+            export.warn(config.entry, "maxRetries", 'restart is "never": the Job runs it once, no retries')
+        return 0
+    if config.retries >= 0:
+        return config.retries
+    export.warn(
+        config.entry,
+        "maxRetries",
+        f"processman retries it without end, a Job only a set number of times: "
+        f"{_UNBOUNDED_RETRIES} (backoffLimit), change it in the manifest if it needs more",
+    )
+    return _UNBOUNDED_RETRIES
+
+
 def _job_spec(config: ProcessConfig, ctx: _Context, pb_url: str | None) -> dict[str, Any]:
     container = _container(config, ctx, pb_url=pb_url, local=False)
     spec: dict[str, Any] = {
-        "backoffLimit": max(0, config.retries) if config.restart != "never" else 0,
+        "backoffLimit": _backoff_limit(config, ctx.export),
         "template": {
             "metadata": {"labels": ctx.labels(config.entry)},
             "spec": _pod_spec([container], config, "Never"),
         },
     }
-    if config.retries < 0:
-        ctx.export.warn(
-            config.entry, "maxRetries", "a Job gives up some time: backoffLimit is 6, raise it by hand"
-        )
-        spec["backoffLimit"] = 6
     if config.timeout is not None:
         spec["activeDeadlineSeconds"] = seconds(config.timeout)
     return spec
@@ -401,8 +432,8 @@ def _pocketbase(sidecars: list[ProcessConfig], ctx: _Context) -> list[dict[str, 
     return [statefulset, service]
 
 
-def export_kubernetes(loaded: LoadedConfig, options: ExportOptions) -> Export:
-    """Manifests for every entry of ``loaded``."""
+def export_kubernetes(loaded: LoadedConfig, options: ExportOptions, out: Path) -> Export:
+    """Manifests for every entry of ``loaded``, to be written to ``out``."""
     export = Export("kubernetes")
     ctx = _Context(loaded, options, export)
     configs = config_entries(loaded)
@@ -452,9 +483,11 @@ def export_kubernetes(loaded: LoadedConfig, options: ExportOptions) -> Export:
     steps = []
     if not options.image:
         steps.append(
-            f"docker build -t {ctx.image} -f Dockerfile {ctx.root}   # push it where the cluster pulls"
+            f"docker build -t {ctx.image} -f {DOCKERFILE} {shlex.quote(str(ctx.root))}"
+            "   # push it where the cluster pulls"
         )
-        export.files["Dockerfile"] = sidecar_dockerfile(configs)
+        export.files[DOCKERFILE] = sidecar_dockerfile(configs)
+        export.files[DOCKERIGNORE] = dockerignore(ctx.build, configs, out.absolute())
     if options.with_pocketbase:
         export.files["Dockerfile.pocketbase"] = pocketbase_dockerfile()
         steps.append(f"docker build -t {ctx.app}-pocketbase:latest -f Dockerfile.pocketbase .")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from pathlib import Path
 
 from processman.config import LoadedConfig, ProcessConfig
 from processman.engine.policy import BACKOFF_CAP, backoff_delay
@@ -324,14 +325,29 @@ def _user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
+def _pocketbase_binary(app_dir: Path, options: ExportOptions, export: Export) -> str:
+    """The app's own ./pocketbase (beside pb_data, as processman startup prefers it), else the one on
+    the PATH; when neither is here, the app's, with a warning that it is missing."""
+    own = app_dir / "pocketbase"
+    if own.is_file() and os.access(own, os.X_OK):
+        return str(own)
+    on_path = shutil.which("pocketbase", path=options.environ.get("PATH", DEFAULT_PATH))
+    if on_path is not None:
+        return os.path.abspath(on_path)
+    export.warn(
+        "",
+        "pocketbase",
+        f"{own} does not exist and no pocketbase is on the PATH here: the unit runs {own}, "
+        "put PocketBase's executable there before starting it",
+    )
+    return str(own)
+
+
 def _pocketbase_unit(loaded: LoadedConfig, names: _Names, options: ExportOptions, export: Export) -> Unit:
-    root = loaded.path.parent
+    root = Path(os.path.abspath(loaded.path.parent))
     data_dir = root if root.name == "pb_data" else root / "pb_data"
     app_dir = data_dir.parent
-    binary = shutil.which("pocketbase", path=options.environ.get("PATH", DEFAULT_PATH))
-    if binary is None:
-        binary = str(app_dir / "pocketbase")
-        export.warn("", "pocketbase", f"no pocketbase on the PATH here: the unit runs {binary}")
+    binary = _pocketbase_binary(app_dir, options, export)
     unit = Unit()
     unit.add("Unit", "Description", f"PocketBase ({names.app})")
     unit.add("Unit", "After", "network.target")
