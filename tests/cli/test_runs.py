@@ -11,13 +11,14 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import click
 import httpx
 import pytest
 
-from processman.cli.client import next_run_text
+from processman.cli.client import format_table, next_run_text
 from processman.cli.runs import describe_run, format_runs
 from tests.api.conftest import free_port
 from tests.conftest import wait_for
@@ -190,3 +191,8 @@ def test_the_words_and_colours_of_runs() -> None:
     assert next_run_text(None) == ""
     soon = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now + 90)) + ".000Z"
     assert next_run_text(soon, now).endswith("(in 1m30s)")
+    zone = datetime.fromtimestamp(now + 90).astimezone().strftime("%Z")
+    assert f" {zone} (in" in next_run_text(soon, now)  # the machine's time, and it says which
+    job = {"id": "hang", "status": "scheduled", "pid": 0, "nextRun": soon, "lastError": "timed out after 3s"}
+    (row,) = [click.unstyle(line) for line in format_table([job], 200)[1:]]
+    assert "next run" in row and "timed out after 3s" in row, row

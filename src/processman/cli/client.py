@@ -323,8 +323,8 @@ def process_path(process_id: str, action: str) -> str:
 
 
 def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
-    """The rows of ``processman list``: id, status, pid, uptime, restarts, and the last error or, when
-    there is none, what the process says it is doing (sd_notify STATUS=) or a job's next run, cut to
+    """The rows of ``processman list``: id, status, pid, uptime, restarts, and a job's next run and the
+    last error or, when there are none, what the process says it is doing (sd_notify STATUS=), cut to
     fit."""
     headers = ("ID", "STATUS", "PID", "UPTIME", "RESTARTS", "LAST ERROR / STATUS TEXT")
     rows = [
@@ -337,9 +337,10 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
             " ".join(
                 terminal_safe(
                     str(
-                        state.get("lastError")
+                        " · ".join(
+                            filter(None, (next_run_text(state.get("nextRun")), state.get("lastError")))
+                        )
                         or state.get("statusText")
-                        or next_run_text(state.get("nextRun"))
                     )
                 ).split()
             ),
@@ -366,7 +367,8 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
 
 
 def next_run_text(timestamp: Any, now: float | None = None) -> str:
-    """``next run 03:00:00 (in 4h12m)`` for a job's ``nextRun`` (another day: with its date); "" for none."""
+    """``next run 03:00:00 CET (in 4h12m)`` for a job's ``nextRun`` (another day: with its date); "" for
+    none."""
     if not timestamp:
         return ""
     try:
@@ -374,7 +376,8 @@ def next_run_text(timestamp: Any, now: float | None = None) -> str:
     except ValueError:
         return ""
     current = datetime.fromtimestamp(time.time() if now is None else now).astimezone()
-    shown = when.strftime("%H:%M:%S" if when.date() == current.date() else "%Y-%m-%d %H:%M:%S")
+    # In the machine's time, named: a job's own timezone may differ (describe shows the schedule's).
+    shown = when.strftime("%H:%M:%S %Z" if when.date() == current.date() else "%Y-%m-%d %H:%M:%S %Z")
     left = max(0, int(when.timestamp() - current.timestamp()))
     hours, rest = divmod(left, 3600)
     minutes, seconds = divmod(rest, 60)
