@@ -334,16 +334,7 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
             str(state["pid"]) if state.get("pid") else "-",
             str(state.get("uptime") or "-") if state.get("pid") else "-",
             str(state.get("restartCount", 0)),
-            " ".join(
-                terminal_safe(
-                    str(
-                        " · ".join(
-                            filter(None, (next_run_text(state.get("nextRun")), state.get("lastError")))
-                        )
-                        or state.get("statusText")
-                    )
-                ).split()
-            ),
+            " ".join(terminal_safe(_remark(state)).split()),
         )
         for state in states
     ]
@@ -364,6 +355,12 @@ def format_table(states: list[dict[str, Any]], width: int) -> list[str]:
             error = click.style(error, bold=True)
         lines.append("  ".join([*cells, error]).rstrip())
     return lines
+
+
+def _remark(state: dict[str, Any]) -> str:
+    """The last column of ``list``: a job's next run and the last error, else the status text."""
+    said = [next_run_text(state.get("nextRun")), str(state.get("lastError") or "")]
+    return " · ".join(filter(None, said)) or str(state.get("statusText") or "")
 
 
 def next_run_text(timestamp: Any, now: float | None = None) -> str:
