@@ -209,6 +209,7 @@ def test_dependency_cycles_and_unknown_dependencies_are_named(tmp_path: Path) ->
             {"id": "c", "command": "true", "dependsOn": ["ghost"]},
             {"id": "d", "command": "true", "dependsOn": {"c": "completed"}},
             {"id": "e", "command": "true", "dependsOn": {"x": "ready"}, "maxMemory": "lots"},
+            {"id": "f", "command": "true", "dependsOn": ["e"]},
             {"id": "ok", "command": "true"},
         ],
     )
@@ -218,6 +219,7 @@ def test_dependency_cycles_and_unknown_dependencies_are_named(tmp_path: Path) ->
     assert "dependsOn: dependency cycle a -> b -> a" in text
     assert 'dependsOn: no entry has id "ghost"' in text
     assert '(id "d"): dependsOn: depends on a skipped entry' in text
+    assert '(id "f"): dependsOn: entry "e" was skipped for its own problems (above)' in text
     assert (
         'dependsOn.x: expected "started", "healthy", "completed", "completedSuccessfully" or "logReady", '
         'got "ready"' in text

@@ -167,6 +167,7 @@ def parse_processes(
     configs: list[ProcessConfig] = []
     seen: dict[str, int] = {}
     where_of: dict[str, str] = {}
+    skipped: set[str] = set()  # ids of entries skipped for their own problems
     for index, entry in enumerate(entries):
         where = f"{prefix}[{index}]"
         if isinstance(entry, dict) and isinstance(entry.get("id"), str) and entry["id"]:
@@ -176,6 +177,8 @@ def parse_processes(
         config = _read_entry(entry, base_dir, found)
         problems.extend(ConfigProblem(file, where, f"{line}; entry skipped") for line in found.lines())
         if config is None:
+            if isinstance(entry, dict) and isinstance(entry.get("id"), str):
+                skipped.add(entry["id"])
             continue
         if config.id in seen:
             problems.append(
@@ -190,7 +193,7 @@ def parse_processes(
         seen[config.id] = index
         where_of[config.id] = where
         configs.append(config)
-    configs, dependency_problems = _check_dependencies(configs, file, where_of)
+    configs, dependency_problems = _check_dependencies(configs, file, where_of, skipped)
     problems.extend(dependency_problems)
     return tuple(instance for config in configs for instance in expand_instances(config)), tuple(problems)
 
@@ -206,9 +209,10 @@ def expand_instances(config: ProcessConfig) -> list[ProcessConfig]:
 
 
 def _check_dependencies(
-    configs: list[ProcessConfig], file: str, where_of: dict[str, str]
+    configs: list[ProcessConfig], file: str, where_of: dict[str, str], skipped: set[str]
 ) -> tuple[list[ProcessConfig], list[ConfigProblem]]:
-    """Unknown dependencies and cycles skip the entries involved, with the cycle named."""
+    """Unknown dependencies and cycles skip the entries involved, with the cycle named; so does a
+    dependency on an entry skipped for its own problems (``skipped``), said as such."""
     problems: list[ConfigProblem] = []
     known = {config.id: config for config in configs}
     bad: set[str] = set()
@@ -216,11 +220,12 @@ def _check_dependencies(
         for name, condition in config.depends_on.items():
             if name not in known:
                 bad.add(config.id)
-                problems.append(
-                    ConfigProblem(
-                        file, where_of[config.id], f'dependsOn: no entry has id "{name}"; entry skipped'
-                    )
+                why = (
+                    f'entry "{name}" was skipped for its own problems (above)'
+                    if name in skipped
+                    else f'no entry has id "{name}"'
                 )
+                problems.append(ConfigProblem(file, where_of[config.id], f"dependsOn: {why}; entry skipped"))
             elif condition == "logReady" and known[name].ready_log_line is None:
                 bad.add(config.id)
                 problems.append(
