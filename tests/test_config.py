@@ -255,3 +255,12 @@ def test_log_rotation_and_watch_window_fields(tmp_path: Path) -> None:
     jsonschema.validate(json.loads(path.read_text())[:3], json_schema())
     with pytest.raises(ConfigError, match="logBackups: expected a whole number from 0 to 100, got 101"):
         ProcessConfig(id="x", command="true", log_backups=101)
+
+
+def test_a_misspelled_schedule_field_gets_a_suggestion(tmp_path: Path) -> None:
+    path = tmp_path / "pb_processes.json"
+    path.write_text(
+        json.dumps([{"id": "j", "command": "true", "schedule": {"cron": "0 3 * * *", "catchup": True}}])
+    )
+    text = "\n".join(str(p) for p in load_config(path).problems)
+    assert 'schedule.catchup: unknown schedule field; did you mean "catchUp"?' in text

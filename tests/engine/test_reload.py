@@ -88,6 +88,9 @@ async def test_a_broken_reload_changes_nothing_and_says_why(manager_factory: Fac
         ConfigError, match=r'backoff: expected a duration .* got "soon"(.|\n)*nothing changed'
     ):
         await manager.reload_from_file()
+    with pytest.raises(ConfigError) as refused:
+        await manager.reload_from_file()
+    assert "entry skipped" not in str(refused.value)  # nothing is applied, so nothing is skipped
     path.write_text("[{")
     with pytest.raises(ConfigError, match="invalid JSON"):
         await manager.reload_from_file()

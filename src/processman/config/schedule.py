@@ -63,6 +63,15 @@ def cron_problem(expression: str) -> str | None:
     return None
 
 
+def _suggest(key: str) -> str:
+    """``did you mean "catchUp"?`` for a near miss (case aside), else the fields there are."""
+    import difflib  # only for a mistake
+
+    by_lower = {known.lower(): known for known in _KEYS}
+    close = difflib.get_close_matches(key.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f'did you mean "{by_lower[close[0]]}"?' if close else f"expected one of {', '.join(_KEYS)}"
+
+
 def timezone_problem(name: str) -> str | None:
     """What is wrong with an IANA time zone name, or None."""
     try:
@@ -138,7 +147,7 @@ class ScheduleKind(Kind):
         before = len(problems.items)
         for key in raw:
             if key not in _KEYS:
-                problems.error(f"{at}.{key}", f"unknown schedule field; expected one of {', '.join(_KEYS)}")
+                problems.error(f"{at}.{key}", f"unknown schedule field; {_suggest(str(key))}")
         if ("cron" in raw) == ("every" in raw):
             problems.expect(at, 'an object with exactly one of "cron" and "every"', raw)
             return None

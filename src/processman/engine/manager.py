@@ -186,7 +186,9 @@ class ProcessManager:
         if not loaded.exists:
             raise ConfigError(f"{loaded.path}: file not found; nothing changed")
         if loaded.errors:
-            raise ConfigError("\n".join(str(problem) for problem in loaded.errors) + "\nnothing changed")
+            # A reload applies all or nothing: no entry is skipped, whatever the loader's words say.
+            lines = (str(problem).removesuffix("; entry skipped") for problem in loaded.errors)
+            raise ConfigError("\n".join(lines) + "\nnothing changed")
         plan = await self.apply(loaded.processes, dry_run=dry_run)
         if not dry_run:
             self.notifier.targets = loaded.notify
