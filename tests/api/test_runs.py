@@ -80,6 +80,9 @@ async def test_run_starts_a_task_that_does_not_start_with_the_manager(manager_fa
         assert (mixed["ids"], mixed["passedOver"]) == (["report"], ["web"])
         assert (await client.post("/api/pm/nothing/run")).status_code == 404
         assert (await client.get("/api/pm/nothing/runs")).status_code == 404
+        await manager.apply([config("web", IDLE, group="site")])  # migrate removed: its runs are kept
+        kept = (await client.get("/api/pm/migrate/runs?limit=2")).json()
+        assert [run["number"] for run in kept] == [4, 3]
         # A service has its runs too: each start to its exit.
         services = (await client.get("/api/pm/web/runs")).json()
         assert [(run["number"], run["trigger"], run["outcome"]) for run in services] == [(1, "start", None)]

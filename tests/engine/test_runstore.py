@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from processman import ProcessConfig, ProcessManager
+from processman.errors import ProcessNotFound
 from processman.config.schedule import Schedule
 from processman.engine.runs import RunOutcome, Trigger
 from processman.engine.runstore import FILE_NAME
@@ -70,6 +71,9 @@ async def test_a_removed_process_keeps_its_history(manager_factory: Factory, tmp
     await manager.start()
     await run_to_end(manager)
     await manager.apply([])
+    assert [run.number for run in manager.runs("task")] == [1], "removed, its runs can still be read"
+    with pytest.raises(ProcessNotFound):
+        manager.runs("never-there")
     await manager.apply([task()])
     assert [run.number for run in manager.runs("task")] == [1]
     assert await run_to_end(manager) == 2, "put back, it goes on from its last run"
@@ -158,3 +162,15 @@ def test_a_run_the_last_manager_left_running_has_no_made_up_end() -> None:
     assert (run.outcome, run.ended, run.duration) == (RunOutcome.STOPPED, None, None)
     assert run.reason == "the manager went away while it ran; its end was not seen"
     assert history.begin(Trigger.START, 2_000.0).number == 8
+
+
+async def test_a_process_on_record_but_not_in_the_config_has_readable_runs(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
+    first = manager_factory(task())
+    await first.start()
+    await run_to_end(first)
+    await first.close()
+    second = manager_factory(config("other", TASK, restart="never"))
+    await second.start()
+    assert [run.number for run in second.runs("task")] == [1]

@@ -212,7 +212,14 @@ class Endpoints:
 
     async def runs(self, request: Request) -> Response:
         """The run history, newest first (``limit``: 20 by default, at most what the process keeps);
-        for ``group:NAME``, its processes' runs together, newest first."""
+        for ``group:NAME``, its processes' runs together, newest first; for a process removed from the
+        config, the runs kept of it."""
+        target = request.path_params["id"]
+        if target not in self.manager.ids and not target.startswith(GROUP_PREFIX):
+            # No longer in the config: the runs kept of it (404 for an id never seen).
+            kept = self.manager.runs(target)
+            limit = parse_limit(request.query_params.get("limit"), max(len(kept), 1))
+            return JSONResponse([run_to_json(run) for run in kept[:limit]])
         target, ids = self._targets(request)
         most = max(self.manager.state(process_id).config.keep_runs for process_id in ids)
         limit = parse_limit(request.query_params.get("limit"), most)

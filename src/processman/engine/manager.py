@@ -317,8 +317,19 @@ class ProcessManager:
         return await process.run_now()
 
     def runs(self, process_id: str, limit: int | None = None) -> list[Run]:
-        """The process's run history, newest first."""
-        return self._get(process_id).runs.recent(limit)
+        """The process's run history, newest first; for a process no longer in the config, the runs
+        kept of it (from this manager's time, or on record). Raises ProcessNotFound for an id never
+        seen."""
+        process = self._processes.get(process_id)
+        if process is not None:
+            return process.runs.recent(limit)
+        history = self._histories.get(process_id)
+        if history is not None:
+            return history.recent(limit)
+        stored = self._stored_runs.get(process_id)
+        if stored:
+            return RunHistory(process_id, len(stored), stored).recent(limit)
+        raise ProcessNotFound(process_id)
 
     async def stop_process(self, process_id: str) -> None:
         await self._get(process_id).stop()
