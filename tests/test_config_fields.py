@@ -270,3 +270,11 @@ def test_config_to_json_is_the_files_form(tmp_path: Path) -> None:
     again = {**{k: v for k, v in shown.items() if k not in ("instance", "cwd")}, "id": "api"}
     reread, problems = parse_processes([again, {"id": "db", "command": "db"}], file="f", base_dir=tmp_path)
     assert problems == () and reread == configs
+
+
+def test_a_date_that_never_comes_is_named_as_such() -> None:
+    from processman.config.schedule import cron_problem
+
+    assert cron_problem("0 3 31 2 *") == '"0 3 31 2 *" never comes: none of its months has that day'
+    assert "bad day-of-month" in (cron_problem("0 3 32 * *") or "")
+    assert cron_problem("0 3 31 1,2 *") is None  # January has a 31st

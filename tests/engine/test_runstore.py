@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from processman import ProcessConfig, ProcessManager
-from processman.errors import ProcessNotFound
 from processman.config.schedule import Schedule
 from processman.engine.runs import RunOutcome, Trigger
 from processman.engine.runstore import FILE_NAME
 from processman.engine.states import Status
+from processman.errors import ProcessNotFound
 from tests.conftest import config, wait_for, wait_until
 from tests.engine.clock import ManualClock
 

@@ -59,8 +59,21 @@ def cron_problem(expression: str) -> str | None:
     try:
         CronSim(fields, datetime(2000, 1, 1))
     except CronSimError as exc:
+        if _never_comes(fields):
+            return f"{json.dumps(expression)} never comes: none of its months has that day"
         return f"expected {CRON_EXPECTED}, got {json.dumps(expression)} ({str(exc).lower()})"
     return None
+
+
+def _never_comes(fields: str) -> bool:
+    """A day of the month that each month named lacks (``0 3 31 2 *``): valid on any other month."""
+    minute, hour, day, month, weekday = fields.split(" ")
+    try:
+        CronSim(f"{minute} {hour} {day} * {weekday}", datetime(2000, 1, 1))
+        CronSim(f"{minute} {hour} 1 {month} {weekday}", datetime(2000, 1, 1))
+    except CronSimError:
+        return False
+    return True
 
 
 def _suggest(key: str) -> str:
