@@ -218,8 +218,8 @@ def test_dependency_cycles_and_unknown_dependencies_are_named(tmp_path: Path) ->
     text = "\n".join(str(p) for p in loaded.problems)
     assert "dependsOn: dependency cycle a -> b -> a" in text
     assert 'dependsOn: no entry has id "ghost"' in text
-    assert '(id "d"): dependsOn: depends on a skipped entry' in text
-    assert '(id "f"): dependsOn: entry "e" was skipped for its own problems (above)' in text
+    assert '(id "d"): dependsOn: depends on an entry with problems' in text
+    assert '(id "f"): dependsOn: entry "e" has problems of its own (above)' in text
     assert (
         'dependsOn.x: expected "started", "healthy", "completed", "completedSuccessfully" or "logReady", '
         'got "ready"' in text
@@ -264,3 +264,16 @@ def test_a_misspelled_schedule_field_gets_a_suggestion(tmp_path: Path) -> None:
     )
     text = "\n".join(str(p) for p in load_config(path).problems)
     assert 'schedule.catchup: unknown schedule field; did you mean "catchUp"?' in text
+
+
+def test_log_ready_on_a_task_is_a_warning_that_points_to_completed(tmp_path: Path) -> None:
+    path = tmp_path / "pb_processes.json"
+    entries = [
+        {"id": "restore", "command": "true", "restart": "never", "readyLogLine": "restored"},
+        {"id": "api", "command": "true", "dependsOn": {"restore": "logReady"}},
+    ]
+    path.write_text(json.dumps(entries))
+    loaded = load_config(path)
+    assert [p.id for p in loaded.processes] == ["restore", "api"]
+    (warning,) = [p for p in loaded.problems if p.severity == "warning"]
+    assert '"logReady" holds only while "restore" runs' in warning.message

@@ -4,6 +4,7 @@ runs on demand; every run is in the process's history with its trigger and outco
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -444,3 +445,74 @@ async def test_a_run_asked_while_the_job_waits_for_its_dependencies_answers_at_o
     assert skipped.reason == "skipped: the last run is still waiting for its dependencies"
     await manager.stop_process("report")  # never held behind the answer
     assert manager.state("report").status is Status.STOPPED
+
+
+async def test_a_restart_between_runs_stops_the_runs_beside(manager_factory: Factory, tmp_path: Path) -> None:
+    clock = ManualClock()
+    schedule = Schedule(every=60.0, overlap="allow")
+    manager = manager_factory(config("wide", waits_for_own_release(tmp_path), schedule=schedule), clock=clock)
+    await manager.start()
+    await advance_to(manager, clock, "wide")
+    await wait_until(manager, lambda: manager.state("wide").status is Status.RUNNING, what="run 1")
+    await advance_to(manager, clock, "wide")
+    await wait_until(manager, lambda: len(manager.runs("wide")) == 2, what="run 2")
+    second, first = manager.runs("wide")
+    assert first.pid is not None and second.pid is not None
+    (tmp_path / str(first.pid)).touch()
+    await wait_until(manager, lambda: manager.state("wide").pid == second.pid, what="run 2 shown as running")
+    await manager.restart_process("wide")
+    await wait_until(manager, lambda: manager.state("wide").status is Status.SCHEDULED, what="armed again")
+    assert not alive(second.pid)
+    assert manager.runs("wide")[0].outcome is RunOutcome.STOPPED and len(manager.runs("wide")) == 2
+
+
+async def test_a_second_run_on_demand_beside_outlives_the_first(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
+    schedule = Schedule(every=3600.0, overlap="allow")
+    job = config("wide", waits_for_own_release(tmp_path), schedule=schedule, autostart=False)
+    manager = manager_factory(job, clock=ManualClock())
+    await manager.start()
+    first = await manager.run_process("wide")
+    second = await manager.run_process("wide")  # begun beside the first
+    assert first is not None and second is not None and first.pid and second.pid
+    (tmp_path / str(first.pid)).touch()
+    await wait_until(manager, lambda: manager.state("wide").pid == second.pid, what="run 2 shown as running")
+    assert manager.state("wide").status is Status.RUNNING and alive(second.pid)
+    (tmp_path / str(second.pid)).touch()
+    await wait_until(manager, lambda: manager.state("wide").status is Status.COMPLETED, what="completed")
+    assert [run.outcome for run in manager.runs("wide")] == [RunOutcome.SUCCEEDED, RunOutcome.SUCCEEDED]
+
+
+async def test_a_failed_run_beside_says_why_in_last_error(manager_factory: Factory, tmp_path: Path) -> None:
+    code = waits_for_own_release(tmp_path) + "\nraise SystemExit(3)"
+    schedule = Schedule(every=60.0, overlap="allow")
+    manager = manager_factory(config("wide", code, schedule=schedule), clock=(clock := ManualClock()))
+    await manager.start()
+    await advance_to(manager, clock, "wide")
+    await wait_until(manager, lambda: manager.state("wide").status is Status.RUNNING, what="run 1")
+    await advance_to(manager, clock, "wide")
+    await wait_until(manager, lambda: len(manager.runs("wide")) == 2, what="run 2")
+    second = manager.runs("wide")[0]
+    (tmp_path / str(second.pid)).touch()
+    await wait_until(
+        manager, lambda: manager.runs("wide")[0].outcome is RunOutcome.FAILED, what="run 2 fails"
+    )
+    await wait_until(manager, lambda: "code 3" in manager.state("wide").last_error, what="the reason")
+
+
+async def test_run_of_an_unarmed_job_waiting_for_its_dependencies_answers_queued(
+    manager_factory: Factory,
+) -> None:
+    manager = manager_factory(
+        config("db", "import time; time.sleep(600)", autostart=False),
+        config(
+            "nightly", QUICK, schedule=Schedule(every=3600.0), autostart=False, depends_on={"db": "started"}
+        ),
+        clock=ManualClock(),
+    )
+    await manager.start()
+    assert await asyncio.wait_for(manager.run_process("nightly"), 10) is None  # guard: it must answer
+    assert manager.state("nightly").last_error == "waiting for db (started)"
+    await asyncio.wait_for(manager.stop_process("nightly"), 10)
+    assert manager.state("nightly").status is Status.STOPPED

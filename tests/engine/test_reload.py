@@ -59,22 +59,38 @@ async def test_reload_adds_removes_changes_and_keeps(manager_factory: Factory, t
     assert manager.state("change").config.env == {"MODE": "new"}
 
 
-async def test_a_changed_task_that_ended_on_its_own_runs_again_and_a_stopped_one_stays_stopped(
+async def test_a_changed_task_that_failed_runs_again_and_a_completed_one_does_not(
     manager_factory: Factory, tmp_path: Path
 ) -> None:
     path = tmp_path / "pb_processes.json"
     exits = ["-c", "import os, sys; sys.exit(int(os.environ['CODE']))"]
     task = {"command": sys.executable, "args": exits, "restart": "never"}
-    _write(path, [{"id": "migrate", **task, "env": {"CODE": "1"}}, _entry("held")])
+    job = {"command": sys.executable, "args": ["-c", "pass"], "schedule": {"every": "1h"}}
+    before = [
+        {"id": "migrate", **task, "env": {"CODE": "1"}},
+        {"id": "seed", **task, "env": {"CODE": "0"}},
+        {"id": "nightly", **job},
+    ]
+    _write(path, before)
     manager = manager_factory(*load_config(path).processes, config_path=path)
     await manager.start()
     await wait_until(manager, lambda: manager.state("migrate").status is Status.FAILED, what="failed")
-    await manager.stop_process("held")
-    _write(path, [{"id": "migrate", **task, "env": {"CODE": "0"}}, _entry("held", env={"MODE": "new"})])
+    await wait_until(manager, lambda: manager.state("seed").status is Status.COMPLETED, what="completed")
+    await wait_until(manager, lambda: manager.state("nightly").status is Status.SCHEDULED, what="armed")
+    await manager.stop_process("nightly")  # disarmed by the user, then run once by hand
+    await manager.run_process("nightly")
+    await wait_until(manager, lambda: manager.state("nightly").status is Status.COMPLETED, what="ran")
+    after = [
+        {"id": "migrate", **task, "env": {"CODE": "0"}},
+        {"id": "seed", **task, "env": {"CODE": "0", "MORE": "1"}},
+        {"id": "nightly", **job, "env": {"MORE": "1"}},
+    ]
+    _write(path, after)
     await manager.reload_from_file()
-    await wait_until(manager, lambda: manager.state("migrate").status is Status.COMPLETED, what="completed")
+    await wait_until(manager, lambda: manager.state("migrate").status is Status.COMPLETED, what="re-run")
     assert len(manager.runs("migrate")) == 2
-    assert manager.state("held").status is Status.STOPPED  # the user stopped it: it stays stopped
+    assert len(manager.runs("seed")) == 1, "a completed task is not run again by a reload"
+    assert manager.state("nightly").status is Status.COMPLETED, "a job the user disarmed stays unarmed"
 
 
 async def test_a_broken_reload_changes_nothing_and_says_why(manager_factory: Factory, tmp_path: Path) -> None:

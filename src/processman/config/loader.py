@@ -221,11 +221,21 @@ def _check_dependencies(
             if name not in known:
                 bad.add(config.id)
                 why = (
-                    f'entry "{name}" was skipped for its own problems (above)'
+                    f'entry "{name}" has problems of its own (above)'
                     if name in skipped
                     else f'no entry has id "{name}"'
                 )
                 problems.append(ConfigProblem(file, where_of[config.id], f"dependsOn: {why}; entry skipped"))
+            elif condition == "logReady" and known[name].is_task and known[name].ready_log_line is not None:
+                problems.append(
+                    ConfigProblem(
+                        file,
+                        where_of[config.id],
+                        f'dependsOn.{name}: "logReady" holds only while "{name}" runs, and it runs to an '
+                        'end: "completed" or "completedSuccessfully" waits for that end',
+                        "warning",
+                    )
+                )
             elif condition == "logReady" and known[name].ready_log_line is None:
                 bad.add(config.id)
                 problems.append(
@@ -257,7 +267,9 @@ def _check_dependencies(
                 changed = True
                 problems.append(
                     ConfigProblem(
-                        file, where_of[config.id], "dependsOn: depends on a skipped entry; entry skipped"
+                        file,
+                        where_of[config.id],
+                        "dependsOn: depends on an entry with problems; entry skipped",
                     )
                 )
     return [config for config in configs if config.id not in bad], problems

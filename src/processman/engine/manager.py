@@ -187,7 +187,10 @@ class ProcessManager:
             raise ConfigError(f"{loaded.path}: file not found; nothing changed")
         if loaded.errors:
             # A reload applies all or nothing: no entry is skipped, whatever the loader's words say.
-            lines = (str(problem).removesuffix("; entry skipped") for problem in loaded.errors)
+            lines = (
+                str(problem).removesuffix("; entry skipped").removesuffix("; target skipped")
+                for problem in loaded.errors
+            )
             raise ConfigError("\n".join(lines) + "\nnothing changed")
         plan = await self.apply(loaded.processes, dry_run=dry_run)
         if not dry_run:
@@ -212,9 +215,10 @@ class ProcessManager:
         process.reconfigure(config)
         if process.desired is Desired.RUNNING:
             await process.restart("config changed")
-        elif self._running and config.autostart and process.status in (Status.COMPLETED, Status.FAILED):
-            # It ended on its own (a one-shot task, a service that gave up): the new config is a new
-            # try, as at start-up. What the user stopped stays stopped.
+        elif self._running and config.autostart and not config.is_job and process.status is Status.FAILED:
+            # It failed on its own (a one-shot task, a service that gave up): the new config is a new
+            # try, as at start-up. A completed task is not run again (run it); what the user stopped,
+            # or a job they disarmed, stays so.
             await process.start()
         self._ensure_watcher(process)
 

@@ -203,6 +203,7 @@ class ManagedProcess:
         self._queued: Trigger | None = None
         # overlap "allow": each run begun beside the one in progress, by the task that watches it.
         self._beside: dict[asyncio.Task[None], Child] = {}
+        self._stopping_beside = False  # their ends are stops, not failures
         self._single_run = False  # run once on demand, then back to stopped (a job not armed)
         self._run_waiter: asyncio.Future[Run | None] | None = None  # run_now() waits for its run
         self.next_run: float | None = None
@@ -236,14 +237,13 @@ class ManagedProcess:
         return self._daemon or 0
 
     def _live_run(self) -> Child | None:
-        """The run in progress: its child lives, or (type forking) its daemon does; of runs beside
-        each other (overlap "allow"), the newest."""
+        """The run in progress: its child lives, or (type forking) its daemon does; once a job's own
+        run ended, the newest run begun beside it (overlap "allow") that still runs."""
         child = self._child
-        live = child if child is not None and (child.alive or self._daemon is not None) else None
-        for beside in self._beside.values():
-            if beside.alive and (live is None or beside.started > live.started):
-                live = beside
-        return live
+        if child is not None and (child.alive or self._daemon is not None):
+            return child
+        live = [beside for beside in self._beside.values() if beside.alive]
+        return max(live, key=lambda beside: beside.started) if live else None
 
     def state(self) -> ProcessState:
         child = self._live_run()
@@ -570,6 +570,7 @@ class ManagedProcess:
         if single:
             self._due.append((self._trigger, self._run_waiter))
             self._run_waiter = None
+            self._attempt()  # run_now() waits for its run's answer outside the lock from here
         else:
             armed = self._clock.time()
             self._catch_up(armed)
@@ -585,20 +586,22 @@ class ManagedProcess:
                     self._due.append((self._queued, None))
                     self._queued = None
                 if not self._due:
-                    if single:
+                    if single and not self._beside:
                         await self._end_single(last)
                         return
-                    ended = await self._idle()
+                    ended = await self._idle(single=single)
+                    if ended in (_RunEnd.STOP, _RunEnd.RESTART) and self._beside:
+                        self._update(status=Status.STOPPING)
+                        await self._stop_beside()
                     if ended is _RunEnd.STOP:
-                        if self._beside:
-                            self._update(status=Status.STOPPING)
-                            await self._stop_beside()
                         self._update(status=Status.STOPPED)
                         return
-                    if ended is _RunEnd.RESTART:  # nothing runs: a restart arms it again
+                    if ended is _RunEnd.RESTART:  # its own run is over: a restart arms it again
                         self._begin_restart(self._take_restart())
                         self._start_wanted = True
                         return
+                    if not self._due:  # a single run's runs beside ended
+                        continue
                 trigger, waiter = self._due.popleft()
                 self._trigger = trigger
                 self._run_waiter = waiter
@@ -678,10 +681,13 @@ class ManagedProcess:
         await self._stop_beside()
         self._update(status=Status.COMPLETED if last is RunOutcome.SUCCEEDED else Status.FAILED)
 
-    async def _idle(self) -> _RunEnd | None:
+    async def _idle(self, *, single: bool = False) -> _RunEnd | None:
         """Between a job's runs: None once a run is due, or the intent that came first. A run begun
-        beside the last one (overlap "allow") that still runs is shown as the running one."""
+        beside the last one (overlap "allow") that still runs is shown as the running one. A ``single``
+        run on demand waits only for its runs beside: None once they ended."""
         while True:
+            if single and not self._beside:
+                return None
             if self._live_run() is None:
                 self._update(status=Status.SCHEDULED, ready=False)
             elif self._status is Status.RUNNING:
@@ -787,11 +793,13 @@ class ManagedProcess:
         outcome = Outcome(True, reason, code, sig, child.uptime, timed_out=timed_out)
         if timed_out:
             result = RunOutcome.TIMED_OUT
-        elif self.desired is not Desired.RUNNING:
+        elif self.desired is not Desired.RUNNING or self._stopping_beside:
             result = RunOutcome.STOPPED
         else:
             result = RunOutcome.SUCCEEDED if succeeded(self.config, outcome) else RunOutcome.FAILED
         self._end_run(run, result, outcome)
+        if result in (RunOutcome.FAILED, RunOutcome.TIMED_OUT):
+            self._update(last_error=f"run {run.number}: {reason}")
         self._context.registry.group_gone(child.pid)
 
     async def _stop_group(self, child: Child) -> None:
@@ -806,11 +814,15 @@ class ManagedProcess:
                 os.killpg(child.pid, signal.SIGKILL)
 
     async def _stop_beside(self) -> None:
-        """The job stopped: runs beside the last one go with the tree."""
-        if self._beside:
-            await self._sweep()
-        if self._beside:  # their watches end once the sweep's signals are seen
-            await asyncio.wait(list(self._beside))
+        """The job stopped or restarts: runs beside the last one go with the tree."""
+        self._stopping_beside = True
+        try:
+            if self._beside:
+                await self._sweep()
+            if self._beside:  # their watches end once the sweep's signals are seen
+                await asyncio.wait(list(self._beside))
+        finally:
+            self._stopping_beside = False
 
     async def _clear_job_leftovers(self) -> None:
         if not self._beside:  # the tree is shared with runs beside it: they are not leftovers
