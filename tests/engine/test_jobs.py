@@ -189,9 +189,9 @@ def waits_for_own_release(folder: Path) -> str:
     )
 
 
-async def test_a_run_beside_one_that_ended_is_the_running_one_and_a_stop_ends_it_cleanly(
-    manager_factory: Factory, tmp_path: Path
-) -> None:
+async def run_beside_one_that_ended(manager_factory: Factory, tmp_path: Path) -> tuple[ProcessManager, Run]:
+    """A job "wide" (overlap allow) whose run 2 began beside run 1, and run 1 has ended: run 2 is
+    returned, shown as the running one."""
     clock = ManualClock()
     schedule = Schedule(every=60.0, overlap="allow")
     manager = manager_factory(config("wide", waits_for_own_release(tmp_path), schedule=schedule), clock=clock)
@@ -205,6 +205,14 @@ async def test_a_run_beside_one_that_ended_is_the_running_one_and_a_stop_ends_it
     (tmp_path / str(first.pid)).touch()  # run 1 ends; run 2, begun beside it, goes on
     await wait_until(manager, ended_count(manager, "wide", 1), what="run 1 to end")
     await wait_until(manager, lambda: manager.state("wide").pid == second.pid, what="run 2 shown as running")
+    return manager, second
+
+
+async def test_a_run_beside_one_that_ended_is_the_running_one_and_a_stop_ends_it_cleanly(
+    manager_factory: Factory, tmp_path: Path
+) -> None:
+    manager, second = await run_beside_one_that_ended(manager_factory, tmp_path)
+    assert second.pid is not None
     assert manager.state("wide").status is Status.RUNNING
     await manager.stop_process("wide")
     state = manager.state("wide")
@@ -448,18 +456,8 @@ async def test_a_run_asked_while_the_job_waits_for_its_dependencies_answers_at_o
 
 
 async def test_a_restart_between_runs_stops_the_runs_beside(manager_factory: Factory, tmp_path: Path) -> None:
-    clock = ManualClock()
-    schedule = Schedule(every=60.0, overlap="allow")
-    manager = manager_factory(config("wide", waits_for_own_release(tmp_path), schedule=schedule), clock=clock)
-    await manager.start()
-    await advance_to(manager, clock, "wide")
-    await wait_until(manager, lambda: manager.state("wide").status is Status.RUNNING, what="run 1")
-    await advance_to(manager, clock, "wide")
-    await wait_until(manager, lambda: len(manager.runs("wide")) == 2, what="run 2")
-    second, first = manager.runs("wide")
-    assert first.pid is not None and second.pid is not None
-    (tmp_path / str(first.pid)).touch()
-    await wait_until(manager, lambda: manager.state("wide").pid == second.pid, what="run 2 shown as running")
+    manager, second = await run_beside_one_that_ended(manager_factory, tmp_path)
+    assert second.pid is not None
     await manager.restart_process("wide")
     await wait_until(manager, lambda: manager.state("wide").status is Status.SCHEDULED, what="armed again")
     assert not alive(second.pid)
