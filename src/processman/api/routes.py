@@ -28,7 +28,13 @@ from processman.api.streams import (
     merged_logs,
     status_stream,
 )
-from processman.api.wire import containment_to_json, line_to_json, plan_to_json, run_to_json, state_to_json
+from processman.api.wire import (
+    containment_to_json,
+    line_to_json,
+    plan_to_json,
+    run_to_json,
+    states_to_body,
+)
 from processman.config import GROUP_PREFIX
 from processman.engine.manager import ProcessManager
 from processman.engine.runs import Run
@@ -150,7 +156,7 @@ class Endpoints:
         states = self.manager.states()
         if group is not None:
             states = [state for state in states if state.config.group == group]
-        return JSONResponse([state_to_json(state) for state in states])
+        return Response(states_to_body(states), media_type="application/json")
 
     async def metrics(self, request: Request) -> Response:
         manager = self.manager
