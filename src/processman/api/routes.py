@@ -17,8 +17,6 @@ from starlette.routing import BaseRoute, Route
 
 from processman.api.auth import Authenticator
 from processman.api.errors import ApiError
-from processman.api.openapi import openapi_document
-from processman.api.prometheus import CONTENT_TYPE, render_metrics, render_notify_metrics
 from processman.api.streams import (
     KEEPALIVE,
     StreamHub,
@@ -161,6 +159,9 @@ class Endpoints:
     async def metrics(self, request: Request) -> Response:
         manager = self.manager
         sampler = manager.resources
+        # Imported by the first scrape (and openapi by its first request): serve idles without them.
+        from processman.api.prometheus import CONTENT_TYPE, render_metrics, render_notify_metrics
+
         text = render_metrics(
             manager.states(), manager.manager_usage(), sampler.usage(), sampler.cpu_seconds()
         ) + render_notify_metrics(manager.notifier.stats)
@@ -319,6 +320,8 @@ class Endpoints:
         return JSONResponse({"mode": self.authenticator.mode})
 
     async def openapi(self, request: Request) -> Response:
+        from processman.api.openapi import openapi_document
+
         return JSONResponse(openapi_document(request.scope.get("root_path", "")))
 
 
