@@ -34,6 +34,9 @@ SCHEMA_VERSION = 1
 # again (new runs try it at once).
 BUSY_TIMEOUT = 1.0
 RETRY_AFTER = 1.0
+# After a write, the writer lets runs gather this long before the next: in a restart storm one
+# transaction then holds many runs, where one per run took CPU from the restarts themselves.
+GATHER = 0.1
 # How long the manager's close waits for the last runs to be written.
 CLOSE_TIMEOUT = 5.0
 # SQLite's result codes for a file that is not, or no longer, a database.
@@ -174,6 +177,8 @@ class RunStore:
             failed = not self._write_pending()
             if stopping and not failed:
                 break
+            if not failed:
+                self._abandoned.wait(GATHER)  # close() may wait this much longer
         self._close_connection()
 
     def _take(self, timeout: float | None) -> list[tuple[Run, int] | None]:
