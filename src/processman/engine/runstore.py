@@ -103,6 +103,7 @@ class RunStore:
         # Runs to write with their process's keepRuns; None: write what is pending and end.
         self._queue: queue.SimpleQueue[tuple[Run, int] | None] = queue.SimpleQueue()
         self._abandoned = threading.Event()
+        self._closing = threading.Event()  # close() was called: no more gathering, write and end
         self._connection: sqlite3.Connection | None = None
         self._thread: threading.Thread | None = None
         self._pending: dict[tuple[str, int], tuple[Run, int]] = {}
@@ -146,6 +147,7 @@ class RunStore:
         thread = self._thread
         if thread is None:
             return True
+        self._closing.set()
         self._queue.put(None)
         thread.join(timeout)
         if thread.is_alive():
@@ -178,7 +180,7 @@ class RunStore:
             if stopping and not failed:
                 break
             if not failed:
-                self._abandoned.wait(GATHER)  # close() may wait this much longer
+                self._closing.wait(GATHER)  # ended at once by close(): a shutdown does not wait
         self._close_connection()
 
     def _take(self, timeout: float | None) -> list[tuple[Run, int] | None]:
