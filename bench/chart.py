@@ -2,9 +2,10 @@
 whiskers, processman's bars in a colour of their own.
 
 Runs in the peers' venv, where matplotlib is installed (it is not a dependency of processman):
-    bench/.peers/venv/bin/python bench/chart.py PANELS.json OUT.png
-PANELS.json is written by bench/report.py: [{"title", "unit", "bars": [{"label", "median", "low",
-"high", "subject"}]}].
+    bench/.peers/venv/bin/python bench/chart.py PANELS.json OUT.png [bars|curves]
+PANELS.json is written by bench/report.py: for bars, [{"title", "unit", "bars": [{"label", "median",
+"low", "high", "subject"}]}]; for curves (the cost curve), [{"title", "unit", "log", "lines": [{"label",
+"subject", "points": [[N, median], ...]}]}].
 """
 
 from __future__ import annotations
@@ -68,6 +69,47 @@ def draw(panels: list[dict[str, Any]], target: str) -> None:
     figure.savefig(target, dpi=110)
 
 
+def draw_curves(panels: list[dict[str, Any]], target: str) -> None:
+    matplotlib: Any = importlib.import_module("matplotlib")
+    matplotlib.use("Agg")
+    pyplot: Any = importlib.import_module("matplotlib.pyplot")
+    columns = 3
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = pyplot.subplots(rows, columns, figsize=(15, 3.8 * rows), squeeze=False)
+    for index, panel in enumerate(panels):
+        axis = axes[index // columns][index % columns]
+        for line in panel["lines"]:
+            sizes = [point[0] for point in line["points"]]
+            values = [max(point[1], 1e-6) for point in line["points"]]
+            subject = line["subject"]
+            axis.plot(
+                sizes,
+                values,
+                marker="o",
+                markersize=3,
+                linewidth=2.2 if subject else 1.0,
+                label=line["label"],
+                zorder=3 if subject else 2,
+            )
+        axis.set_xscale("log")
+        if panel.get("log"):
+            axis.set_yscale("log")
+        axis.set_title(panel["title"], fontsize=9, loc="left")
+        axis.set_xlabel("children (N)", fontsize=8)
+        axis.set_ylabel(panel["unit"], fontsize=8)
+        axis.tick_params(labelsize=8)
+        axis.grid(True, which="major", linewidth=0.3)
+        axis.spines[["top", "right"]].set_visible(False)
+        axis.legend(fontsize=6, loc="best")
+    for index in range(len(panels), rows * columns):
+        axes[index // columns][index % columns].axis("off")
+    figure.suptitle("Cost curve: medians against the number of children; lower is better", fontsize=11)
+    figure.tight_layout()
+    figure.savefig(target, dpi=110)
+
+
 if __name__ == "__main__":
     with open(sys.argv[1]) as file:
-        draw(json.load(file), sys.argv[2])
+        data = json.load(file)
+    mode = sys.argv[3] if len(sys.argv) > 3 else "bars"
+    (draw_curves if mode == "curves" else draw)(data, sys.argv[2])

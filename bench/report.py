@@ -18,6 +18,7 @@ from bench.results import SUBJECT, Results, Series, best_peer, by_metric, ratio
 
 FINDINGS = BENCH_DIR / "findings.md"
 SCHEDULE = BENCH_DIR / "results" / "schedule.json"
+RUNSTORE = BENCH_DIR / "results" / "runstore.json"
 CHART_SCRIPT = BENCH_DIR / "chart.py"
 
 TITLES = {
@@ -35,7 +36,8 @@ SETTINGS = [
         "processman",
         "`serve --http 127.0.0.1:PORT`, one entry per child with `command`/`args` (`devMode: true` for W7)",
         '`serve --no-echo` (the log files are the record); `minUptime: "1s"`, `backoff: "100ms"`, '
-        '`stopTimeout: "5s"`; `watchDebounce: "50ms"` for W7',
+        '`stopTimeout: "5s"`; `watchDebounce: "50ms"` for W7. *tags* (W1 and W5): the defaults with '
+        "`PROCESSMAN_CONTAINMENT=tags`, the fallback to the cgroup containment the defaults get as root",
     ),
     (
         "supervisord",
@@ -56,8 +58,8 @@ SETTINGS = [
 ]
 
 HEADLINES = [
-    ("W1", "start, N=500", False),
-    ("W1", "stop, N=500", True),
+    ("W1", "start, N=100", False),
+    ("W1", "stop until the manager has exited, N=100", True),
     ("W2", "memory (PSS)", False),
     ("W2", "CPU over", False),
     ("W3", "restart after SIGKILL", True),
@@ -116,7 +118,8 @@ class Verdict:
 
 
 def _subject_best(items: list[Series]) -> Series | None:
-    ours = [s for s in items if s.manager == SUBJECT and s.median is not None]
+    # The tags variant measures what containment costs; the targets are about defaults and tuned.
+    ours = [s for s in items if s.manager == SUBJECT and s.variant != "tags" and s.median is not None]
     if not ours:
         return None
     if ours[0].better == "lower":
@@ -146,9 +149,78 @@ def verdicts(results: Results) -> list[Verdict]:
         if item.workload == "W4" and item.unit == "lines":
             met = (item.high or 0) == 0
             found.append(Verdict(f"W4 {item.label}: zero lines lost", met, _spread(item)))
-        if item.workload == "W5":
+        if item.workload == "W5" and item.variant != "tags":
             met = (item.high or 0) == 0
             found.append(Verdict(f"W5 {item.label}: zero survivors ({item.metric})", met, _spread(item)))
+    return found + scale_verdicts(results) + containment_verdicts(results)
+
+
+# The cost curve's targets for processman (defaults) at N=1000: (workload, metric, bound, unit).
+SCALE_TARGETS = [
+    ("W1", "start, N=1000", 2.0, "s"),
+    ("W1", "stop, N=1000", 1.0, "s"),
+    ("W1", "stop until the manager has exited, N=1000", 1.0, "s"),
+    ("W2", "memory (PSS), N=1000", 40.0, "MB"),
+]
+
+
+def _find(results: Results, workload: str, metric: str, variant: str = "defaults") -> Series | None:
+    for item in results.series:
+        if (item.workload, item.metric, item.manager, item.variant) == (workload, metric, SUBJECT, variant):
+            return item if item.median is not None else None
+    return None
+
+
+def scale_verdicts(results: Results) -> list[Verdict]:
+    """processman (defaults) with 1000 children: start, stop and memory under fixed bounds, idle CPU at
+    most twice its figure with 100."""
+    found = []
+    for workload, metric, bound, unit in SCALE_TARGETS:
+        item = _find(results, workload, metric)
+        if item is not None and item.median is not None:
+            found.append(
+                Verdict(
+                    f"{workload} {metric}, processman (defaults): under {fmt(bound, unit)} {unit}",
+                    item.median < bound,
+                    _spread(item),
+                )
+            )
+    idle = [s for s in results.series if s.workload == "W2" and s.metric.startswith("CPU over")]
+    big = next((s for s in idle if s.metric.endswith("N=1000")), None)
+    hundred = next((s for s in idle if s.metric.endswith("N=100")), None)
+    if big is not None and hundred is not None:
+        mine = _find(results, "W2", big.metric)
+        base = _find(results, "W2", hundred.metric)
+        if mine is not None and base is not None and mine.median is not None and base.median is not None:
+            found.append(
+                Verdict(
+                    f"W2 {big.metric}, processman (defaults): at most twice its figure at N=100",
+                    mine.median <= 2 * base.median,
+                    f"{fmt(mine.median, 's')} s against {fmt(base.median, 's')} s at N=100 "
+                    f"(x{fmt_ratio(ratio(mine.median, base.median))})",
+                )
+            )
+    return found
+
+
+def containment_verdicts(results: Results) -> list[Verdict]:
+    """The cgroup containment (processman defaults, as root) against the tag fallback (the tags
+    variant) on W1: at most 10 % slower."""
+    found = []
+    for item in results.series:
+        if item.workload != "W1" or item.manager != SUBJECT or item.variant != "tags":
+            continue
+        cgroup = _find(results, "W1", item.metric)
+        if cgroup is None or cgroup.median is None or item.median is None:
+            continue
+        found.append(
+            Verdict(
+                f"W1 {item.metric}: cgroups at most 10 % slower than tags",
+                cgroup.median <= 1.10 * item.median,
+                f"cgroup {fmt(cgroup.median, 's')} s against tags {fmt(item.median, 's')} s "
+                f"(x{fmt_ratio(ratio(cgroup.median, item.median))})",
+            )
+        )
     return found
 
 
@@ -170,11 +242,13 @@ def markdown(results: Results, chart_name: str) -> str:
         "## Reproduce",
         "",
         "```sh",
-        "python bench/run.py               # full run: rewrites this file and benchmarks.png",
+        "python bench/run.py               # full run: rewrites this file, benchmarks.png and -curve.png",
         "python bench/run.py --quick       # smoke run (~3 min): bench/results/latest-quick.json only",
         "python bench/run.py --only W3,W4  # some workloads, merged into bench/results/latest.json",
         "python bench/profile.py logs      # py-spy profile of serve in W4 (or: stop, list, idle, memory)",
         "python bench/serve_cpu.py idle    # serve's own CPU per thread (schedstat), idle or on a burst",
+        "python bench/schedule_precision.py  # 100 jobs due at the same second (bench/results/schedule.json)",
+        "python bench/runstore_storm.py      # the run history under a restart storm (runstore.json)",
         "```",
         "",
         "The first run installs the peers into `bench/.peers/` (a venv from PyPI and "
@@ -213,7 +287,20 @@ def markdown(results: Results, chart_name: str) -> str:
         "|---|---|---|",
     ]
     lines += [f"| {name} | {defaults} | {tuned} |" for name, defaults, tuned in SETTINGS]
-    lines += ["", "## Headline figures", "", f"![headline figures]({chart_name})", "", "## Targets", ""]
+    lines += ["", "## Headline figures", "", f"![headline figures]({chart_name})", ""]
+    lines += [
+        "## Cost curve",
+        "",
+        "How start time, stop time, memory, idle CPU and API latency grow with the number of children "
+        "(W1, W2 and W6 at N = 10, 100 and 1000; both axes logarithmic). PM2 and honcho run up to 100: PM2 "
+        "stops its apps one after another (500 took a minute, the harness's limit), and honcho runs one "
+        "Python process per child.",
+        "",
+        f"![cost curve]({curve_name(chart_name)})",
+        "",
+        "## Targets",
+        "",
+    ]
     lines += ["| target | met | measured |", "|---|---|---|"]
     for verdict in verdicts(results):
         lines.append(f"| {verdict.target} | {'yes' if verdict.met else '**no**'} | {verdict.detail} |")
@@ -244,6 +331,7 @@ def markdown(results: Results, chart_name: str) -> str:
                 )
             lines.append("")
     lines += schedule_section()
+    lines += runstore_section()
     if FINDINGS.exists():
         lines += [FINDINGS.read_text().rstrip(), ""]
     return "\n".join(lines)
@@ -274,6 +362,34 @@ def schedule_section() -> list[str]:
     ]
 
 
+def runstore_section() -> list[str]:
+    """The run history under a restart storm, from bench/runstore_storm.py's last result."""
+    if not RUNSTORE.exists():
+        return []
+    result = json.loads(RUNSTORE.read_text())
+    rows = []
+    for key, name in (("with_store", "with the run history database"), ("without_store", "without it")):
+        item = result[key]
+        rows.append(
+            f"| {name} | {item['restarts_per_s']} | {item['median_ms']} ms | {item['p95_ms']} ms "
+            f"| {item['database_bytes']:,} | {item['most_rows_per_process']} |"
+        )
+    return [
+        "### Run history under a restart storm",
+        "",
+        f"{result['processes']} processes running `true` with `minUptime: 0` (each exit is restarted at "
+        f"once) and `keepRuns: {result['keep_runs']}`, {result['seconds']:g} s with the database and "
+        f"{result['seconds']:g} s without it, alternately, {result['repeats']} times (medians; measured "
+        f"{result['date']}; `python bench/runstore_storm.py`). Restart latency is when a run's child was "
+        "spawned minus when the run before it ended.",
+        "",
+        "| | restarts per second | restart latency, median | p95 | database bytes | most rows per process |",
+        "|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+
+
 def _load_line(load: dict[str, list[float]], cores: object) -> str:
     if not load:
         return ""
@@ -294,6 +410,8 @@ def panels(results: Results) -> list[dict[str, Any]]:
             for (w, metric), items in grouped.items()
             if w == workload and metric.startswith(prefix)
         ]
+        # "start, N=100" names one metric, not "start, N=1000" as well.
+        matches.sort(key=lambda match: match[0] != prefix and not match[0].startswith(prefix + " "))
         if not matches:
             continue
         metric, items = matches[0]
@@ -315,9 +433,47 @@ def panels(results: Results) -> list[dict[str, Any]]:
     return found
 
 
+# The cost curve's panels: (workload, metric before ", N=", title, log scale).
+CURVES = [
+    ("W1", "start", "W1 start", True),
+    ("W1", "stop until the manager has exited", "W1 stop until the manager has exited", True),
+    ("W2", "memory (PSS)", "W2 memory (PSS)", True),
+    ("W2", "CPU over 30s idle", "W2 CPU over 30 s idle", True),
+    ("W6", "status via API", "W6 status via API", True),
+]
+
+
+def curve_name(chart_name: str) -> str:
+    return chart_name.replace(".png", "-curve.png")
+
+
+def curves(results: Results) -> list[dict[str, Any]]:
+    """One panel per figure of the cost curve: a line per manager, median against N."""
+    found = []
+    for workload, stem, title, log in CURVES:
+        lines: dict[str, dict[str, Any]] = {}
+        unit = ""
+        for item in results.series:
+            if item.workload != workload or item.median is None or not item.metric.startswith(stem + ", N="):
+                continue
+            size = int(item.metric.rsplit("N=", 1)[1])
+            line = lines.setdefault(
+                item.label, {"label": item.label, "subject": item.manager == SUBJECT, "points": []}
+            )
+            line["points"].append([size, item.median])
+            unit = item.unit
+        for line in lines.values():
+            line["points"].sort()
+        if lines:
+            found.append({"title": title, "unit": unit, "log": log, "lines": list(lines.values())})
+    return found
+
+
 def write(results: Results, doc: Path, chart: Path, peers: Peers) -> None:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
-        json.dump(panels(results), file)
-    subprocess.run([str(peers.python), str(CHART_SCRIPT), file.name, str(chart)], check=True)
-    Path(file.name).unlink()
+    for data, target, mode in ((panels(results), chart, "bars"), (curves(results), None, "curves")):
+        out = target or chart.with_name(curve_name(chart.name))
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as file:
+            json.dump(data, file)
+        subprocess.run([str(peers.python), str(CHART_SCRIPT), file.name, str(out), mode], check=True)
+        Path(file.name).unlink()
     doc.write_text(markdown(results, chart.name))

@@ -1,6 +1,6 @@
 """Run processman and its peers on the same workloads, on this machine, in one run.
 
-    python bench/run.py                 # everything (~20 min), then docs/benchmarks.md and .png
+    python bench/run.py                 # everything (~25 min), then docs/benchmarks.md and the charts
     python bench/run.py --quick         # one repetition, smaller sizes (~3 min); docs untouched
     python bench/run.py --only W1,W4    # some workloads; merged into bench/results/latest.json
     python bench/run.py --report        # no measuring: rewrite the docs from bench/results/latest.json

@@ -65,3 +65,20 @@ async def test_a_look_that_fails_does_not_end_the_watch(
     assert "the first change cannot be applied" in caplog.text
     watcher.cancel()
     await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def test_a_save_is_noticed_without_waiting_for_a_look(tmp_path: Path) -> None:
+    """inotify wakes the watch: a save is noticed long before the fallback's look would come."""
+    path = tmp_path / "pb_processes.json"
+    path.write_text("[]")
+    noticed: asyncio.Queue[Stamp] = asyncio.Queue()
+
+    async def on_change() -> None:
+        await noticed.put(file_stamp(path))
+
+    watcher = asyncio.create_task(watch_file(path, on_change, interval=3600))
+    await asyncio.sleep(0)  # the watch is in place
+    path.write_text("[ ]")
+    assert await asyncio.wait_for(noticed.get(), 10) == file_stamp(path)
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)

@@ -57,6 +57,8 @@ class Manager(ABC):
     workloads: ClassVar[frozenset[str]] = frozenset({"W1", "W2", "W3", "W4", "W5", "W6"})
     # W6: the manager has a status command and an API
     has_cli: ClassVar[bool] = True
+    # The largest fleet it runs in the cost curve (W1, W2, W6 at N = 10, 100, 1000).
+    max_fleet: ClassVar[int] = 1000
 
     def __init__(self, peers: Peers, workdir: Path, variant: str, token: str) -> None:
         if variant not in self.variants:
@@ -82,6 +84,12 @@ class Manager(ABC):
     @classmethod
     def label_for(cls, variant: str) -> str:
         return cls.name if len(cls.variants) == 1 else f"{cls.name} ({variant})"
+
+    @classmethod
+    def runs(cls, workload: str, variant: str) -> bool:
+        """Whether this variant takes part in the workload (every variant runs every workload of
+        ``workloads`` unless a manager says otherwise)."""
+        return workload in cls.workloads
 
     # ---- what each manager defines ---------------------------------------------------------------
 

@@ -15,6 +15,8 @@ class Honcho(Manager):
     variants = ("defaults",)
     workloads = frozenset({"W1", "W2", "W4", "W5"})
     has_cli = False
+    # One Python process per child (3 MB each): 1000 children are 1000 interpreters starting at once.
+    max_fleet = 100
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -37,6 +37,9 @@ class Pm2(Manager):
     name = "pm2"
     variants = ("defaults",)
     workloads = frozenset({"W1", "W2", "W3", "W4", "W5", "W6", "W7"})
+    # It stops its apps one after another: 500 took a minute, the harness's limit for a stop, so 1000
+    # would be recorded as the limit itself, three times over (about ten minutes of the run).
+    max_fleet = 100
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -27,7 +27,14 @@ def processman_python() -> str:
 
 class Processman(Manager):
     name = "processman"
+    # tags: the defaults with PROCESSMAN_CONTAINMENT=tags, what containment costs (W1 and W5 only).
+    variants = ("defaults", "tuned", "tags")
     workloads = frozenset({"W1", "W2", "W3", "W4", "W5", "W6", "W7"})
+    _compiled = False
+
+    @classmethod
+    def runs(cls, workload: str, variant: str) -> bool:
+        return workload in cls.workloads and (variant != "tags" or workload in ("W1", "W5"))
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -75,7 +82,27 @@ class Processman(Manager):
         ]
 
     def environment(self) -> dict[str, str]:
-        return manager_environment({"PROCESSMAN_TOKEN": self.admin_token})
+        extra = {"PROCESSMAN_TOKEN": self.admin_token}
+        if self.variant == "tags":
+            extra["PROCESSMAN_CONTAINMENT"] = "tags"
+        return manager_environment(extra)
+
+    def launch(self, programs: Sequence[Program], *, stdout_to_null: bool = False) -> None:
+        Processman.compile_once()
+        super().launch(programs, stdout_to_null=stdout_to_null)
+
+    @classmethod
+    def compile_once(cls) -> None:
+        """Byte-compile processman, as installing it does: a checkout run with PYTHONDONTWRITEBYTECODE
+        would compile every module at every start (slower, and more memory)."""
+        if cls._compiled:
+            return
+        cls._compiled = True
+        source = REPO_DIR / "src" / "processman"
+        if source.is_dir():
+            subprocess.run(
+                [processman_python(), "-m", "compileall", "-q", str(source)], capture_output=True, check=False
+            )
 
     def healthy_after(self) -> float:
         return 1.0 if self.variant == "tuned" else DEFAULT_MIN_UPTIME

@@ -47,13 +47,16 @@ class Context:
     def repeats(self, full: int) -> int:
         return 1 if self.quick else full
 
-    def subjects(self, workload: str, *, defaults_only: bool = False) -> list[Subject]:
+    def subjects(self, workload: str, *, defaults_only: bool = False, size: int = 0) -> list[Subject]:
+        """The managers and variants that run ``workload`` (with ``size`` children: those whose
+        ``max_fleet`` allows it)."""
         found = []
         for kind in self.managers:
-            if workload not in kind.workloads:
+            if workload not in kind.workloads or size > kind.max_fleet:
                 continue
             for variant in kind.variants[:1] if defaults_only else kind.variants:
-                found.append((kind, variant))
+                if kind.runs(workload, variant):
+                    found.append((kind, variant))
         return found
 
     def make(self, kind: type[Manager], variant: str) -> Manager:

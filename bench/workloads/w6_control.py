@@ -1,6 +1,7 @@
-"""W6 control latency: 50 status queries with N = 100 children, through the manager's own command-line
-client (a new client process each time, as a person or a script types it) and through its API from
-one client that stays connected. Settings do not change these paths: defaults only."""
+"""W6 control latency: 50 status queries (20 with 1000 children) with N = 10, 100, 1000 children (the
+cost curve), through the manager's own command-line client (a new client process each time, as a
+person or a script types it) and through its API from one client that stays connected. Settings do
+not change these paths: defaults only."""
 
 from __future__ import annotations
 
@@ -13,26 +14,27 @@ from bench.managers.base import SLEEP, Program
 from bench.results import Series
 from bench.workloads.context import Context, Subject
 
-SIZE = 100
+SIZES = (10, 100, 1000)
 MS = 1000.0
 
 
 def run(ctx: Context) -> list[Series]:
-    count = 3 if ctx.quick else 50
     out: list[Series] = []
-    for subject in ctx.subjects("W6", defaults_only=True):
-        cli = ctx.series("W6", f"status via CLI, N={SIZE}", "ms", subject)
-        api = ctx.series("W6", f"status via API, N={SIZE}", "ms", subject)
-        out += [cli, api]
-        once = functools.partial(measure, ctx, subject, count, cli, api)
-        ctx.guarded(f"W6 {cli.label} x{count}", [cli, api], once)
+    for size in (100,) if ctx.quick else SIZES:
+        count = 3 if ctx.quick else 20 if size >= 1000 else 50
+        for subject in ctx.subjects("W6", defaults_only=True, size=size):
+            cli = ctx.series("W6", f"status via CLI, N={size}", "ms", subject)
+            api = ctx.series("W6", f"status via API, N={size}", "ms", subject)
+            out += [cli, api]
+            once = functools.partial(measure, ctx, subject, size, count, cli, api)
+            ctx.guarded(f"W6 N={size} {cli.label} x{count}", [cli, api], once)
     return out
 
 
-def measure(ctx: Context, subject: Subject, count: int, cli: Series, api: Series) -> None:
+def measure(ctx: Context, subject: Subject, size: int, count: int, cli: Series, api: Series) -> None:
     with ctx.manager(*subject) as manager:
-        manager.launch([Program("s", (SLEEP, manager.token), count=SIZE)])
-        procs.wait_for(lambda: len(procs.sleepers(manager.token)) >= SIZE, 180, "children", 0.1)
+        manager.launch([Program("s", (SLEEP, manager.token), count=size)])
+        procs.wait_for(lambda: len(procs.sleepers(manager.token)) >= size, 300, "children", 0.1)
         time.sleep(1.0)
         argv = manager.status_argv()
         if argv is None:

@@ -266,7 +266,9 @@ class ProcessOutput:
     ) -> None:
         self.process_id = process_id
         self._bus = bus
-        self._ring: collections.deque[tuple[int, float, str, str]] = collections.deque(maxlen=capacity)
+        # Made by the first line: an empty deque holds 528 bytes, and a fleet of quiet processes adds up.
+        self._capacity = capacity
+        self._ring: collections.deque[tuple[int, float, str, str]] | None = None
         self._next_seq = 1
         self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
         self._files: dict[str, RotatingFile] = {}
@@ -345,9 +347,12 @@ class ProcessOutput:
         now = time.time()
         first = self._next_seq
         self._next_seq += len(lines)
-        kept = lines[-self._ring.maxlen :] if self._ring.maxlen and len(lines) > self._ring.maxlen else lines
+        ring = self._ring
+        if ring is None:
+            ring = self._ring = collections.deque(maxlen=self._capacity)
+        kept = lines[-ring.maxlen :] if ring.maxlen and len(lines) > ring.maxlen else lines
         start = first + len(lines) - len(kept)
-        self._ring.extend(zip(count(start), repeat(now), repeat(stream), kept, strict=False))
+        ring.extend(zip(count(start), repeat(now), repeat(stream), kept, strict=False))
         self._bus.publish(LogLines(self.process_id, stream, first, now, tuple(lines)))
 
     def partial_lines(self) -> list[LogLines]:
@@ -363,12 +368,12 @@ class ProcessOutput:
         """The last ``lines`` lines, oldest first."""
         if lines <= 0:
             return []
-        entries = list(self._ring)[-lines:]
+        entries = list(self._ring or ())[-lines:]
         return [LogLine(seq, ts, self.process_id, stream, text) for seq, ts, stream, text in entries]
 
     def since(self, seq: int) -> list[LogLine]:
         """Lines after sequence number ``seq`` that are still in the ring, oldest first."""
-        newer = [entry for entry in self._ring if entry[0] > seq]
+        newer = [entry for entry in self._ring or () if entry[0] > seq]
         return [LogLine(s, ts, self.process_id, stream, text) for s, ts, stream, text in newer]
 
     @property

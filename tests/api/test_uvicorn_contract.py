@@ -64,6 +64,31 @@ def test_serving_goes_through_the_hooks_we_override() -> None:
     assert "self.started" in source(uvicorn.Server._serve)
 
 
+def test_the_shutdown_we_shorten_does_what_ours_does() -> None:
+    """Ours skips uvicorn's pause for open connections when there is none; the rest of its shutdown
+    must stay what ours repeats: close the servers and sockets, wait for them, end the lifespan."""
+    assert parameters(uvicorn.Server.shutdown) == ["self", "sockets"]
+    shutdown = source(uvicorn.Server.shutdown)
+    assert "server.close()" in shutdown and "sock.close()" in shutdown
+    assert "await asyncio.sleep(0.1)" in shutdown, "the pause ours skips"
+    assert "self.lifespan.shutdown()" in shutdown and "self.force_exit" in shutdown
+    assert "server.wait_closed()" in source(uvicorn.Server._wait_tasks_to_complete)
+
+
+async def test_a_shutdown_without_connections_does_not_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    server = _Server(loaded_config(lifespan="off", port=0), lambda: None)
+    server.lifespan = server.config.lifespan_class(server.config)  # as serve() makes it
+    await server.startup(sockets=None)
+    assert server.started and not server.server_state.connections
+
+    async def pausing(self: uvicorn.Server, sockets: Any = None) -> None:
+        raise AssertionError("uvicorn's own shutdown (with its pause) ran with no connection open")
+
+    monkeypatch.setattr(uvicorn.Server, "shutdown", pausing)
+    await server.shutdown()
+    assert all(not listening.is_serving() for listening in server.servers)
+
+
 def test_the_server_state_our_date_renewal_writes() -> None:
     server = _Server(loaded_config(), lambda: None)
     assert isinstance(server.server_state, ServerState)

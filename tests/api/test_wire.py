@@ -18,6 +18,7 @@ from starlette.routing import Route
 from processman import Desired, ProcessManager, Status
 from processman.api import AdminToken
 from processman.api.errors import EXCEPTION_HANDLERS
+from processman.api.wire import state_to_json, states_to_body
 from processman.engine.events import ProcessExited
 from processman.engine.process import ExitRecord, ProcessState
 from processman.errors import ProcessAlreadyRunning, ProcessNotFound
@@ -169,3 +170,17 @@ def test_live_lines_carry_their_stream_and_sequence_numbers() -> None:
     sent = lines_event_to_json(LogLines("web", "system", 10, 1_700_000_000.0, ("ready after 2s", "x")))
     assert [(line["seq"], line["stream"]) for line in sent] == [(10, "system"), (11, "system")]
     assert sent[0]["content"] == "ready after 2s" and sent[0]["processId"] == "web"
+
+
+def test_the_list_body_is_the_states_json_with_each_config_encoded_once() -> None:
+    secret = config("b", IDLE, env={"API_TOKEN": "hunter2", "MODE": "fast"})
+    states = [
+        state_of("a"),
+        state_of("b", config=secret, interpreter="/usr/bin/python3", cpu=1.5, memory=10),
+        state_of("b", config=secret, status=Status.RUNNING, uptime=61.2),  # the same config, shown twice
+        state_of("c", env_from_files={"DB_PASSWORD": "x"}, last_error='caf\u00e9 "quoted"'),
+    ]
+    body = states_to_body(states)
+    assert json.loads(body) == [state_to_json(state) for state in states]
+    assert b"hunter2" not in body and b'"DB_PASSWORD":"x"' not in body
+    assert json.loads(states_to_body(states)) == json.loads(body)  # from the cached texts

@@ -89,5 +89,10 @@ def test_w5_hidden_descendants_for_processman_are_counted_and_cleaned_up(tmp_pat
         w5_tree.measure(ctx, "escape-stop", 1.0, table)
     finally:
         ctx.release_all()
-    assert [item.values for item in table.values()] == [[0], [0]]
+    # The tag fallback cannot find a descendant that left its session and lost its environment.
+    assert {label: item.values for label, item in table.items()} == {
+        "processman (defaults)": [0],
+        "processman (tuned)": [0],
+        "processman (tags)": [40],
+    }
     assert ctx.sweep() == 0, "the run left processes behind"

@@ -35,7 +35,7 @@ from processman import ProcessConfig, ProcessManager, Status
 from processman.config import expand_instances
 from processman.engine import cgroups
 from processman.engine.containment import ContainmentError, choose
-from processman.engine.posix import TagScanner
+from processman.engine.posix import GUARDIAN_NAME, TagScanner
 from tests.conftest import alive, config, free_port, wait_for, wait_until
 
 CGROUPS = cgroups.find_mount() is not None and os.geteuid() == 0
@@ -212,7 +212,7 @@ class Serve:
 
     def guardian(self) -> psutil.Process:
         children = psutil.Process(self.process.pid).children()
-        found = [child for child in children if "-S" in child.cmdline() and "-I" in child.cmdline()]
+        found = [child for child in children if GUARDIAN_NAME in child.cmdline()]
         assert len(found) == 1, children
         return found[0]
 

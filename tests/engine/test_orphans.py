@@ -17,6 +17,7 @@ import pytest
 
 from processman import ProcessManager
 from processman.engine import posix
+from processman.environment import TAG_VARIABLE
 from tests.conftest import alive, config, tagged_processes, wait_for, wait_for_path, wait_gone, wait_until
 
 Factory = Callable[..., ProcessManager]
@@ -158,13 +159,13 @@ async def test_manager_killed_with_sigkill_leaves_nothing_within_two_seconds(tmp
 
 
 def _guardians(serve_pid: int) -> list[int]:
-    """The live guardians of a serve (its children that run ``python -I -S``)."""
+    """The live guardians of a serve (its children named ``processman-guardian``)."""
     import psutil
 
     found = []
     for process in psutil.Process(serve_pid).children():
         try:
-            if "-S" in process.cmdline() and process.status() != psutil.STATUS_ZOMBIE:
+            if posix.GUARDIAN_NAME in process.cmdline() and process.status() != psutil.STATUS_ZOMBIE:
                 found.append(process.pid)
         except psutil.Error:  # gone, or a zombie
             continue
@@ -225,7 +226,7 @@ async def test_next_start_cleans_up_what_a_previous_run_left(tmp_path: Path) -> 
         import psutil
 
         everything = psutil.Process(serve.pid).children(recursive=True)
-        guardian = [p for p in everything if p.pid != grandchild and "-S" in p.cmdline()]
+        guardian = [p for p in everything if p.pid != grandchild and posix.GUARDIAN_NAME in p.cmdline()]
         assert len(guardian) == 1
         serve.send_signal(signal.SIGSTOP)  # so that it cannot start a new guardian
         guardian[0].send_signal(signal.SIGKILL)
@@ -282,7 +283,7 @@ async def test_serve_stops_children_on_sigterm_and_twice_forces(tmp_path: Path) 
 async def test_a_guardian_that_dies_at_every_start_is_given_up(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(posix, "GUARDIAN_SOURCE", "raise SystemExit(7)")
+    monkeypatch.setattr(posix, "GUARDIAN_SHELL", "exit 7")
     guardian = posix.Guardian("no-run")
     try:
         deadline = time.monotonic() + 10
@@ -293,3 +294,22 @@ async def test_a_guardian_that_dies_at_every_start_is_given_up(
         assert "died (exit code 7), 3 times in a row at start: giving up" in caplog.text
     finally:
         guardian.close()
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_a_guardian_told_of_a_clean_stop_leaves_without_cleaning_up(clean: bool) -> None:
+    """After a clean stop the guardian exits without its look at /proc; otherwise (its manager gone
+    with processes left) it stops what carries the run's tag and is in the groups it was told of."""
+    run_id = f"guardian-{os.getpid()}-{clean}"
+    child = subprocess.Popen(
+        ["sleep", "600"], env={**os.environ, TAG_VARIABLE: f"{run_id}:p"}, start_new_session=True
+    )
+    try:
+        guardian = posix.Guardian(run_id, grace=0.2)
+        guardian.watch_group(child.pid)
+        guardian.close(clean=clean)
+        assert guardian._process.returncode == 0
+        assert (child.poll() is None) is clean
+    finally:
+        child.kill()
+        child.wait()

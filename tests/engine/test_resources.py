@@ -17,7 +17,7 @@ from processman.api.wire import state_to_json
 from processman.engine.events import EventBus
 from processman.engine.posix import TagScanner
 from processman.engine.process import ManagedProcess, ProcessContext
-from processman.engine.resources import PAGE_SIZE, apply_limits, read_stat
+from processman.engine.resources import PAGE_SIZE, ResourceSampler, apply_limits, read_stat
 from tests.conftest import config, wait_until
 
 Factory = Callable[..., ProcessManager]
@@ -252,3 +252,20 @@ async def test_an_exit_by_signal_is_recorded(manager_factory: Factory) -> None:
     exit = state_to_json(manager.state("killed"))["recentExits"][0]
     assert (exit["exitCode"], exit["signal"]) == (None, "SIGKILL")
     assert exit["reason"] == "killed by signal 9 (SIGKILL)" and exit["lastLines"] == ["going"]
+
+
+async def test_the_lag_probe_sleeps_while_nobody_reads_the_figures() -> None:
+    """On demand and unread, the lag probe's timer stops after its tick; a reader sets it again."""
+    sampler = ResourceSampler("lag-probe", list, interval=30)
+    sampler.on_demand = True
+    sampler.start()
+    try:
+        assert sampler.probing_lag
+        deadline = time.monotonic() + 10
+        while sampler.probing_lag:
+            assert time.monotonic() < deadline, "the lag probe kept ticking while nobody read"
+            await asyncio.sleep(0.05)
+        with sampler.reading():
+            assert sampler.probing_lag
+    finally:
+        await sampler.close()

@@ -174,3 +174,20 @@ async def test_a_process_on_record_but_not_in_the_config_has_readable_runs(
     second = manager_factory(config("other", TASK, restart="never"))
     await second.start()
     assert [run.number for run in second.runs("task")] == [1]
+
+
+def test_close_does_not_wait_for_runs_to_gather(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between writes the writer lets runs gather; a close ends that wait at once (a shutdown, and the
+    ``docker stop`` waiting for it, would otherwise wait too)."""
+    from processman.engine import runstore
+    from processman.engine.events import RunRecorded
+    from processman.engine.runs import Run
+
+    monkeypatch.setattr(runstore, "GATHER", 3600.0)
+    store = runstore.RunStore(tmp_path / FILE_NAME)
+    assert store.open() == {}
+    run = Run("task", 1, Trigger.START, started=1.0)
+    store.listener(RunRecorded("task", run, 1.0, keep=5))
+    wait_for(lambda: store.written == 1, 10, "the first run written")  # the writer now gathers
+    assert store.close(timeout=30)
+    assert stored(tmp_path) == [(1, "start", None)]

@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from processman import ProcessManager, Status
 from processman.api import AdminToken, AnyOf, PocketBaseSuperuser
 from processman.cli import main
+from processman.engine.posix import GUARDIAN_NAME
 from processman.logs import RotatingFile
 from tests.api.conftest import POCKETBASE, serving
 from tests.api.conftest import TOKEN as API_TOKEN
@@ -70,7 +71,7 @@ def test_manager_killed_mid_restart_then_started_again(
     old = tagged(f"{old_run}:")
     assert len(old) >= 7  # holder, tree and its 5, flappy (unless between runs)
     if guardian == "guardian killed too":
-        guardians = [p for p in psutil.Process(serve.pid).children() if "-S" in p.cmdline()]
+        guardians = [p for p in psutil.Process(serve.pid).children() if GUARDIAN_NAME in p.cmdline()]
         assert len(guardians) == 1
         os.kill(serve.pid, signal.SIGSTOP)  # so that it cannot start a new guardian
         guardians[0].kill()

@@ -1,6 +1,7 @@
 """The control API: HTTP routes over a ``ProcessManager``, their authentication, live streams, and the
 uvicorn service that serves them during ``processman serve``."""
 
+from processman.api import _uvicorn  # noqa: F401  # first: uvicorn without watchfiles
 from processman.api.app import ControlAPI, create_app
 from processman.api.auth import (
     AdminToken,

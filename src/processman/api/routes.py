@@ -17,8 +17,6 @@ from starlette.routing import BaseRoute, Route
 
 from processman.api.auth import Authenticator
 from processman.api.errors import ApiError
-from processman.api.openapi import openapi_document
-from processman.api.prometheus import CONTENT_TYPE, render_metrics, render_notify_metrics
 from processman.api.streams import (
     KEEPALIVE,
     StreamHub,
@@ -28,7 +26,13 @@ from processman.api.streams import (
     merged_logs,
     status_stream,
 )
-from processman.api.wire import containment_to_json, line_to_json, plan_to_json, run_to_json, state_to_json
+from processman.api.wire import (
+    containment_to_json,
+    line_to_json,
+    plan_to_json,
+    run_to_json,
+    states_to_body,
+)
 from processman.config import GROUP_PREFIX
 from processman.engine.manager import ProcessManager
 from processman.engine.runs import Run
@@ -150,11 +154,14 @@ class Endpoints:
         states = self.manager.states()
         if group is not None:
             states = [state for state in states if state.config.group == group]
-        return JSONResponse([state_to_json(state) for state in states])
+        return Response(states_to_body(states), media_type="application/json")
 
     async def metrics(self, request: Request) -> Response:
         manager = self.manager
         sampler = manager.resources
+        # Imported by the first scrape (and openapi by its first request): serve idles without them.
+        from processman.api.prometheus import CONTENT_TYPE, render_metrics, render_notify_metrics
+
         text = render_metrics(
             manager.states(), manager.manager_usage(), sampler.usage(), sampler.cpu_seconds()
         ) + render_notify_metrics(manager.notifier.stats)
@@ -322,6 +329,8 @@ class Endpoints:
         return JSONResponse({"mode": self.authenticator.mode})
 
     async def openapi(self, request: Request) -> Response:
+        from processman.api.openapi import openapi_document
+
         return JSONResponse(openapi_document(request.scope.get("root_path", "")))
 
 

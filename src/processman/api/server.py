@@ -125,6 +125,21 @@ class _Server(uvicorn.Server):
     async def main_loop(self) -> None:
         await self._exit.wait()
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, without its pause of 0.1 s for open connections when there is none: a
+        tenth of a second of every stop, which ``docker stop`` and ``systemctl stop`` wait for."""
+        if self.server_state.connections or self.server_state.tasks:
+            await super().shutdown(sockets)
+            return
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for server in self.servers:
+            await server.wait_closed()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
 
 def per_request(app: ASGIApp, sampler: ResourceSampler, renew_date: Callable[[], None]) -> ASGIApp:
     """Before each request: the Date header is renewed, and the request counts as a reader of the

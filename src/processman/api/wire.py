@@ -10,10 +10,12 @@ place that turns them into wire dicts. An exit has one shape wherever it goes (`
 
 from __future__ import annotations
 
+import json
 import signal
+import weakref
 from typing import Any
 
-from processman.config import config_to_json, mask_env
+from processman.config import ProcessConfig, config_to_json, mask_env
 from processman.durations import format_duration
 from processman.engine.events import LogLines, ProcessExited, RunRecorded, StatusChanged
 from processman.engine.manager import ProcessManager
@@ -32,6 +34,7 @@ __all__ = [
     "run_event_to_json",
     "run_to_json",
     "state_to_json",
+    "states_to_body",
     "status_event_to_json",
 ]
 
@@ -71,10 +74,35 @@ def containment_to_json(manager: ProcessManager) -> dict[str, Any]:
     return {"containment": manager.containment.name, "containmentDetail": manager.containment.where}
 
 
-def state_to_json(state: ProcessState) -> dict[str, Any]:
-    """A process state (SPEC 3). The config is masked: secrets in env and probes never leave."""
-    config = config_to_json(state.config, mask=True)
-    config["interpreter"] = state.interpreter if state.interpreter is not None else config.get("interpreter")
+class _MaskedConfig:
+    """One config's masked JSON, as a dict and as text for each interpreter it was shown with."""
+
+    __slots__ = ("data", "texts")
+
+    def __init__(self, config: ProcessConfig) -> None:
+        self.data = config_to_json(config, mask=True)
+        self.texts: dict[str | None, str] = {}
+
+
+# Made once per config: a config never changes (a reload makes a new one), and masking its env values
+# and encoding it were most of a list request's own work.
+_masked: dict[int, _MaskedConfig] = {}
+
+
+def _masked_config(config: ProcessConfig) -> _MaskedConfig:
+    key = id(config)
+    found = _masked.get(key)
+    if found is None:
+        found = _masked[key] = _MaskedConfig(config)
+        weakref.finalize(config, _masked.pop, key, None)
+    return found
+
+
+def _interpreter(state: ProcessState, masked: _MaskedConfig) -> Any:
+    return state.interpreter if state.interpreter is not None else masked.data.get("interpreter")
+
+
+def _state_fields(state: ProcessState) -> dict[str, Any]:
     outside_venv = uses_system_python(state.config, state.venv)
     return {
         "id": state.id,
@@ -100,8 +128,34 @@ def state_to_json(state: ProcessState) -> dict[str, Any]:
         "mainPid": state.main_pid or None,
         # A job's next due time while it is armed (status scheduled, or a run in progress).
         "nextRun": format_timestamp(state.next_run) if state.next_run is not None else None,
-        "config": config,
     }
+
+
+def state_to_json(state: ProcessState) -> dict[str, Any]:
+    """A process state (SPEC 3). The config is masked: secrets in env and probes never leave."""
+    masked = _masked_config(state.config)
+    config = dict(masked.data)
+    config["interpreter"] = _interpreter(state, masked)
+    return {**_state_fields(state), "config": config}
+
+
+def _dumps(value: Any) -> str:
+    # As Starlette's JSONResponse encodes.
+    return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
+
+
+def states_to_body(states: list[ProcessState]) -> bytes:
+    """``[state_to_json(state) for state in states]`` as the JSON bytes of a response, each config's
+    text encoded once (it is most of the bytes)."""
+    parts = []
+    for state in states:
+        masked = _masked_config(state.config)
+        interpreter = _interpreter(state, masked)
+        text = masked.texts.get(interpreter)
+        if text is None:
+            text = masked.texts[interpreter] = _dumps({**masked.data, "interpreter": interpreter})
+        parts.append(f'{_dumps(_state_fields(state))[:-1]},"config":{text}}}')
+    return f"[{','.join(parts)}]".encode()
 
 
 def status_event_to_json(event: StatusChanged) -> dict[str, Any]:

@@ -9,7 +9,6 @@ all at once and the manager can skip the broken entries while the valid ones sti
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import os
 import stat
@@ -322,6 +321,8 @@ def _unknown_fields(entry: Any, file: str, where: str) -> list[ConfigProblem]:
     warnings = []
     for key in entry:
         if key not in FIELDS:
+            import difflib  # only for a misspelt key
+
             close = difflib.get_close_matches(key, list(FIELDS), n=1, cutoff=0.6)
             hint = f'; did you mean "{close[0]}"?' if close else f"; known fields: {', '.join(FIELDS)}"
             warnings.append(ConfigProblem(file, where, f'unknown field "{key}" ignored{hint}', "warning"))

@@ -11,14 +11,11 @@ are read by cronsim, which follows Debian's cron, daylight-saving quirks include
 from __future__ import annotations
 
 import json
-import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
-
-from cronsim import CronSim, CronSimError
 
 from processman.config.fields import Bool, Choice, Duration, Kind, Problems
 from processman.durations import SECOND_OR_MORE_PATTERN, format_duration
@@ -56,6 +53,8 @@ def cron_problem(expression: str) -> str | None:
     fields = cron_fields(expression)
     if len(fields.split(" ")) != 5:
         return f"expected {CRON_EXPECTED}, got {json.dumps(expression)}"
+    from cronsim import CronSim, CronSimError  # with calendar: only for a config with a schedule
+
     try:
         CronSim(fields, datetime(2000, 1, 1))
     except CronSimError as exc:
@@ -67,6 +66,8 @@ def cron_problem(expression: str) -> str | None:
 
 def _never_comes(fields: str) -> bool:
     """A day of the month that each month named lacks (``0 3 31 2 *``): valid on any other month."""
+    from cronsim import CronSim, CronSimError
+
     minute, hour, day, month, weekday = fields.split(" ")
     try:
         CronSim(f"{minute} {hour} {day} * {weekday}", datetime(2000, 1, 1))
@@ -87,6 +88,8 @@ def _suggest(key: str) -> str:
 
 def timezone_problem(name: str) -> str | None:
     """What is wrong with an IANA time zone name, or None."""
+    import zoneinfo
+
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -208,6 +211,8 @@ class ScheduleKind(Kind):
         return schedule_to_json(value)
 
     def schema(self) -> dict[str, Any]:
+        import zoneinfo
+
         common = {
             "catchUp": {
                 "type": "boolean",

@@ -22,6 +22,9 @@ IN_MODIFY = 0x00000002
 IN_CLOSE_WRITE = 0x00000008
 IN_MOVED_TO = 0x00000080
 IN_CREATE = 0x00000100
+IN_ATTRIB = 0x00000004
+IN_MOVED_FROM = 0x00000040
+IN_DELETE = 0x00000200
 # A file appears in a folder, or is written there (a pid file).
 IN_FILE_WRITTEN = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
 
@@ -97,6 +100,14 @@ def _hub() -> _Hub:
     if hub is None:
         hub = _hubs[loop] = _Hub(loop)
     return hub
+
+
+def watch(watched: Path, mask: int, callback: Callable[[], None]) -> Callable[[], None]:
+    """Call ``callback()`` on the event loop after each batch of inotify events of ``mask`` on
+    ``watched``, until the returned function is called. Raises OSError when it cannot be watched."""
+    hub = _hub()
+    wd = hub.watch(watched, mask, callback)
+    return functools.partial(hub.unwatch, wd, callback)
 
 
 async def wait_until(watched: Path, mask: int, condition: Callable[[], bool], timeout: float | None) -> bool:

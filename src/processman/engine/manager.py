@@ -498,7 +498,8 @@ class ProcessManager:
             self._reaper.reap()
         await self.containment.close()
         if self._guardian is not None:
-            await asyncio.to_thread(self._guardian.close)
+            # Every tree is stopped (and the run cgroup emptied): nothing is left for it to find.
+            await asyncio.to_thread(self._guardian.close, True)
             self._guardian = None
         if self._run_file is not None:
             self._run_file.remove()

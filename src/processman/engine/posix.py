@@ -235,18 +235,31 @@ def kill_tree_now(group: int | None, tag: str, scanner: TagScanner) -> None:
     send_signal(members, group, signal.SIGKILL)
 
 
+# The guardian waits as a tiny shell (a few hundred KB, where an idle Python takes 4 MB): it keeps the
+# live process groups the manager sends ("+G", "-G"), exits on "=" (the manager stopped everything),
+# and at end of file (the manager is gone) becomes the Python cleanup below with those groups.
+GUARDIAN_SHELL = r"""
+trap '' INT TERM HUP QUIT
+g=' '
+while IFS= read -r w; do
+  case $w in
+    +*) g="$g${w#+} " ;;
+    -*) x=${w#-}; case $g in *" $x "*) g="${g%% $x *} ${g#* $x }" ;; esac ;;
+    =) exit 0 ;;
+  esac
+done
+exec "$1" -I -S -c "$2" "$3" "$4" "$5" "$6" $g
+"""
+# Its name in ``ps`` and /proc/PID/cmdline, until it becomes the cleanup.
+GUARDIAN_NAME = "processman-guardian"
+
+# argv: the tag variable, the run id, the grace in seconds, the run cgroup ("" without), the groups.
 GUARDIAN_SOURCE = r"""
 import os, signal, sys, time
 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
     signal.signal(s, signal.SIG_IGN)
 mark = (sys.argv[1] + "=" + sys.argv[2] + ":").encode()
-groups = set()
-for line in sys.stdin.buffer:
-    word = line.strip()
-    if word.startswith(b"+"):
-        groups.add(int(word[1:]))
-    elif word.startswith(b"-"):
-        groups.discard(int(word[1:]))
+groups = {int(g) for g in sys.argv[5:]}
 def tagged():
     found = []
     for name in os.listdir("/proc"):
@@ -259,7 +272,7 @@ def tagged():
             if env.startswith(mark) or (b"\0" + mark) in env:
                 found.append(int(name))
     return found
-cg = sys.argv[4] if len(sys.argv) > 4 else ""
+cg = sys.argv[4]
 def in_cgroup():
     found = []
     for d, _, _ in os.walk(cg):
@@ -349,17 +362,19 @@ class Guardian:
 
     def _start(self) -> None:
         argv = [
-            sys.executable,
-            "-I",
-            "-S",
+            "/bin/sh",
             "-c",
+            GUARDIAN_SHELL,
+            GUARDIAN_NAME,
+            sys.executable,
             GUARDIAN_SOURCE,
             TAG_VARIABLE,
             self._run_id,
             str(self._grace),
+            self._cgroup or "",
         ]
         self._process = subprocess.Popen(
-            argv + ([self._cgroup] if self._cgroup else []),
+            argv,
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -448,8 +463,10 @@ class Guardian:
             with contextlib.suppress(OSError):
                 self._process.stdin.close()
 
-    def close(self) -> None:
-        """Called after a clean stop (from any thread): the guardian finds nothing left and exits."""
+    def close(self, clean: bool = False) -> None:
+        """Called after a stop (from any thread). ``clean``: the manager stopped every process, so the
+        guardian exits without looking (a look at /proc costs milliseconds per hundred processes);
+        otherwise it cleans up what is left of the run, as after a SIGKILL of the manager."""
         self._closing = True
         loop = self._loop
         if loop is not None and self._pidfd is not None:
@@ -462,6 +479,8 @@ class Guardian:
             else:
                 with contextlib.suppress(RuntimeError):  # a closed loop: nothing watches anymore
                     loop.call_soon_threadsafe(self._unwatch)
+        if clean:
+            self._send("=\n")
         self._close_stdin()
         try:
             self._process.wait(timeout=5)

@@ -17,7 +17,6 @@ The user owns the *desired* state: everything automatic acts only while it is ``
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import dataclasses
 import logging
@@ -49,7 +48,7 @@ from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
 from processman.engine.states import Desired, Status, check_transition
 from processman.engine.timetable import last_due, next_due
 from processman.envfile import read_env_files, skipped_lines
-from processman.environment import PocketBaseInfo, activate_venv, child_environment
+from processman.environment import PocketBaseInfo, activate_venv, child_environment, os_environ
 from processman.errors import (
     ManagerNotRunning,
     NotRunnable,
@@ -199,7 +198,8 @@ class ManagedProcess:
         # A job: due runs not begun yet (each with who waits to hear of it), the one queued behind the
         # run in progress (overlap "queue"), runs beside it (overlap "allow"), and the next due time
         # (written by the job's timer task).
-        self._due: collections.deque[tuple[Trigger, asyncio.Future[Run | None] | None]] = collections.deque()
+        # A list, not a deque: rarely more than one entry, and an empty deque holds 528 bytes.
+        self._due: list[tuple[Trigger, asyncio.Future[Run | None] | None]] = []
         self._queued: Trigger | None = None
         # overlap "allow": each run begun beside the one in progress, by the task that watches it.
         self._beside: dict[asyncio.Task[None], Child] = {}
@@ -290,7 +290,7 @@ class ManagedProcess:
         """The environment of a spawn, its envFile files read now (SpawnError when one cannot be), in its
         virtualenv when it has one. The run's probe commands get the same."""
         config = self.config
-        base = self._context.environ if self._context.environ is not None else os.environ
+        base = self._context.environ if self._context.environ is not None else os_environ()
         # Read at every start, so an edited file applies on the next restart (SpawnError if unreadable).
         self.env_from_files = read_env_files(config.env_file) if config.env_file else {}
         for note in skipped_lines(config.env_file):
@@ -602,7 +602,7 @@ class ManagedProcess:
                         return
                     if not self._due:  # a single run's runs beside ended
                         continue
-                trigger, waiter = self._due.popleft()
+                trigger, waiter = self._due.pop(0)
                 self._trigger = trigger
                 self._run_waiter = waiter
                 ended, last = await self._job_run()
@@ -744,7 +744,7 @@ class ManagedProcess:
             overlap = "queue"
         busy = "the last run is still waiting for its dependencies" if waiting else self._busy_reason()
         while self._due:
-            trigger, waiter = self._due.popleft()
+            trigger, waiter = self._due.pop(0)
             result: Run | None
             if overlap == "allow":
                 result = self._start_beside(trigger)
@@ -1235,7 +1235,9 @@ class ManagedProcess:
         problem = missing_script(config, self.interpreter)
         if problem is not None:
             raise SpawnError(problem)
-        env = self._run_env = self.environment()
+        env = self.environment()
+        # Kept for the run's probes only: 1000 processes without probes need not keep 1000 environments.
+        self._run_env = env if config.readiness is not None or config.liveness is not None else {}
         if self._notify is not None:
             env.update(self._notify.environment())
         self._status_text, self._main_pid = "", 0  # what the last run said no longer holds

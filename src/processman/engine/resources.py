@@ -48,10 +48,9 @@ LAG_TICKS_KEPT = 8
 # Every this many samples, every process on the machine is read, not only the trees and newcomers.
 FULL_SCAN_EVERY = 30
 # On demand (ResourceSampler.on_demand), while nobody reads the figures and no maxMemory needs them: a
-# sample every IDLE_SAMPLE_EVERY intervals, and a lag probe tick every IDLE_LAG_TICK seconds. A read
-# brings the full rate back for READ_KEEPS_SAMPLING seconds.
+# sample every IDLE_SAMPLE_EVERY intervals, and no lag probe (a tick a second was half of an idle
+# serve's wake-ups). A read brings both back at the full rate for READ_KEEPS_SAMPLING seconds.
 IDLE_SAMPLE_EVERY = 15
-IDLE_LAG_TICK = 1.0
 READ_KEEPS_SAMPLING = 60.0
 
 # Config name -> resource, for ``limits``.
@@ -385,6 +384,8 @@ class ResourceSampler:
                 logger.warning("cannot sample resource use: %s", exc)
             except Exception:  # a bug here must not end sampling (or maxMemory) for good
                 logger.exception("resource sample failed")
+            if self.in_use():  # a maxMemory added by a reload: the lag probe runs again too
+                self._arm_lag()
             while True:  # until the next sample is due; a reader arriving may bring it forward
                 self._wake.clear()
                 pause = self.interval if self.in_use() else self.interval * IDLE_SAMPLE_EVERY
@@ -407,6 +408,7 @@ class ResourceSampler:
         ``READ_KEEPS_SAMPLING`` seconds after."""
         self._readers += 1
         self._wake.set()
+        self._arm_lag()
         try:
             yield
         finally:
@@ -420,17 +422,34 @@ class ResourceSampler:
         recent = self._last_sample is not None and time.monotonic() - self._last_sample <= 2 * self.interval
         sampled = self._sampled
         self._wake.set()
+        self._arm_lag()
         if self._task is None or recent:
             return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await sampled.wait()
 
+    @property
+    def probing_lag(self) -> bool:
+        """Whether the event-loop lag probe's timer is set (not while nobody reads the figures)."""
+        return self._lag_handle is not None
+
+    def _arm_lag(self) -> None:
+        """Start the lag probe again if it stopped while nobody read the figures."""
+        if self._task is None or self._lag_handle is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._lag_due = loop.time() + LAG_TICK
+        self._lag_handle = loop.call_at(self._lag_due, self._lag_tick)
+
     def _lag_tick(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
         self._lags.append(max(now - self._lag_due, 0.0))
-        self._lag_due = now + (LAG_TICK if self.in_use() else IDLE_LAG_TICK)
+        if not self.in_use():  # nobody reads it: stop until a reader (or a sample in use) comes
+            self._lag_handle = None
+            return
+        self._lag_due = now + LAG_TICK
         self._lag_handle = loop.call_at(self._lag_due, self._lag_tick)
 
     async def sample(self) -> None:

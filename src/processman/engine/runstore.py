@@ -34,6 +34,9 @@ SCHEMA_VERSION = 1
 # again (new runs try it at once).
 BUSY_TIMEOUT = 1.0
 RETRY_AFTER = 1.0
+# After a write, the writer lets runs gather this long before the next: in a restart storm one
+# transaction then holds many runs, where one per run took CPU from the restarts themselves.
+GATHER = 0.1
 # How long the manager's close waits for the last runs to be written.
 CLOSE_TIMEOUT = 5.0
 # SQLite's result codes for a file that is not, or no longer, a database.
@@ -100,6 +103,7 @@ class RunStore:
         # Runs to write with their process's keepRuns; None: write what is pending and end.
         self._queue: queue.SimpleQueue[tuple[Run, int] | None] = queue.SimpleQueue()
         self._abandoned = threading.Event()
+        self._closing = threading.Event()  # close() was called: no more gathering, write and end
         self._connection: sqlite3.Connection | None = None
         self._thread: threading.Thread | None = None
         self._pending: dict[tuple[str, int], tuple[Run, int]] = {}
@@ -143,6 +147,7 @@ class RunStore:
         thread = self._thread
         if thread is None:
             return True
+        self._closing.set()
         self._queue.put(None)
         thread.join(timeout)
         if thread.is_alive():
@@ -174,6 +179,8 @@ class RunStore:
             failed = not self._write_pending()
             if stopping and not failed:
                 break
+            if not failed:
+                self._closing.wait(GATHER)  # ended at once by close(): a shutdown does not wait
         self._close_connection()
 
     def _take(self, timeout: float | None) -> list[tuple[Run, int] | None]:

@@ -9,18 +9,19 @@ at its first occurrence. An interval (``every``) counts from when the job was ar
 from __future__ import annotations
 
 import os
-import zoneinfo
 from datetime import UTC, datetime, tzinfo
 
-from cronsim import CronSim
-
 from processman.config import Schedule
+
+# cronsim (with calendar) and zoneinfo are imported by the first schedule: most configs have none.
 
 LOCALTIME = "/etc/localtime"
 
 
 def machine_zone() -> tzinfo:
     """The machine's time zone: TZ when it names one, else /etc/localtime, else UTC."""
+    import zoneinfo
+
     name = os.environ.get("TZ", "").lstrip(":")
     if name:
         try:
@@ -35,6 +36,8 @@ def machine_zone() -> tzinfo:
 
 
 def zone_of(schedule: Schedule) -> tzinfo:
+    import zoneinfo
+
     return zoneinfo.ZoneInfo(schedule.timezone) if schedule.timezone else machine_zone()
 
 
@@ -47,6 +50,8 @@ def next_due(schedule: Schedule, after: float, *, anchor: float | None = None) -
             return start
         steps = int((after - start) // schedule.every) + 1
         return start + steps * schedule.every
+    from cronsim import CronSim
+
     assert schedule.cron is not None
     moment = datetime.fromtimestamp(after, zone_of(schedule))
     return next(iter(CronSim(schedule.cron, moment))).timestamp()
@@ -58,6 +63,8 @@ def last_due(schedule: Schedule, before: float, *, anchor: float | None = None) 
         if anchor is None or anchor + schedule.every > before:
             return None
         return anchor + ((before - anchor) // schedule.every) * schedule.every
+    from cronsim import CronSim
+
     assert schedule.cron is not None
     # cronsim's reverse iteration yields times strictly before its start: start just after ``before``.
     moment = datetime.fromtimestamp(before + 0.001, zone_of(schedule))
