@@ -33,7 +33,7 @@ from typing import Any
 
 from processman.config import ProcessConfig
 from processman.durations import format_duration
-from processman.engine import inotify
+from processman.engine import backend, inotify
 from processman.engine.clock import SYSTEM_CLOCK, Clock
 from processman.engine.containment import Containment, TagContainment
 from processman.engine.dependencies import DependencyGate
@@ -1520,11 +1520,7 @@ async def _reported(coroutine: Awaitable[None], process: ManagedProcess, name: s
 
 def describe_pid(pid: int) -> str:
     """``1234 (redis-server 127.0.0.1:6379)``: a pid and its command line, short."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as file:
-            command = file.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        command = ""
+    command = backend.current().facts.cmdline(pid)
     if len(command) > 60:
         command = command[:57] + "..."
     return f"{pid} ({command})" if command else str(pid)

@@ -1,6 +1,7 @@
 """Starting one run of a child, all or nothing, and awaiting its exit.
 
-:func:`spawn` returns a :class:`Child` whose pipes are read, whose exit is awaited through a pidfd and
+:func:`spawn` returns a :class:`Child` whose pipes are read, whose exit is awaited through the backend
+(a pidfd on Linux, kqueue or ``SIGCHLD`` elsewhere) and
 whose pid is known to the :class:`ChildRegistry`; or it raises :class:`SpawnError` having killed and
 reaped whatever it had started. No half-made child is ever left running or untracked.
 """
@@ -18,6 +19,7 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from processman.engine import backend
 from processman.engine.clock import Clock
 from processman.errors import SpawnError
 from processman.logs import ProcessOutput
@@ -113,7 +115,7 @@ class Child:
         self.pipes: list[_Pipe] = []
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._clock = clock
-        self._pidfd: int | None = None
+        self._exit_watch: backend.Watch | None = None
         self._on_reaped: Callable[[], None] = _nothing
 
     def __repr__(self) -> str:
@@ -129,8 +131,7 @@ class Child:
 
     def _watch(self, on_reaped: Callable[[], None]) -> None:
         self._on_reaped = on_reaped
-        self._pidfd = os.pidfd_open(self.pid)
-        asyncio.get_running_loop().add_reader(self._pidfd, self._reap)
+        self._exit_watch = backend.current().watch(self.pid, self._reap, child=True)
 
     def _reap(self) -> None:
         try:
@@ -149,10 +150,9 @@ class Child:
         self._on_reaped()
 
     def _stop_watching(self) -> None:
-        if self._pidfd is not None:
-            fd, self._pidfd = self._pidfd, None
-            asyncio.get_running_loop().remove_reader(fd)
-            os.close(fd)
+        watch, self._exit_watch = self._exit_watch, None
+        if watch is not None:
+            watch.cancel()
 
     def close_pipes(self) -> None:
         for pipe in self.pipes:
@@ -238,7 +238,7 @@ def spawn(
         for piped in (popen.stdout, popen.stderr):
             if piped is not None:
                 piped.close()
-        popen.returncode = 0  # reaped through the pidfd, never by Popen (its __del__ must not wait)
+        popen.returncode = 0  # reaped by Child._reap, never by Popen (its __del__ must not wait)
     registry.adopt(child.pid)
     return child
 
