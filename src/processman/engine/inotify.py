@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import functools
 import os
 import struct
@@ -104,6 +105,11 @@ def _hub() -> _Hub | None:
     return hub
 
 
+def _require(watched: Path) -> None:
+    if not os.path.exists(watched):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(watched))
+
+
 async def _check_growing(condition: Callable[[], bool], timeout: float | None) -> bool:
     loop = asyncio.get_running_loop()
     deadline = None if timeout is None else loop.time() + timeout
@@ -123,8 +129,7 @@ async def wait_until(watched: Path, mask: int, condition: Callable[[], bool], ti
     Returns whether it holds. Raises FileNotFoundError when ``watched`` does not exist."""
     hub = _hub()
     if hub is None:
-        if not os.path.exists(watched):
-            raise FileNotFoundError(watched)
+        _require(watched)
         return await _check_growing(condition, timeout)
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 

@@ -13,6 +13,8 @@ from types import TracebackType
 
 from processman.config import NotifyTarget, ProcessConfig, load_config
 from processman.config_watch import watch_file
+from processman.engine import backend
+from processman.engine.backend import Backend
 from processman.engine.clock import SYSTEM_CLOCK, Clock
 from processman.engine.containment import Containment, choose, clean_up_previous_cgroup
 from processman.engine.dependencies import DependencyGate, stop_in_order
@@ -99,6 +101,8 @@ class ProcessManager:
         self.run_id = secrets.token_hex(6)
         self.events = EventBus()
         self._scanner = TagScanner()
+        # The backend first: an unknown PROCESSMAN_BACKEND is refused here, before anything starts.
+        self.backend: Backend = backend.current()
         self.containment: Containment = choose(self.run_id, self._scanner, self.options.containment)
         self._processes: dict[str, ManagedProcess] = {}
         self._context = ProcessContext(

@@ -71,6 +71,10 @@ def apply_limits(pid: int, limits: Mapping[str, int]) -> list[str]:
     the limits are set) would not inherit them.
     """
     problems: list[str] = []
+    if limits and not hasattr(resource, "prlimit"):  # macOS, the BSDs: no way to set another's limits
+        return [
+            f"limits.{name} {value} not applied: this system has no prlimit" for name, value in limits.items()
+        ]
     for name, value in limits.items():
         which = RLIMITS[name]
         try:
