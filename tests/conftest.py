@@ -42,6 +42,7 @@ LINUX_ONLY: dict[str, str] = {
     "tests/engine/test_containment.py::test_a_stop_at_once_after_the_start_escalates_*": CGROUP_ONLY,
     "tests/engine/test_containment.py::test_a_start_refused_for_a_folder_in_use*": CGROUP_ONLY,
     "tests/engine/test_forking.py::*cgroup*": CGROUP_ONLY,
+    "tests/engine/test_forking.py::test_redis_daemonized_without_type_forking_*": CGROUP_ONLY,
     "tests/engine/test_resource_sampling.py::test_a_read_looks_at_the_trees_and_the_newcomers_*": NEWCOMERS,
     "tests/engine/test_resource_sampling.py::test_every_process_is_read_again_now_and_then": NEWCOMERS,
     "tests/engine/test_resource_sampling.py::test_the_children_of_other_programs_are_not_asked_*": NEWCOMERS,

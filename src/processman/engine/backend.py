@@ -61,6 +61,11 @@ class Backend(Protocol):
         gets its callback soon. Raises OSError when the watch cannot be made (no descriptors left)."""
         ...
 
+    def on_sigchld(self, callback: Callable[[], None]) -> Watch:
+        """Call ``callback`` on the running loop after ``SIGCHLD`` (the orphan reaper); the backend's
+        own use of the signal goes on beside it."""
+        ...
+
     async def wait_for_exit(self, pids: Iterable[int], timeout: float | None) -> set[int]:
         """Wait until every pid has exited (or become a zombie), at most ``timeout`` seconds (None: no
         limit). Returns the pids still alive."""

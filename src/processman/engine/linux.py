@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 from collections.abc import Callable, Iterable
 
 from processman.engine.procfs import ProcfsFacts
@@ -30,6 +31,26 @@ class PidfdWatch:
         os.close(fd)
 
 
+class SignalWatch:
+    """The loop's SIGCHLD handler (the linux backend uses the signal for nothing else)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, callback: Callable[[], None]) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = loop
+        loop.add_signal_handler(signal.SIGCHLD, callback)
+        quiet_wakeups()
+
+    def cancel(self) -> None:
+        loop, self._loop = self._loop, None
+        if loop is not None and not loop.is_closed():
+            loop.remove_signal_handler(signal.SIGCHLD)
+
+
+def quiet_wakeups() -> None:
+    """Hundreds of children exiting at once overflow the loop's wakeup pipe; one wakeup is enough, so
+    the "wakeup fd is full" warnings are noise."""
+    signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
+
+
 class LinuxBackend:
     name = "linux"
     subreaper = True
@@ -43,6 +64,9 @@ class LinuxBackend:
 
     def watch(self, pid: int, callback: Callable[[], None], *, child: bool = False) -> PidfdWatch:
         return PidfdWatch(asyncio.get_running_loop(), pid, callback)
+
+    def on_sigchld(self, callback: Callable[[], None]) -> SignalWatch:
+        return SignalWatch(asyncio.get_running_loop(), callback)
 
     async def wait_for_exit(self, pids: Iterable[int], timeout: float | None) -> set[int]:
         loop = asyncio.get_running_loop()

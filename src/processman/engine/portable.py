@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from processman.engine.facts import PsutilFacts
+from processman.engine.linux import quiet_wakeups
 
 POLL_FIRST = 0.01
 POLL_MOST = 0.2
@@ -47,6 +48,7 @@ class _SigchldWatcher:
         if not self._checks:
             # Raises (ValueError, RuntimeError) outside the main thread: the caller falls back.
             self._loop.add_signal_handler(signal.SIGCHLD, self._signalled)
+            quiet_wakeups()
         key = next(self._ids)
         self._checks[key] = check
         self._loop.call_soon(check)  # it may have exited before the handler was there
@@ -192,12 +194,18 @@ class PortableBackend:
                 watcher = self._kqueues[loop] = _KqueueWatcher(loop, self._make_kqueue())
             return watcher.add(pid, callback)
         if child:
-            sigchld = self._sigchld.get(loop)
-            if sigchld is None:
-                sigchld = self._sigchld[loop] = _SigchldWatcher(loop)
             with contextlib.suppress(ValueError, RuntimeError):  # not the main thread: a timer
-                return sigchld.add(callback)
+                return self._sigchld_watcher(loop).add(callback)
         return _TimerWatch(loop, callback)
+
+    def on_sigchld(self, callback: Callable[[], None]) -> _SigchldWatch:
+        return self._sigchld_watcher(asyncio.get_running_loop()).add(callback)
+
+    def _sigchld_watcher(self, loop: asyncio.AbstractEventLoop) -> _SigchldWatcher:
+        watcher = self._sigchld.get(loop)
+        if watcher is None:
+            watcher = self._sigchld[loop] = _SigchldWatcher(loop)
+        return watcher
 
     async def wait_for_exit(self, pids: Iterable[int], timeout: float | None) -> set[int]:
         loop = asyncio.get_running_loop()

@@ -42,7 +42,7 @@ from processman.engine.health import HealthMonitor
 from processman.engine.policy import Action, Outcome, backoff_delay, decide, succeeded
 from processman.engine.posix import TagScanner, wait_for_exit
 from processman.engine.probes import Prober, ProbeSite
-from processman.engine.resources import TreeUsage, apply_limits, read_stat
+from processman.engine.resources import TreeUsage, read_stat
 from processman.engine.runs import Run, RunHistory, RunOutcome, Trigger
 from processman.engine.sdnotify import NotifyListener
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
@@ -1177,7 +1177,7 @@ class ManagedProcess:
         self._child = child
         self._tree.spawned(child)
         self._run_first_seq = self.output.last_seq  # the child's output is read later, in the loop
-        for problem in apply_limits(child.pid, self.config.limits):
+        for problem in child.limit_problems:
             self.output.note(problem)
             logger.warning("%s: %s", self.config.id, problem)
             self._update(last_error=problem)
@@ -1209,6 +1209,7 @@ class ManagedProcess:
                 registry=self._context.registry,
                 clock=self._clock,
                 wrap=self._tree.prepare_spawn,
+                limits=config.limits,
             )
         except SpawnError as exc:
             if isinstance(exc.__cause__, FileNotFoundError) and exc.__cause__.filename in (None, argv[0]):

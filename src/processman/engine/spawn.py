@@ -21,6 +21,7 @@ from pathlib import Path
 
 from processman.engine import backend
 from processman.engine.clock import Clock
+from processman.engine.resources import apply_limits
 from processman.errors import SpawnError
 from processman.logs import ProcessOutput
 
@@ -117,6 +118,7 @@ class Child:
         self._clock = clock
         self._exit_watch: backend.Watch | None = None
         self._on_reaped: Callable[[], None] = _nothing
+        self.limit_problems: list[str] = []  # the config's limits that could not be applied
 
     def __repr__(self) -> str:
         return f"<Child pid={self.pid} {'alive' if self.alive else 'exited'}>"
@@ -184,12 +186,15 @@ def spawn(
     registry: ChildRegistry,
     clock: Clock,
     wrap: Callable[[Sequence[str]], list[str]] | None = None,
+    limits: Mapping[str, int] | None = None,
 ) -> Child:
     """Start ``argv`` in a session of its own with piped output. All or nothing: raises SpawnError
     (with nothing left running) when any step fails.
 
     ``wrap`` turns ``argv`` into the command line that really runs (a wrapper that enters a cgroup and
-    then execs ``argv``); the program is looked up first, so a missing one fails here as without it."""
+    then execs ``argv``); the program is looked up first, so a missing one fails here as without it.
+    ``limits`` (config name -> value) are applied first thing after the start, before the child's
+    program is likely to have read them; what could not be applied is in ``Child.limit_problems``."""
     try:
         if wrap is not None:
             _check_executable(argv[0], cwd, env)
@@ -211,7 +216,9 @@ def spawn(
         raise SpawnError(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
     except ValueError as exc:  # a NUL byte, or '=' in an env name, from code-registered configs
         raise SpawnError(f"cannot start {argv[0]!r}: {exc} in its command, args or env") from exc
+    problems = apply_limits(popen.pid, limits) if limits else []
     child = Child(popen.pid, clock)
+    child.limit_problems = problems
     try:
         assert popen.stdout is not None and popen.stderr is not None
         for stream, file in (("stdout", popen.stdout), ("stderr", popen.stderr)):
