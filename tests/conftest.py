@@ -46,6 +46,9 @@ LINUX_ONLY: dict[str, str] = {
     "tests/engine/test_resource_sampling.py::test_a_read_looks_at_the_trees_and_the_newcomers_*": NEWCOMERS,
     "tests/engine/test_resource_sampling.py::test_every_process_is_read_again_now_and_then": NEWCOMERS,
     "tests/engine/test_resource_sampling.py::test_the_children_of_other_programs_are_not_asked_*": NEWCOMERS,
+    "tests/hardening/test_pid1.py::test_pocketbase_as_pid1_its_supervisor_reaps_*": (
+        "the child subreaper (orphans re-parent to the supervisor, not PocketBase as PID 1): linux only"
+    ),
     "tests/engine/test_ownership.py::test_a_spawn_that_fails_after_the_fork_leaves_nothing_running": (
         "makes the child's pidfd fail: the linux backend only"
     ),
