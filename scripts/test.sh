@@ -67,11 +67,10 @@ PORTABLE_TESTS=(
     tests/engine/test_orphans.py
     tests/engine/test_leftovers.py
     tests/engine/test_lifecycle.py
-    tests/engine/test_ownership.py
     tests/engine/test_probes.py
     tests/engine/test_resources.py
-    tests/engine/test_forking.py
-    tests/hardening/test_children.py
+    tests/hardening/test_faults.py
+    tests/pocketbase/test_lifecycle.py
     tests/pocketbase/test_supervisor.py
 )
 if [ "$#" -eq 0 ]; then

@@ -10,15 +10,18 @@ import signal
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
+from processman import ProcessManager
 from processman.cli import UNSUPPORTED
 from processman.engine import backend
 from processman.engine.backend import BackendError, choose
 from processman.engine.portable import PortableBackend
-from tests.conftest import alive, python_entry
+from tests.conftest import PORTABLE, alive, config, python_entry, tagged_processes, wait_for_path
 
 # Each Linux facility, taken away in the serve process before processman looks for it.
 TAKE_AWAY = {
@@ -228,3 +231,35 @@ async def test_a_zombie_child_counts_as_exited() -> None:
         assert not alive(child.pid)  # a zombie: nobody has reaped it yet
     finally:
         child.wait()  # reaps the zombie at once
+
+
+# ---- the engine on the portable backend (the second pass of scripts/test.sh) ---------------------
+
+DAEMON = """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        open({out!r}, "w").write(str(os.getpid()))
+        time.sleep(600)
+    os._exit(0)
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(not PORTABLE, reason="runs in the portable pass (PROCESSMAN_BACKEND=portable)")
+async def test_a_double_forked_setsid_daemon_is_found_by_its_tag_without_a_subreaper(
+    manager_factory: Callable[..., ProcessManager], tmp_path: Path
+) -> None:
+    out = tmp_path / "daemon"
+    manager = manager_factory(config("forker", DAEMON.format(out=str(out))), adopt_orphans=True)
+    await manager.start()
+    assert (manager.backend.name, manager.containment.name) == ("portable", "portable")
+    daemon = int(await wait_for_path(out))
+    forker = manager.state("forker").pid
+    # Its own session, and not re-parented to the manager (no subreaper): only its tag says it is ours.
+    assert os.getsid(daemon) not in (os.getsid(forker), os.getsid(0))
+    assert psutil.Process(daemon).ppid() != os.getpid()
+    assert daemon in tagged_processes(f"{manager.run_id}:forker")
+    await manager.stop_process("forker")
+    assert not alive(daemon)

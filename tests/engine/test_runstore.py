@@ -43,8 +43,10 @@ async def run_to_end(manager: ProcessManager, process_id: str = "task") -> int:
     # Ended, and its leftovers cleared (a run asked for while they are is skipped).
     await wait_until(
         manager,
-        lambda: manager.runs(process_id)[0].outcome is not None
-        and manager.state(process_id).status not in (Status.RUNNING, Status.STOPPING),
+        lambda: (
+            manager.runs(process_id)[0].outcome is not None
+            and manager.state(process_id).status not in (Status.RUNNING, Status.STOPPING)
+        ),
         what=f"run {run.number} ends",
     )
     return run.number
