@@ -66,8 +66,9 @@ class _SigchldWatcher:
 
     def _run(self) -> None:
         self._scheduled = False
-        for check in list(self._checks.values()):
-            check()
+        for key, check in list(self._checks.items()):
+            if key in self._checks:  # not cancelled by a check that ran before it
+                check()
 
 
 class _SigchldWatch:

@@ -179,6 +179,8 @@ class _ProbeProcess:
         self._watch = backend.current().watch(popen.pid, self._reap, child=True)
 
     def _reap(self) -> None:
+        if self.exited.done():  # a late call: reaped already, and its pid may be another's now
+            return
         try:
             pid, status = os.waitpid(self.popen.pid, os.WNOHANG)
         except ChildProcessError:  # someone else reaped it: no status to report

@@ -136,6 +136,8 @@ class Child:
         self._exit_watch = backend.current().watch(self.pid, self._reap, child=True)
 
     def _reap(self) -> None:
+        if not self.alive:  # a late call (a signal that was on its way): its pid may be another's now
+            return
         try:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
         except ChildProcessError:
