@@ -49,9 +49,6 @@ LINUX_ONLY: dict[str, str] = {
     "tests/hardening/test_pid1.py::test_pocketbase_as_pid1_its_supervisor_reaps_*": (
         "the child subreaper (orphans re-parent to the supervisor, not PocketBase as PID 1): linux only"
     ),
-    "tests/engine/test_ownership.py::test_a_spawn_that_fails_after_the_fork_leaves_nothing_running": (
-        "makes the child's pidfd fail: the linux backend only"
-    ),
 }
 
 

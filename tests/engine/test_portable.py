@@ -147,6 +147,31 @@ def test_cgroups_asked_for_with_the_portable_backend_is_one_sentence(tmp_path: P
     )
 
 
+@pytest.mark.skipif(bool(backend.missing_facilities()), reason="needs the linux backend")
+def test_cgroups_asked_for_where_there_are_none_is_one_sentence(tmp_path: Path) -> None:
+    (tmp_path / "pb_processes.json").write_text("[]")
+    no_cgroups = textwrap.dedent(
+        """
+        from processman.engine import cgroups
+        def probe(run_id):
+            raise cgroups.CgroupUnavailable("no cgroup v2 mount in /proc/self/mountinfo")
+        cgroups.RunCgroup.probe = staticmethod(probe)
+        """
+    )
+    process = serve_with(
+        tmp_path, no_cgroups, {"PROCESSMAN_BACKEND": "linux", "PROCESSMAN_CONTAINMENT": "cgroup"}
+    )
+    assert process.stdout is not None
+    output = process.stdout.read().decode()
+    process.stdout.close()
+    assert process.wait(timeout=60) == 1, output
+    assert "Traceback" not in output
+    assert output.strip().splitlines()[-1] == (
+        "Error: cgroup containment was asked for but cannot be used: "
+        "no cgroup v2 mount in /proc/self/mountinfo"
+    )
+
+
 def test_windows_is_refused_with_one_sentence() -> None:
     # click is imported first, as it would be on Windows; then the platform is Windows.
     code = (
