@@ -31,7 +31,8 @@ class Series:
 
     @property
     def is_peer(self) -> bool:
-        return self.manager != SUBJECT and not self.manager.startswith("reference")
+        # processman-portable is processman too (another backend), never a peer to compare with.
+        return not self.manager.startswith(SUBJECT) and not self.manager.startswith("reference")
 
     @property
     def median(self) -> float | None:

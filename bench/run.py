@@ -4,6 +4,8 @@
     python bench/run.py --quick         # one repetition, smaller sizes (~3 min); docs untouched
     python bench/run.py --only W1,W4    # some workloads; merged into bench/results/latest.json
     python bench/run.py --report        # no measuring: rewrite the docs from bench/results/latest.json
+    python bench/run.py --only W1,W2,W3,W4,W5 --managers processman,processman-portable --no-docs
+                                        # the portable backend beside the linux one (docs untouched)
 
 Peers are installed on first use into bench/.peers/ (see bench/peers.py).
 """

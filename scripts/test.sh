@@ -58,3 +58,22 @@ echo "== mypy (strict)"
 .venv/bin/mypy
 echo "== pytest"
 .venv/bin/pytest "$@"
+
+# The second pass: the tests that exercise the process backend (exits, tree scans, facts, the guardian,
+# leftovers, PocketBase's parent watch), again with the portable backend that macOS and the BSDs use.
+# Tests of what only Linux has are skipped with their reason (tests/conftest.py, LINUX_ONLY).
+PORTABLE_TESTS=(
+    tests/engine/test_portable.py
+    tests/engine/test_orphans.py
+    tests/engine/test_leftovers.py
+    tests/engine/test_lifecycle.py
+    tests/engine/test_probes.py
+    tests/engine/test_resources.py
+    tests/hardening/test_faults.py
+    tests/pocketbase/test_lifecycle.py
+    tests/pocketbase/test_supervisor.py
+)
+if [ "$#" -eq 0 ]; then
+    echo "== pytest, portable backend (PROCESSMAN_BACKEND=portable)"
+    PROCESSMAN_BACKEND=portable .venv/bin/pytest -rs "${PORTABLE_TESTS[@]}"
+fi

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fnmatch
 import socket
 import sys
 import textwrap
@@ -16,7 +17,49 @@ import psutil
 import pytest
 
 from processman import ManagerOptions, ProcessConfig, ProcessManager
+from processman.engine import backend
 from processman.environment import TAG_VARIABLE
+
+# The backend this test run uses (PROCESSMAN_BACKEND): scripts/test.sh runs the engine, orphan, leftovers,
+# hardening and PocketBase tests a second time with the portable one.
+PORTABLE = backend.current().name == "portable"
+# What the tags containment is called under this backend.
+TAGS = "portable" if PORTABLE else "tags"
+
+# Tests of what only the linux backend has, skipped (with this reason, shown by pytest -rs) under the
+# portable backend. Patterns are fnmatch patterns of test node ids.
+CGROUP_ONLY = "cgroup v2 containment: the linux backend only"
+NEWCOMERS = "reads only the newest pids, which /proc/loadavg names: the linux backend only"
+LINUX_ONLY: dict[str, str] = {
+    "tests/engine/test_containment.py::*cgroup*": CGROUP_ONLY,
+    "tests/engine/test_containment.py::test_unprivileged_manager_in_a_delegated_cgroup*": (
+        "a delegated cgroup: the linux backend only"
+    ),
+    "tests/engine/test_containment.py::test_auto_takes_cgroups*": CGROUP_ONLY,
+    "tests/engine/test_containment.py::test_resource_figures_count_the_members_that_lost_their_tag": (
+        "members listed by their cgroup: the linux backend only"
+    ),
+    "tests/engine/test_containment.py::test_a_stop_at_once_after_the_start_escalates_*": CGROUP_ONLY,
+    "tests/engine/test_containment.py::test_a_start_refused_for_a_folder_in_use*": CGROUP_ONLY,
+    "tests/engine/test_forking.py::*cgroup*": CGROUP_ONLY,
+    "tests/engine/test_forking.py::test_redis_daemonized_without_type_forking_*": CGROUP_ONLY,
+    "tests/engine/test_resource_sampling.py::test_a_read_looks_at_the_trees_and_the_newcomers_*": NEWCOMERS,
+    "tests/engine/test_resource_sampling.py::test_every_process_is_read_again_now_and_then": NEWCOMERS,
+    "tests/engine/test_resource_sampling.py::test_the_children_of_other_programs_are_not_asked_*": NEWCOMERS,
+    "tests/hardening/test_pid1.py::test_pocketbase_as_pid1_its_supervisor_reaps_*": (
+        "the child subreaper (orphans re-parent to the supervisor, not PocketBase as PID 1): linux only"
+    ),
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not PORTABLE:
+        return
+    for item in items:
+        for pattern, reason in LINUX_ONLY.items():
+            if fnmatch.fnmatchcase(item.nodeid, pattern):
+                item.add_marker(pytest.mark.skip(reason=f"portable backend: {reason}"))
+                break
 
 
 def python(code: str, **fields: Any) -> dict[str, Any]:

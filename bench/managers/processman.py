@@ -154,3 +154,15 @@ class Processman(Manager):
         finally:
             connection.close()
         return times
+
+
+class ProcessmanPortable(Processman):
+    """processman with its portable process backend (psutil, SIGCHLD, no pidfds, no /proc reads of its
+    own, no subreaper) on the same machine, so what the backend costs is known. Only asked for by name
+    (``--managers processman,processman-portable``): it measures processman, not a peer."""
+
+    name = "processman-portable"
+    workloads = frozenset({"W1", "W2", "W3", "W4", "W5"})
+
+    def environment(self) -> dict[str, str]:
+        return {**super().environment(), "PROCESSMAN_BACKEND": "portable"}

@@ -84,7 +84,7 @@ def measure(
         program = Program("w4", _writer_argv(count, report, manager.token))
         # processman echoes every line on its stdout (not tuned: --no-echo): that goes to /dev/null,
         # its files are the record.
-        manager.launch([program], stdout_to_null=manager.name == "processman")
+        manager.launch([program], stdout_to_null=manager.name.startswith("processman"))
         procs.wait_for(report.exists, 600, "the writer to finish", 0.05)
         slowdown.values.append(float(report.read_text()) / baseline)
         _wait_until_still(manager, program)

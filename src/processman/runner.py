@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from processman.config import LoadedConfig, load_config
+from processman.engine.backend import describe
 from processman.engine.events import LogLines
 from processman.engine.manager import ManagerOptions, ProcessManager
 from processman.engine.posix import TagScanner, send_signal
@@ -165,6 +166,7 @@ class Runner:
             # Only the HTTP API reads the figures here, and it says when: sample slowly otherwise.
             manager.resources.on_demand = True
             await manager.start()
+            logger.info("backend: %s", describe(manager.backend))
             logger.info("containment: %s (%s)", manager.containment.name, manager.containment.where)
             try:
                 await self._run_services(manager)

@@ -41,13 +41,15 @@ async def test_health_needs_no_token(served: Served) -> None:
     assert response.json()["data"] == {
         "containment": containment.name,
         "containmentDetail": containment.where,
+        "backend": served.manager.backend.name,
+        "backendDetail": served.manager.backend.reason,
     }
 
 
 async def test_health_under_pm_says_which_containment_is_active(served: Served) -> None:
     response = await served.client.get("/api/pm/health")
     assert response.status_code == 200
-    assert response.json()["containment"] in ("cgroup", "tags")
+    assert response.json()["containment"] in ("cgroup", "tags", "portable")
     assert response.json()["containment"] == served.manager.containment.name
 
 

@@ -150,7 +150,11 @@ def test_list_prints_a_table(server: Server) -> None:
     ]
     rows = {line.split()[0]: line for line in lines[1:-1]}
     assert list(rows) == ["ticker", "idle", "broken"]
-    assert lines[-1].split()[:2] in (["containment:", "cgroup"], ["containment:", "tags"])
+    assert lines[-1].split()[:2] in (
+        ["containment:", "cgroup"],
+        ["containment:", "tags"],
+        ["containment:", "portable"],
+    )
     assert rows["ticker"].split()[1] == "running" and rows["ticker"].split()[2].isdigit()
     assert rows["broken"].split()[1:3] == ["failed", "-"]
     assert "gave up after 1 consecutive failed starts" in rows["broken"]

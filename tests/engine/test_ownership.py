@@ -14,7 +14,7 @@ import pytest
 
 from processman import ProcessConfig, ProcessManager, Status
 from processman.config import Probe
-from processman.engine import policy
+from processman.engine import backend, policy
 from processman.engine.events import Event, LogLines, StatusChanged
 from processman.engine.states import Desired
 from tests.conftest import alive, config, tagged_processes, wait_until
@@ -40,22 +40,28 @@ async def test_a_spawn_that_fails_after_the_fork_leaves_nothing_running(
     manager_factory: Factory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls: list[int] = []
+    chosen = backend.current()
 
     class OutOfDescriptors:
-        """The os module as spawn sees it, but the first child's pidfd fails as if the descriptor
-        table were full (the guardian's own pidfd, opened elsewhere, is not affected)."""
+        """The backend as spawn sees it, but the first child's exit watch fails as if the descriptor
+        table were full (no pidfd left; the guardian's own watch, made elsewhere, is not affected)."""
 
         def __getattr__(self, name: str) -> object:
-            return getattr(os, name)
+            return getattr(chosen, name)
 
         @staticmethod
-        def pidfd_open(pid: int, flags: int = 0) -> int:
+        def watch(pid: int, callback: Callable[[], None], *, child: bool = False) -> backend.Watch:
             calls.append(pid)
             if len(calls) == 1:
                 raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
-            return os.pidfd_open(pid, flags)
+            return chosen.watch(pid, callback, child=child)
 
-    monkeypatch.setattr("processman.engine.spawn.os", OutOfDescriptors())
+    class Backends:
+        @staticmethod
+        def current() -> object:
+            return OutOfDescriptors()
+
+    monkeypatch.setattr("processman.engine.spawn.backend", Backends())
     manager = manager_factory(config("web", SLEEPER, backoff=60))
     await manager.start()
     first = calls[0]

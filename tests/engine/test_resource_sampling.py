@@ -18,6 +18,7 @@ import pytest
 
 from processman import ProcessManager
 from processman.engine import resources
+from processman.engine.procfs import ProcStat
 from processman.engine.resources import ProcTable, started_between
 from processman.environment import TAG_VARIABLE
 from tests.conftest import config, wait_until
@@ -104,7 +105,7 @@ def _fork(parent: subprocess.Popen[str]) -> tuple[int, int]:
     return int(daemon), int(bare)
 
 
-def _pids(stats: list[resources.ProcStat]) -> set[int]:
+def _pids(stats: list[ProcStat]) -> set[int]:
     return {stat.pid for stat in stats}
 
 

@@ -17,7 +17,8 @@ from processman.api.wire import state_to_json
 from processman.engine.events import EventBus
 from processman.engine.posix import TagScanner
 from processman.engine.process import ManagedProcess, ProcessContext
-from processman.engine.resources import PAGE_SIZE, ResourceSampler, apply_limits, read_stat
+from processman.engine.procfs import PAGE_SIZE
+from processman.engine.resources import ResourceSampler, apply_limits, read_stat
 from tests.conftest import config, wait_until
 
 Factory = Callable[..., ProcessManager]

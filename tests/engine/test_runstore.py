@@ -41,8 +41,14 @@ def stored(state: Path, process_id: str = "task") -> list[tuple[int, str, str | 
 async def run_to_end(manager: ProcessManager, process_id: str = "task") -> int:
     run = await manager.run_process(process_id)
     assert run is not None
+    # Ended, and its leftovers cleared (a run asked for while they are is skipped).
     await wait_until(
-        manager, lambda: manager.runs(process_id)[0].outcome is not None, what=f"run {run.number} ends"
+        manager,
+        lambda: (
+            manager.runs(process_id)[0].outcome is not None
+            and manager.state(process_id).status not in (Status.RUNNING, Status.STOPPING)
+        ),
+        what=f"run {run.number} ends",
     )
     return run.number
 

@@ -456,10 +456,11 @@ def openapi_document(mount: str = "/api/pm") -> dict[str, Any]:
         },
         "/health": {
             "get": _operation(
-                "Which containment keeps process trees together",
-                '{"containment": "cgroup", "containmentDetail": "cgroup v2 /sys/fs/cgroup/processman-..."}; '
-                '"tags" where cgroups cannot be used (see docs/reliability.md).',
-                {"200": _json({"type": "object"}, "The containment."), **auth},
+                "Which containment keeps process trees together, and which process backend watches them",
+                '{"containment": "cgroup", "containmentDetail": "cgroup v2 /sys/fs/cgroup/processman-...", '
+                '"backend": "linux", "backendDetail": "pidfds, prctl and /proc"}; containment "tags" where '
+                'cgroups cannot be used, "portable" with the portable backend (see docs/reliability.md).',
+                {"200": _json({"type": "object"}, "The containment and the backend."), **auth},
             )
         },
         "/auth-info": {

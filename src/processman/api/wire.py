@@ -70,8 +70,14 @@ def exit_to_json(record: ExitRecord) -> dict[str, Any]:
 
 
 def containment_to_json(manager: ProcessManager) -> dict[str, Any]:
-    """How process trees are contained: {"containment": "cgroup" or "tags", "containmentDetail": ...}."""
-    return {"containment": manager.containment.name, "containmentDetail": manager.containment.where}
+    """How process trees are contained and watched: {"containment": "cgroup", "tags" or "portable",
+    "containmentDetail": ..., "backend": "linux" or "portable", "backendDetail": why that one}."""
+    return {
+        "containment": manager.containment.name,
+        "containmentDetail": manager.containment.where,
+        "backend": manager.backend.name,
+        "backendDetail": manager.backend.reason,
+    }
 
 
 class _MaskedConfig:

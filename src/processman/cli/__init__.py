@@ -7,6 +7,9 @@ imports neither the engine, the API server nor the PocketBase support, and start
 from __future__ import annotations
 
 import importlib
+import os
+import sys
+from typing import Any
 
 import click
 
@@ -33,8 +36,17 @@ COMMANDS = {
 }
 
 
+UNSUPPORTED = "processman runs on Linux, macOS and other POSIX systems; Windows is not supported (yet)."
+
+
 class LazyGroup(click.Group):
     """A group whose commands are imported from ``COMMANDS`` when first asked for."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        # Before any command imports the POSIX-only modules (resource, fcntl): one sentence, no traceback.
+        if os.name == "nt" or sys.platform == "win32":
+            raise SystemExit(UNSUPPORTED)
+        return super().main(*args, **kwargs)
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *COMMANDS})

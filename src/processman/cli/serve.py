@@ -149,6 +149,8 @@ def serve(
         raise click.ClickException(str(exc)) from exc
 
     from processman.cli.console import configure_logging
+    from processman.engine.backend import BackendError
+    from processman.engine.containment import ContainmentError
     from processman.runner import Runner, ServeSettings
 
     console = configure_logging(verbose)
@@ -165,7 +167,7 @@ def serve(
         runner = Runner(settings)
         try:
             code = asyncio.run(runner.run())
-        except AlreadyRunningElsewhere as exc:
+        except (AlreadyRunningElsewhere, BackendError, ContainmentError) as exc:
             raise click.ClickException(str(exc)) from exc
     finally:
         console.close()

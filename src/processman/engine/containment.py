@@ -13,11 +13,15 @@ A manager chooses one containment when it is made, and every process uses it:
     group (``setsid``) *and* loses its tag (a rewritten environment: ``setproctitle``, redis's process
     title, ``env -u``) is out of reach; so is one whose environment cannot be read (non-dumpable, under
     a manager that is not root).
+``portable``
+    The portable backend's (:mod:`processman.engine.portable`): process groups and ``PROCESSMAN_TAG``
+    as with tags, the environments read through psutil, and no subreaper, so a daemon that leaves its
+    group is found by its tag alone.
 
 Which one: ``ManagerOptions(containment=...)`` or the environment variable ``PROCESSMAN_CONTAINMENT``
 (``auto``, ``cgroup``, ``tags``). ``auto`` takes cgroups where the manager may create them (root, a
-systemd service with ``Delegate=yes``, a subtree chowned to its user), else tags. A backend for
-another system fits beside these two: it implements :class:`Containment` and :class:`ProcessTree`.
+systemd service with ``Delegate=yes``, a subtree chowned to its user), else tags. With the portable
+backend, ``auto`` and ``tags`` are ``portable``, and ``cgroup`` is refused with one sentence.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from pathlib import Path
 from signal import Signals
 from typing import Any, Protocol
 
-from processman.engine import cgroups, inotify
+from processman.engine import backend, cgroups, inotify
 from processman.engine.posix import TagScanner, kill_tree_now, send_signal, terminate_tree, wait_for_exit
 from processman.errors import ProcessmanError
 
@@ -250,6 +254,16 @@ class TagContainment:
 # ---- cgroup v2 ----------------------------------------------------------------------------------------
 
 
+class PortableContainment(TagContainment):
+    """Process groups and the tag, without cgroups or a subreaper (the portable backend)."""
+
+    name = "portable"
+
+    def __init__(self, scanner: TagScanner, reason: str) -> None:
+        super().__init__(scanner)
+        self.where = f"process groups and PROCESSMAN_TAG, no subreaper (portable backend: {reason})"
+
+
 class CgroupTree:
     """The members of one process cgroup, and the main child until it is in it: right after the spawn,
     the wrapper may not have entered the cgroup yet (it has forked nothing then)."""
@@ -395,6 +409,14 @@ def choose(
     choice = (wanted or environ.get(ENVIRONMENT_VARIABLE) or "auto").strip().lower()
     if choice not in CHOICES:
         raise ContainmentError(f"containment: expected one of {', '.join(CHOICES)}, got {choice!r}")
+    chosen = backend.current()
+    if chosen.name == "portable":
+        if choice == "cgroup":
+            raise ContainmentError(
+                f"cgroup containment was asked for but the {chosen.name} backend has no cgroups "
+                f"({chosen.reason}); unset {ENVIRONMENT_VARIABLE} or set it to tags"
+            )
+        return PortableContainment(scanner, chosen.reason)
     if choice == "tags":
         return TagContainment(scanner, "tags were asked for")
     try:

@@ -1,5 +1,7 @@
 """Waiting for a file to change as an event on the event loop: inotify through ctypes (the standard
-library has no binding), watched with ``loop.add_reader``. No polling.
+library has no binding), watched with ``loop.add_reader``. No polling where there is inotify (Linux);
+elsewhere (macOS) the condition is checked at a growing interval, 10 ms up to 200 ms: only a
+``"type": "forking"`` process's ``pidFile`` is waited for this way there, for 5 seconds at most.
 
 One inotify instance per event loop serves every wait: a user has few instances (128 by default,
 ``fs.inotify.max_user_instances``) but many watches, and 500 processes stopping at once each wait on
@@ -11,6 +13,7 @@ import asyncio
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import functools
 import os
 import struct
@@ -94,10 +97,13 @@ class _Hub:
 _hubs: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Hub] = weakref.WeakKeyDictionary()
 
 
-def _hub() -> _Hub:
+def _hub() -> _Hub | None:
+    """The loop's inotify instance; None where the C library has no inotify."""
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None:
+        if not hasattr(_libc(), "inotify_init1"):
+            return None
         hub = _hubs[loop] = _Hub(loop)
     return hub
 
@@ -106,8 +112,28 @@ def watch(watched: Path, mask: int, callback: Callable[[], None]) -> Callable[[]
     """Call ``callback()`` on the event loop after each batch of inotify events of ``mask`` on
     ``watched``, until the returned function is called. Raises OSError when it cannot be watched."""
     hub = _hub()
+    if hub is None:
+        raise OSError(errno.ENOSYS, "no inotify here")
     wd = hub.watch(watched, mask, callback)
     return functools.partial(hub.unwatch, wd, callback)
+
+
+def _require(watched: Path) -> None:
+    if not os.path.exists(watched):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(watched))
+
+
+async def _check_growing(condition: Callable[[], bool], timeout: float | None) -> bool:
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    delay = 0.01
+    while not condition():
+        left = None if deadline is None else deadline - loop.time()
+        if left is not None and left <= 0:
+            return False
+        await asyncio.sleep(delay if left is None else min(delay, left))
+        delay = min(delay * 2, 0.2)
+    return True
 
 
 async def wait_until(watched: Path, mask: int, condition: Callable[[], bool], timeout: float | None) -> bool:
@@ -115,6 +141,9 @@ async def wait_until(watched: Path, mask: int, condition: Callable[[], bool], ti
     ``watched`` (a file, or a folder for the files in it); at most ``timeout`` seconds (None: no limit).
     Returns whether it holds. Raises FileNotFoundError when ``watched`` does not exist."""
     hub = _hub()
+    if hub is None:
+        _require(watched)
+        return await _check_growing(condition, timeout)
     done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def on_event() -> None:

@@ -10,7 +10,6 @@ is never killed.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import math
@@ -20,8 +19,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from processman.engine import backend
 from processman.engine.posix import TagScanner, send_signal, wait_for_exit
-from processman.engine.resources import CLOCK_TICKS, read_stat
 from processman.errors import AlreadyRunningElsewhere
 
 logger = logging.getLogger(__name__)
@@ -32,20 +31,7 @@ RUN_FILE = "run.json"
 def _start_time(pid: int) -> float | None:
     """When ``pid`` started, in seconds since the epoch, as psutil's ``create_time`` counts it (run
     files written by earlier versions hold that); None when it is gone or a zombie."""
-    stat = read_stat(pid)
-    return None if stat is None else _boot_time() + stat.start / CLOCK_TICKS
-
-
-@functools.cache
-def _boot_time() -> float:
-    try:
-        with open("/proc/stat", "rb") as file:
-            for line in file:
-                if line.startswith(b"btime "):
-                    return float(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return 0.0  # start times are then seconds since boot: still the same from one run to the next
+    return backend.current().facts.start_time(pid)
 
 
 # Above any pid_max Linux allows: a larger number is no process (and would overflow os.kill).

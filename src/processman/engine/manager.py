@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -13,6 +14,8 @@ from types import TracebackType
 
 from processman.config import NotifyTarget, ProcessConfig, load_config
 from processman.config_watch import watch_file
+from processman.engine import backend
+from processman.engine.backend import Backend, Watch
 from processman.engine.clock import SYSTEM_CLOCK, Clock
 from processman.engine.containment import Containment, choose, clean_up_previous_cgroup
 from processman.engine.dependencies import DependencyGate, stop_in_order
@@ -99,6 +102,8 @@ class ProcessManager:
         self.run_id = secrets.token_hex(6)
         self.events = EventBus()
         self._scanner = TagScanner()
+        # The backend first: an unknown PROCESSMAN_BACKEND is refused here, before anything starts.
+        self.backend: Backend = backend.current()
         self.containment: Containment = choose(self.run_id, self._scanner, self.options.containment)
         self._processes: dict[str, ManagedProcess] = {}
         self._context = ProcessContext(
@@ -116,6 +121,7 @@ class ProcessManager:
         self._run_file: RunFile | None = None
         self._logging_sink: LoggingSink | None = None
         self._reaper: OrphanReaper | None = None
+        self._reaper_watch: Watch | None = None
         # Every task of the manager lives in this group, run by the root task from start() to close().
         self._tasks: asyncio.TaskGroup | None = None
         self._root: asyncio.Task[None] | None = None
@@ -394,13 +400,12 @@ class ProcessManager:
                 self._run_file = None
             raise
         self._running = True
-        if options.adopt_orphans and set_child_subreaper():
+        # As PID 1 (a container), every orphan is ours to reap whatever the backend.
+        pid1 = os.getpid() == 1 and hasattr(os, "waitid")
+        if options.adopt_orphans and (set_child_subreaper() or pid1):
             self._reaper = OrphanReaper(self._is_owned)
             self._context.registry.on_reaped = self._reaper.reap
-            asyncio.get_running_loop().add_signal_handler(signal.SIGCHLD, self._reaper.reap)
-            # Hundreds of children exiting at once overflow the wakeup pipe; one wakeup is enough,
-            # so the "wakeup fd is full" warnings are noise.
-            signal.set_wakeup_fd(signal.set_wakeup_fd(-1), warn_on_full_buffer=False)
+            self._reaper_watch = self.backend.on_sigchld(self._reaper.reap)
         if options.guardian:
             self._guardian = Guardian(
                 self.run_id,
@@ -494,7 +499,9 @@ class ProcessManager:
         for process in self._processes.values():
             process.close()
         if self._reaper is not None:
-            asyncio.get_running_loop().remove_signal_handler(signal.SIGCHLD)
+            if self._reaper_watch is not None:
+                self._reaper_watch.cancel()
+                self._reaper_watch = None
             self._reaper.reap()
         await self.containment.close()
         if self._guardian is not None:

@@ -3,7 +3,9 @@
 How a process tree is found: every child starts in its own session (so its own process group) with
 ``PROCESSMAN_TAG=<run id>:<process id>`` in its environment, which every descendant inherits. A tree is
 the child's process group plus every process that carries its tag, so a double-forked daemon that
-called ``setsid`` is still found. Waiting uses pidfds, so nothing polls.
+called ``setsid`` is still found. Waiting and the facts (group, tag) go through the process backend
+(:mod:`processman.engine.backend`): pidfds and ``/proc`` on Linux, kqueue or ``SIGCHLD`` and psutil
+elsewhere.
 
 How nothing outlives a manager killed with SIGKILL: a tiny guardian process, started in its own session,
 holds a pipe from the manager. When the pipe reaches end of file (the manager is gone, however it
@@ -19,6 +21,7 @@ import ctypes
 import ctypes.util
 import logging
 import os
+import os.path
 import resource
 import signal
 import subprocess
@@ -26,17 +29,19 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
+import psutil
+
+from processman.engine import backend
 from processman.environment import TAG_VARIABLE
 
 logger = logging.getLogger(__name__)
 
 _PR_SET_CHILD_SUBREAPER = 36
-_TAG_BYTES = TAG_VARIABLE.encode() + b"="
 
 
 def set_child_subreaper() -> bool:
-    """Make orphaned descendants re-parent to this process instead of init (Linux only)."""
-    if not sys.platform.startswith("linux"):
+    """Make orphaned descendants re-parent to this process instead of init (the linux backend only)."""
+    if not backend.current().subreaper:
         return False
     libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
     return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
@@ -50,34 +55,6 @@ def raise_open_file_limit() -> None:
             resource.setrlimit(
                 resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 65536, hard)
             )
-
-
-def read_tag(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as file:
-            environ = file.read()
-    except OSError:
-        return None
-    start = environ.find(b"\0" + _TAG_BYTES)
-    if start < 0:
-        if not environ.startswith(_TAG_BYTES):
-            return None
-        start = 0
-    else:
-        start += 1
-    start += len(_TAG_BYTES)
-    end = environ.find(b"\0", start)
-    return environ[start : end if end >= 0 else None].decode("utf-8", "replace")
-
-
-def _group_and_state(pid: int) -> tuple[int, str] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            stat = file.read()
-    except OSError:
-        return None
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    return int(fields[2]), fields[0].decode()
 
 
 class Snapshot:
@@ -98,23 +75,25 @@ class TagScanner:
     def __init__(self) -> None:
         self._own_pid = os.getpid()
         self._pending: asyncio.Future[Snapshot] | None = None
+        self._facts = backend.current().facts
 
     def scan(self) -> Snapshot:
         snapshot = Snapshot()
         seen = {self._own_pid}
+        facts = self._facts
         # A daemon forked while the scan runs, by a parent that exits before it is read, is in no
-        # listing read so far: list /proc again and read the newcomers (a few passes at most).
+        # listing read so far: list the processes again and read the newcomers (a few passes at most).
         for _pass in range(3):
-            pids = [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) not in seen]
+            pids = [pid for pid in facts.pids() if pid not in seen]
             if not pids:
                 break
             seen.update(pids)
             for pid in pids:
-                group_state = _group_and_state(pid)
-                if group_state is None or group_state[1] == "Z":
+                stat = facts.stat(pid)
+                if stat is None:  # gone, or a zombie
                     continue
-                snapshot.by_group.setdefault(group_state[0], []).append(pid)
-                tag = read_tag(pid)
+                snapshot.by_group.setdefault(stat.group, []).append(pid)
+                tag = facts.tag(pid)
                 if tag is not None:
                     snapshot.by_tag.setdefault(tag, []).append(pid)
         return snapshot
@@ -164,33 +143,8 @@ def send_signal(pids: Iterable[int], group: int | None, sig: signal.Signals) -> 
 
 async def wait_for_exit(pids: Iterable[int], timeout: float | None) -> set[int]:
     """Wait until every pid has exited (or become a zombie), at most ``timeout`` seconds (None: no
-    limit).
-
-    Returns the pids still alive. Uses one pidfd per process: no polling.
-    """
-    loop = asyncio.get_running_loop()
-    waiting: dict[int, tuple[int, asyncio.Future[None]]] = {}
-    for pid in set(pids):
-        try:
-            fd = os.pidfd_open(pid)
-        except (ProcessLookupError, OSError):
-            continue
-        future: asyncio.Future[None] = loop.create_future()
-        waiting[pid] = (fd, future)
-        loop.add_reader(fd, _resolve, future)
-    try:
-        if waiting:
-            await asyncio.wait([future for _, future in waiting.values()], timeout=timeout)
-        return {pid for pid, (_, future) in waiting.items() if not future.done()}
-    finally:
-        for fd, _ in waiting.values():
-            loop.remove_reader(fd)
-            os.close(fd)
-
-
-def _resolve(future: asyncio.Future[None]) -> None:
-    if not future.done():
-        future.set_result(None)
+    limit). Returns the pids still alive. Through the backend: pidfds on Linux, nothing polls."""
+    return await backend.current().wait_for_exit(pids, timeout)
 
 
 async def terminate_tree(
@@ -248,18 +202,21 @@ while IFS= read -r w; do
     =) exit 0 ;;
   esac
 done
-exec "$1" -I -S -c "$2" "$3" "$4" "$5" "$6" $g
+exec "$1" -I -S -c "$2" "$3" "$4" "$5" "$6" "$7" $g
 """
 # Its name in ``ps`` and /proc/PID/cmdline, until it becomes the cleanup.
 GUARDIAN_NAME = "processman-guardian"
 
-# argv: the tag variable, the run id, the grace in seconds, the run cgroup ("" without), the groups.
+# argv: the tag variable, the run id, the grace in seconds, the run cgroup ("" without), the folder
+# psutil is installed in ("" with /proc: the portable backend's facts), the groups.
 GUARDIAN_SOURCE = r"""
 import os, signal, sys, time
 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
     signal.signal(s, signal.SIG_IGN)
 mark = (sys.argv[1] + "=" + sys.argv[2] + ":").encode()
-groups = {int(g) for g in sys.argv[5:]}
+groups = {int(g) for g in sys.argv[6:]}
+cg = sys.argv[4]
+lib = sys.argv[5]
 def tagged():
     found = []
     for name in os.listdir("/proc"):
@@ -272,7 +229,19 @@ def tagged():
             if env.startswith(mark) or (b"\0" + mark) in env:
                 found.append(int(name))
     return found
-cg = sys.argv[4]
+if lib:  # the portable backend: psutil, from the folder it was installed in
+    sys.path.insert(0, lib)
+    import psutil
+    prefix = sys.argv[2] + ":"
+    def tagged():
+        found = []
+        for p in psutil.process_iter():
+            try:
+                if p.environ().get(sys.argv[1], "").startswith(prefix) and p.status() != "zombie":
+                    found.append(p.pid)
+            except Exception:
+                continue
+        return found
 def in_cgroup():
     found = []
     for d, _, _ in os.walk(cg):
@@ -324,7 +293,8 @@ for d, _, _ in os.walk(cg, topdown=False) if cg else ():
 class Guardian:
     """A separate tiny process that cleans up the run's processes if the manager dies abruptly.
 
-    Created inside a running event loop, it is watched there (a pidfd, no polling): a guardian that
+    Created inside a running event loop, it is watched there (through the backend: a pidfd, kqueue or
+    SIGCHLD; no polling): a guardian that
     dies is logged as an error and replaced at once by one that watches the same process groups, so a
     later SIGKILL of the manager still leaves nothing behind. One that keeps dying at start is given up
     after a few tries.
@@ -350,7 +320,8 @@ class Guardian:
         self._groups: set[int] = set()
         self._closing = False
         self._quick_deaths = 0
-        self._pidfd: int | None = None
+        self._watch: backend.Watch | None = None
+        self._backend = backend.current()
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # no loop to watch it from: it still does its job while it lives
@@ -372,6 +343,8 @@ class Guardian:
             self._run_id,
             str(self._grace),
             self._cgroup or "",
+            # No /proc to read: psutil, which -S leaves out, from where it is installed.
+            os.path.dirname(os.path.dirname(psutil.__file__)) if self._backend.facts.name == "psutil" else "",
         ]
         self._process = subprocess.Popen(
             argv,
@@ -387,17 +360,18 @@ class Guardian:
             self._send("".join(f"+{group}\n" for group in sorted(self._groups)))
         if self._loop is not None:
             try:
-                self._pidfd = os.pidfd_open(self.pid)
+                self._watch = self._backend.watch(self.pid, self._on_exit, child=True)
             except OSError as exc:
                 logger.warning("cannot watch the guardian (pid %d): %s", self.pid, exc)
-                return
-            self._loop.add_reader(self._pidfd, self._on_exit)
 
     def _on_exit(self) -> None:
-        self._unwatch()
         if self._closing:
+            self._unwatch()
             return
-        status = self._process.wait()  # it has exited: this reaps it at once
+        status = self._process.poll()  # reaps it if it has exited
+        if status is None:
+            return  # another child's SIGCHLD
+        self._unwatch()
         if self._on_reaped is not None:
             self._on_reaped()
         how = f"killed by {_signal_name(-status)}" if status < 0 else f"exit code {status}"
@@ -435,12 +409,9 @@ class Guardian:
 
     def _unwatch(self) -> None:
         """Stop watching (on the loop's thread); safe to call twice."""
-        fd, self._pidfd = self._pidfd, None
-        if fd is None:
-            return
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.remove_reader(fd)
-        os.close(fd)
+        watch, self._watch = self._watch, None
+        if watch is not None:
+            watch.cancel()
 
     def watch_group(self, group: int) -> None:
         self._groups.add(group)
@@ -469,7 +440,7 @@ class Guardian:
         otherwise it cleans up what is left of the run, as after a SIGKILL of the manager."""
         self._closing = True
         loop = self._loop
-        if loop is not None and self._pidfd is not None:
+        if loop is not None and self._watch is not None:
             try:
                 running = asyncio.get_running_loop()
             except RuntimeError:

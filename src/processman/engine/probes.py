@@ -3,7 +3,8 @@
 Command probes are children of the manager, which may be the Linux child subreaper whose
 :class:`~processman.engine.posix.OrphanReaper` reaps every child it does not know about. So they are
 spawned with ``subprocess.Popen`` (not ``asyncio.create_subprocess_exec``, whose exit status the reaper
-could steal), registered as owned in the same loop callback, awaited through a pidfd and reaped here.
+could steal), registered as owned in the same loop callback, awaited through the backend (a pidfd, kqueue or
+SIGCHLD) and reaped here.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from processman.config import Probe
 from processman.durations import format_duration
+from processman.engine import backend
 
 if TYPE_CHECKING:
     import httpx
@@ -142,7 +144,7 @@ async def _command(argv: tuple[str, ...], site: ProbeSite) -> str | None:
     site.owned_pids.add(popen.pid)
     try:
         process = _ProbeProcess(popen, site)
-    except OSError as exc:  # no pidfd (out of descriptors): do not leave an owned zombie behind
+    except OSError as exc:  # cannot be watched (no descriptor for a pidfd): leave no owned zombie
         with contextlib.suppress(OSError):
             os.killpg(popen.pid, signal.SIGKILL)
         popen.wait()
@@ -152,7 +154,7 @@ async def _command(argv: tuple[str, ...], site: ProbeSite) -> str | None:
         status = await asyncio.shield(process.exited)
     except asyncio.CancelledError:
         # Timed out or cancelled: kill the probe's whole group and wait for the reap (SIGKILL lands at
-        # once), so no zombie and no pidfd outlives the probe.
+        # once), so no zombie and no watch outlives the probe.
         process.kill()
         await asyncio.wait([process.exited], timeout=5)
         raise
@@ -166,7 +168,7 @@ async def _command(argv: tuple[str, ...], site: ProbeSite) -> str | None:
 
 
 class _ProbeProcess:
-    """A running probe command, reaped by a pidfd callback as soon as it exits."""
+    """A running probe command, reaped by the backend's callback as soon as it exits."""
 
     def __init__(self, popen: subprocess.Popen[bytes], site: ProbeSite) -> None:
         self.popen = popen
@@ -174,18 +176,18 @@ class _ProbeProcess:
         loop = asyncio.get_running_loop()
         self.exited: asyncio.Future[int] = loop.create_future()
         self.lost = False
-        self._pidfd = os.pidfd_open(popen.pid)
-        loop.add_reader(self._pidfd, self._reap)
+        self._watch = backend.current().watch(popen.pid, self._reap, child=True)
 
     def _reap(self) -> None:
+        if self.exited.done():  # a late call: reaped already, and its pid may be another's now
+            return
         try:
             pid, status = os.waitpid(self.popen.pid, os.WNOHANG)
         except ChildProcessError:  # someone else reaped it: no status to report
             pid, status, self.lost = self.popen.pid, 0, True
         if pid == 0:
             return
-        asyncio.get_running_loop().remove_reader(self._pidfd)
-        os.close(self._pidfd)
+        self._watch.cancel()
         # A returncode tells the Popen object it is reaped, so it never waits on the pid itself.
         self.popen.returncode = os.waitstatus_to_exitcode(status)
         self.site.owned_pids.discard(self.popen.pid)

@@ -32,7 +32,7 @@ from typing import Any
 
 from processman.config import ProcessConfig
 from processman.durations import format_duration
-from processman.engine import inotify
+from processman.engine import backend, inotify
 from processman.engine.clock import SYSTEM_CLOCK, Clock
 from processman.engine.containment import Containment, TagContainment
 from processman.engine.dependencies import DependencyGate
@@ -41,7 +41,7 @@ from processman.engine.health import HealthMonitor
 from processman.engine.policy import Action, Outcome, backoff_delay, decide, succeeded
 from processman.engine.posix import TagScanner, wait_for_exit
 from processman.engine.probes import Prober, ProbeSite
-from processman.engine.resources import TreeUsage, apply_limits, read_stat
+from processman.engine.resources import TreeUsage, read_stat
 from processman.engine.runs import Run, RunHistory, RunOutcome, Trigger
 from processman.engine.sdnotify import NotifyListener
 from processman.engine.spawn import Child, ChildRegistry, describe_exit, spawn
@@ -1216,7 +1216,7 @@ class ManagedProcess:
         self._child = child
         self._tree.spawned(child)
         self._run_first_seq = self.output.last_seq  # the child's output is read later, in the loop
-        for problem in apply_limits(child.pid, self.config.limits):
+        for problem in child.limit_problems:
             self.output.note(problem)
             logger.warning("%s: %s", self.config.id, problem)
             self._update(last_error=problem)
@@ -1250,6 +1250,7 @@ class ManagedProcess:
                 registry=self._context.registry,
                 clock=self._clock,
                 wrap=self._tree.prepare_spawn,
+                limits=config.limits,
             )
         except SpawnError as exc:
             if isinstance(exc.__cause__, FileNotFoundError) and exc.__cause__.filename in (None, argv[0]):
@@ -1562,11 +1563,7 @@ async def _reported(coroutine: Awaitable[None], process: ManagedProcess, name: s
 
 def describe_pid(pid: int) -> str:
     """``1234 (redis-server 127.0.0.1:6379)``: a pid and its command line, short."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as file:
-            command = file.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
-    except OSError:
-        command = ""
+    command = backend.current().facts.cmdline(pid)
     if len(command) > 60:
         command = command[:57] + "..."
     return f"{pid} ({command})" if command else str(pid)

@@ -31,14 +31,13 @@ from pathlib import Path
 from typing import Protocol
 
 from processman.config import ProcessConfig
-from processman.engine import cgroups
-from processman.engine.posix import read_tag
+from processman.engine import backend, cgroups
+from processman.engine.facts import Facts
+from processman.engine.procfs import CLOCK_TICKS, PAGE_SIZE, ProcStat
 from processman.sizes import format_size
 
 logger = logging.getLogger(__name__)
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 # maxMemory acts on memory that *stays* high: this many consecutive samples above the limit.
 OVER_LIMIT_SAMPLES = 2
 # The event-loop lag probe: a timer every LAG_TICK seconds; the lag is the worst lateness among the
@@ -71,6 +70,10 @@ def apply_limits(pid: int, limits: Mapping[str, int]) -> list[str]:
     the limits are set) would not inherit them.
     """
     problems: list[str] = []
+    if limits and not hasattr(resource, "prlimit"):  # macOS, the BSDs: no way to set another's limits
+        return [
+            f"limits.{name} {value} not applied: this system has no prlimit" for name, value in limits.items()
+        ]
     for name, value in limits.items():
         which = RLIMITS[name]
         try:
@@ -144,16 +147,6 @@ class Sampled(Protocol):
         ...
 
 
-@dataclass(slots=True)
-class ProcStat:
-    pid: int
-    start: int  # start time in clock ticks after boot: with the pid, names a process for good
-    group: int
-    ticks: int  # user + system CPU
-    rss_pages: int
-    parent: int = 0
-
-
 # A sample's reading: by tag, by process group, the members each containment lists, and each cgroup's
 # (memory, CPU seconds).
 _Read = tuple[
@@ -165,26 +158,9 @@ _Read = tuple[
 
 
 def read_stat(pid: int) -> ProcStat | None:
-    """A live process's stat line; None for a zombie or a process that is gone."""
-    # os.open and os.read: half the cost of a Python file object, and this runs for every process.
-    try:
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY)
-    except OSError:
-        return None
-    try:
-        stat = os.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    if not stat:
-        return None
-    # The command name may hold spaces and parentheses: fields start after the last ")".
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    if fields[0] == b"Z":
-        return None
-    ticks = int(fields[11]) + int(fields[12])
-    return ProcStat(pid, int(fields[19]), int(fields[2]), ticks, int(fields[21]), int(fields[1]))
+    """A live process's start, group, CPU and memory (through the backend); None for a zombie or a
+    process that is gone."""
+    return backend.current().facts.stat(pid)
 
 
 class ProcTable:
@@ -200,31 +176,34 @@ class ProcTable:
     machine, the newcomers are mostly other programs' processes). The first read,
     and every ``full_scan_every``-th, reads every process: the safety net for a process that joins a
     tree's group without its tag, or a /proc that shows another pid namespace than this process's.
+    Where the backend cannot say which pid is the newest (the portable one), every read is a full one;
+    the tags stay cached by pid and start time all the same.
     """
 
-    def __init__(self, prefix: str, full_scan_every: int | None = None) -> None:
+    def __init__(self, prefix: str, full_scan_every: int | None = None, facts: Facts | None = None) -> None:
+        self.facts = facts or backend.current().facts
         self._prefix = prefix.encode()
         self._own_pid = os.getpid()
         self._tags: dict[tuple[int, int], str | None] = {}
         self._members: set[int] = set()
         self._newest: int | None = None  # the last pid handed out, as of the previous read
         self._reads = 0
-        self._track_newest = _same_pid_namespace()
         self.full_scan_every = full_scan_every or FULL_SCAN_EVERY
         self.stats_read = 0  # stat lines the last read looked at
         self.tags_read = 0  # environments the last read looked at
 
     def read(self, groups: set[int]) -> tuple[dict[str, list[ProcStat]], dict[int, list[ProcStat]]]:
         """Processes by tag (this run's tags only) and by process group (only the ``groups`` asked for)."""
-        newest = newest_pid() if self._track_newest else None
+        facts = self.facts
+        newest = facts.newest_pid()
         previous = self._newest
         self.tags_read = 0
         if newest is None or previous is None or self._reads % self.full_scan_every == 0:
-            full, pids = True, listed_pids()
+            full, pids = True, facts.pids()
         else:
             full, pids = False, self._members | groups
             if newest != previous:
-                pids.update(started_between(listed_pids(), previous, newest))
+                pids.update(started_between(facts.pids(), previous, newest))
         by_tag: dict[str, list[ProcStat]] = {}
         by_group: dict[int, list[ProcStat]] = {}
         tags: dict[tuple[int, int], str | None] = {} if full else self._tags
@@ -233,7 +212,7 @@ class ProcTable:
         for pid in sorted(pids):  # parents (usually the lower pid) before their children
             if pid == self._own_pid:
                 continue
-            stat = read_stat(pid)
+            stat = facts.stat(pid)
             if stat is None:
                 continue
             key = (stat.pid, stat.start)
@@ -264,12 +243,8 @@ class ProcTable:
 
     def _read_tag(self, pid: int) -> str | None:
         self.tags_read += 1
-        tag = read_tag(pid)
+        tag = self.facts.tag(pid)
         return tag if tag is not None and tag.encode().startswith(self._prefix) else None
-
-
-def listed_pids() -> set[int]:
-    return {int(name) for name in os.listdir("/proc") if name.isdigit()}
 
 
 def started_between(pids: Iterable[int], previous: int, newest: int) -> set[int]:
@@ -285,28 +260,6 @@ def started_between(pids: Iterable[int], previous: int, newest: int) -> set[int]
     if previous <= newest:
         return {pid for pid in pids if previous < pid <= newest}
     return {pid for pid in pids if pid > previous or pid <= newest}
-
-
-def newest_pid() -> int | None:
-    """The last pid the kernel handed out, to a process or a thread (the last field of /proc/loadavg)."""
-    try:
-        with open("/proc/loadavg", "rb") as file:
-            return int(file.read().split()[-1])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def _same_pid_namespace() -> bool:
-    """/proc/loadavg counts the pids of this process's namespace; /proc lists those of its mount's."""
-    try:
-        return int(os.readlink("/proc/self")) == os.getpid()
-    except (OSError, ValueError):
-        return False
-
-
-def manager_memory() -> int:
-    with open("/proc/self/statm", "rb") as file:
-        return int(file.read().split()[1]) * PAGE_SIZE
 
 
 class ResourceSampler:
@@ -521,7 +474,7 @@ class ResourceSampler:
         listed: dict[str, list[ProcStat]] = {}
         accounted: dict[str, tuple[int | None, float | None]] = {}
         for process in processes:
-            stats = [stat for pid in process.listed_members() if (stat := read_stat(pid)) is not None]
+            stats = [stat for pid in process.listed_members() if (stat := self._table.facts.stat(pid))]
             if stats:
                 listed[process.config.id] = stats
             cgroup = process.accounting()
@@ -556,9 +509,9 @@ class ResourceSampler:
         seconds or so (event-loop lag)."""
         times = os.times()
         return ManagerUsage(
-            memory=manager_memory(),
+            memory=self._table.facts.own_memory(),
             cpu_seconds=times.user + times.system,
-            open_fds=len(os.listdir("/proc/self/fd")),
+            open_fds=self._table.facts.own_open_fds(),
             loop_lag=max(self._lags) if self._lags else None,
             sample_seconds=self._sample_seconds,
             log_lines_dropped=dict(self._dropped()),

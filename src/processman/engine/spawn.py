@@ -1,6 +1,7 @@
 """Starting one run of a child, all or nothing, and awaiting its exit.
 
-:func:`spawn` returns a :class:`Child` whose pipes are read, whose exit is awaited through a pidfd and
+:func:`spawn` returns a :class:`Child` whose pipes are read, whose exit is awaited through the backend
+(a pidfd on Linux, kqueue or ``SIGCHLD`` elsewhere) and
 whose pid is known to the :class:`ChildRegistry`; or it raises :class:`SpawnError` having killed and
 reaped whatever it had started. No half-made child is ever left running or untracked.
 """
@@ -18,7 +19,9 @@ import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from processman.engine import backend
 from processman.engine.clock import Clock
+from processman.engine.resources import apply_limits
 from processman.errors import SpawnError
 from processman.logs import ProcessOutput
 
@@ -113,8 +116,9 @@ class Child:
         self.pipes: list[_Pipe] = []
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._clock = clock
-        self._pidfd: int | None = None
+        self._exit_watch: backend.Watch | None = None
         self._on_reaped: Callable[[], None] = _nothing
+        self.limit_problems: list[str] = []  # the config's limits that could not be applied
 
     def __repr__(self) -> str:
         return f"<Child pid={self.pid} {'alive' if self.alive else 'exited'}>"
@@ -129,10 +133,11 @@ class Child:
 
     def _watch(self, on_reaped: Callable[[], None]) -> None:
         self._on_reaped = on_reaped
-        self._pidfd = os.pidfd_open(self.pid)
-        asyncio.get_running_loop().add_reader(self._pidfd, self._reap)
+        self._exit_watch = backend.current().watch(self.pid, self._reap, child=True)
 
     def _reap(self) -> None:
+        if not self.alive:  # a late call (a signal that was on its way): its pid may be another's now
+            return
         try:
             pid, status = os.waitpid(self.pid, os.WNOHANG)
         except ChildProcessError:
@@ -149,10 +154,9 @@ class Child:
         self._on_reaped()
 
     def _stop_watching(self) -> None:
-        if self._pidfd is not None:
-            fd, self._pidfd = self._pidfd, None
-            asyncio.get_running_loop().remove_reader(fd)
-            os.close(fd)
+        watch, self._exit_watch = self._exit_watch, None
+        if watch is not None:
+            watch.cancel()
 
     def close_pipes(self) -> None:
         for pipe in self.pipes:
@@ -184,12 +188,15 @@ def spawn(
     registry: ChildRegistry,
     clock: Clock,
     wrap: Callable[[Sequence[str]], list[str]] | None = None,
+    limits: Mapping[str, int] | None = None,
 ) -> Child:
     """Start ``argv`` in a session of its own with piped output. All or nothing: raises SpawnError
     (with nothing left running) when any step fails.
 
     ``wrap`` turns ``argv`` into the command line that really runs (a wrapper that enters a cgroup and
-    then execs ``argv``); the program is looked up first, so a missing one fails here as without it."""
+    then execs ``argv``); the program is looked up first, so a missing one fails here as without it.
+    ``limits`` (config name -> value) are applied first thing after the start, before the child's
+    program is likely to have read them; what could not be applied is in ``Child.limit_problems``."""
     try:
         if wrap is not None:
             _check_executable(argv[0], cwd, env)
@@ -211,7 +218,9 @@ def spawn(
         raise SpawnError(f"cannot start {argv[0]}: {exc.strerror or exc}") from exc
     except ValueError as exc:  # a NUL byte, or '=' in an env name, from code-registered configs
         raise SpawnError(f"cannot start {argv[0]!r}: {exc} in its command, args or env") from exc
+    problems = apply_limits(popen.pid, limits) if limits else []
     child = Child(popen.pid, clock)
+    child.limit_problems = problems
     try:
         assert popen.stdout is not None and popen.stderr is not None
         for stream, file in (("stdout", popen.stdout), ("stderr", popen.stderr)):
@@ -238,7 +247,7 @@ def spawn(
         for piped in (popen.stdout, popen.stderr):
             if piped is not None:
                 piped.close()
-        popen.returncode = 0  # reaped through the pidfd, never by Popen (its __del__ must not wait)
+        popen.returncode = 0  # reaped by Child._reap, never by Popen (its __del__ must not wait)
     registry.adopt(child.pid)
     return child
 

@@ -4,15 +4,16 @@ Two signs, whichever comes first (the hook also sets a parent-death signal, SIGT
 runner; it may arrive more than once, and is one orderly stop however often):
 - the stdin pipe PocketBase holds: ``stop`` then end of file when it shuts down on purpose, end of file
   alone when it dies (even by SIGKILL, since the kernel closes its end);
-- a pidfd on the parent process, readable once it has exited.
+- the backend's watch on the parent process (a pidfd on Linux, kqueue on macOS), once it has exited.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import stat
+
+from processman.engine import backend
 
 
 class _StdinProtocol(asyncio.Protocol):
@@ -53,10 +54,11 @@ async def wait_for_parent_exit(*, watch_stdin: bool | None = None, parent_pid: i
     result: asyncio.Future[str] = loop.create_future()
     parent = os.getppid() if parent_pid is None else parent_pid
     transport: asyncio.ReadTransport | None = None
-    pidfd: int | None = None
+    watch: backend.Watch | None = None
+    facts = backend.current().facts
 
     def parent_exited() -> None:
-        if not result.done():
+        if not result.done() and not facts.alive(parent):
             result.set_result(f"PocketBase (pid {parent}) exited")
 
     try:
@@ -64,19 +66,12 @@ async def wait_for_parent_exit(*, watch_stdin: bool | None = None, parent_pid: i
             pipe = os.fdopen(os.dup(0), "rb", buffering=0)
             transport, _ = await loop.connect_read_pipe(lambda: _StdinProtocol(result), pipe)
         if parent > 1:
-            try:
-                pidfd = os.pidfd_open(parent)
-            except ProcessLookupError:
-                parent_exited()
-            else:
-                loop.add_reader(pidfd, parent_exited)
-                if os.getppid() != parent and parent_pid is None:
-                    parent_exited()  # it died before the pidfd was open
+            watch = backend.current().watch(parent, parent_exited)
+            if os.getppid() != parent and parent_pid is None:
+                parent_exited()  # it died before the watch began
         return await result
     finally:
         if transport is not None:
             transport.close()
-        if pidfd is not None:
-            loop.remove_reader(pidfd)
-            with contextlib.suppress(OSError):
-                os.close(pidfd)
+        if watch is not None:
+            watch.cancel()

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from processman.config import CONFIG_FILENAME
+from processman.engine.backend import BackendError
+from processman.engine.containment import ContainmentError
 from processman.engine.posix import TagScanner, send_signal
 from processman.environment import PocketBaseInfo
 from processman.errors import AlreadyRunningElsewhere, ProcessmanError
@@ -247,6 +249,9 @@ def supervise(environ: Mapping[str, str] | None = None) -> int:
                 if _parent_speaks(0.2):
                     logger.info("PocketBase stopped before the previous supervisor did; nothing was started")
                     return 0
+            except (BackendError, ContainmentError) as exc:
+                logger.error("%s", exc)  # a setting the user can change: one sentence, no traceback
+                return 1
             except Exception:
                 # Said in supervisor.log: PocketBase's routes would otherwise answer "starting" with no
                 # word of why.
