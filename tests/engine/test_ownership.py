@@ -410,8 +410,11 @@ async def test_a_start_after_a_cancelled_close_waits_for_the_close_then_runs(
 ) -> None:
     manager = manager_factory(config("stubborn", STUBBORN, stop_timeout=0.5))
     await manager.start()
+
     # Only once it ignores SIGTERM does the close wait in "stopping" (a loaded machine may be slower).
-    up = lambda: any(line.content == "up" for line in manager.logs("stubborn"))  # noqa: E731
+    def up() -> bool:
+        return any(line.content == "up" for line in manager.logs("stubborn"))
+
     await wait_until(manager, up, what="up")
     closing = asyncio.create_task(manager.close())
     await wait_until(manager, lambda: manager.state("stubborn").status is Status.STOPPING, what="stopping")
