@@ -22,6 +22,7 @@ from processman.engine import backend
 from processman.engine.backend import BackendError, choose
 from processman.engine.portable import PortableBackend
 from tests.conftest import PORTABLE, alive, config, python_entry, tagged_processes, wait_for_path
+from tests.engine.test_orphans import DAEMON
 
 # Each Linux facility, taken away in the serve process before processman looks for it.
 TAKE_AWAY = {
@@ -259,17 +260,6 @@ async def test_a_zombie_child_counts_as_exited() -> None:
 
 
 # ---- the engine on the portable backend (the second pass of scripts/test.sh) ---------------------
-
-DAEMON = """
-import os, time
-if os.fork() == 0:
-    os.setsid()
-    if os.fork() == 0:
-        open({out!r}, "w").write(str(os.getpid()))
-        time.sleep(600)
-    os._exit(0)
-time.sleep(600)
-"""
 
 
 @pytest.mark.skipif(not PORTABLE, reason="runs in the portable pass (PROCESSMAN_BACKEND=portable)")

@@ -217,18 +217,6 @@ mark = (sys.argv[1] + "=" + sys.argv[2] + ":").encode()
 groups = {int(g) for g in sys.argv[6:]}
 cg = sys.argv[4]
 lib = sys.argv[5]
-def tagged():
-    found = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open("/proc/" + name + "/environ", "rb") as f:
-                    env = f.read()
-            except OSError:
-                continue
-            if env.startswith(mark) or (b"\0" + mark) in env:
-                found.append(int(name))
-    return found
 if lib:  # the portable backend: psutil, from the folder it was installed in
     sys.path.insert(0, lib)
     import psutil
@@ -241,6 +229,19 @@ if lib:  # the portable backend: psutil, from the folder it was installed in
                     found.append(p.pid)
             except Exception:
                 continue
+        return found
+else:
+    def tagged():
+        found = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    with open("/proc/" + name + "/environ", "rb") as f:
+                        env = f.read()
+                except OSError:
+                    continue
+                if env.startswith(mark) or (b"\0" + mark) in env:
+                    found.append(int(name))
         return found
 def in_cgroup():
     found = []

@@ -229,8 +229,8 @@ class ManagedProcess:
 
     @property
     def pid(self) -> int:
-        """The main pid: the started child while it lives, then (type forking) its daemon; for a job
-        with runs beside each other, the newest run's."""
+        """The main pid: the started child while it lives, then (type forking) its daemon; once a job's
+        own run ended, the newest run begun beside it that still runs."""
         child = self._live_run()
         if child is not None and child.alive:
             return child.pid
@@ -675,10 +675,10 @@ class ManagedProcess:
             self.restart_count += 1
 
     async def _end_single(self, last: RunOutcome | None) -> None:
-        """A run on demand of a job that is not armed ended: completed or failed, unarmed."""
+        """A run on demand of a job that is not armed ended, and no run beside it is left: completed or
+        failed, unarmed."""
         self.desired = Desired.STOPPED
         self._update(status=Status.STOPPING)
-        await self._stop_beside()
         self._update(status=Status.COMPLETED if last is RunOutcome.SUCCEEDED else Status.FAILED)
 
     async def _idle(self, *, single: bool = False) -> _RunEnd | None:
