@@ -21,15 +21,23 @@ PEER_COLOUR = "#868e96"
 REFERENCE_COLOUR = "#ced4da"
 
 
-def draw(panels: list[dict[str, Any]], target: str) -> None:
+COLUMNS = 3
+
+
+def _grid(count: int, row_height: float) -> tuple[Any, list[Any]]:
+    """A figure of ``count`` panels three to a row (matplotlib without a display), and their axes in
+    order."""
     matplotlib: Any = importlib.import_module("matplotlib")
     matplotlib.use("Agg")
     pyplot: Any = importlib.import_module("matplotlib.pyplot")
-    columns = 3
-    rows = math.ceil(len(panels) / columns)
-    figure, axes = pyplot.subplots(rows, columns, figsize=(15, 3.1 * rows), squeeze=False)
-    for index, panel in enumerate(panels):
-        axis = axes[index // columns][index % columns]
+    rows = math.ceil(count / COLUMNS)
+    figure, axes = pyplot.subplots(rows, COLUMNS, figsize=(15, row_height * rows), squeeze=False)
+    return figure, [axes[index // COLUMNS][index % COLUMNS] for index in range(rows * COLUMNS)]
+
+
+def draw(panels: list[dict[str, Any]], target: str) -> None:
+    figure, axes = _grid(len(panels), 3.1)
+    for panel, axis in zip(panels, axes, strict=False):
         bars = panel["bars"]
         labels = [bar["label"] for bar in bars]
         medians = [bar["median"] for bar in bars]
@@ -60,8 +68,8 @@ def draw(panels: list[dict[str, Any]], target: str) -> None:
         if not panel.get("log"):
             axis.set_xlim(0, top * 1.3)
         axis.spines[["top", "right"]].set_visible(False)
-    for index in range(len(panels), rows * columns):
-        axes[index // columns][index % columns].axis("off")
+    for axis in axes[len(panels) :]:
+        axis.axis("off")
     figure.suptitle(
         "processman and its peers: medians of one run on one machine; lower is better", fontsize=11
     )
@@ -70,14 +78,8 @@ def draw(panels: list[dict[str, Any]], target: str) -> None:
 
 
 def draw_curves(panels: list[dict[str, Any]], target: str) -> None:
-    matplotlib: Any = importlib.import_module("matplotlib")
-    matplotlib.use("Agg")
-    pyplot: Any = importlib.import_module("matplotlib.pyplot")
-    columns = 3
-    rows = math.ceil(len(panels) / columns)
-    figure, axes = pyplot.subplots(rows, columns, figsize=(15, 3.8 * rows), squeeze=False)
-    for index, panel in enumerate(panels):
-        axis = axes[index // columns][index % columns]
+    figure, axes = _grid(len(panels), 3.8)
+    for panel, axis in zip(panels, axes, strict=False):
         for line in panel["lines"]:
             sizes = [point[0] for point in line["points"]]
             values = [max(point[1], 1e-6) for point in line["points"]]
@@ -101,8 +103,8 @@ def draw_curves(panels: list[dict[str, Any]], target: str) -> None:
         axis.grid(True, which="major", linewidth=0.3)
         axis.spines[["top", "right"]].set_visible(False)
         axis.legend(fontsize=6, loc="best")
-    for index in range(len(panels), rows * columns):
-        axes[index // columns][index % columns].axis("off")
+    for axis in axes[len(panels) :]:
+        axis.axis("off")
     figure.suptitle("Cost curve: medians against the number of children; lower is better", fontsize=11)
     figure.tight_layout()
     figure.savefig(target, dpi=110)
