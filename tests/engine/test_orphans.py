@@ -313,3 +313,42 @@ def test_a_guardian_told_of_a_clean_stop_leaves_without_cleaning_up(clean: bool)
     finally:
         child.kill()
         child.wait()
+
+
+def test_a_guardian_keeps_what_it_was_told_in_a_bounded_record() -> None:
+    """Groups come and go with every restart: the guardian's record of them stays bounded (it is
+    compacted to the groups alive), and after its manager is gone it stops exactly the groups it was
+    last told of, not those forgotten, even a group forgotten and then told of again."""
+    run_id = f"guardian-record-{os.getpid()}"
+    children = [subprocess.Popen(["sleep", "600"], start_new_session=True) for _ in range(30)]
+    try:
+        guardian = posix.Guardian(run_id, grace=0.2)
+        for child in children:
+            guardian.watch_group(child.pid)
+        for _round in range(5):  # restarts: each group forgotten and told of again
+            for child in children:
+                guardian.forget_group(child.pid)
+                guardian.watch_group(child.pid)
+        kept, forgotten = children[:3], children[3:]
+        for child in forgotten:
+            guardian.forget_group(child.pid)
+        assert guardian.recorded <= posix.Guardian.record_bound(len(kept))
+        guardian.close(clean=False)
+        assert all(child.wait(5) == -signal.SIGTERM for child in kept)
+        assert all(child.poll() is None for child in forgotten)
+    finally:
+        for child in children:
+            child.kill()
+            child.wait()
+
+
+def test_a_guardian_with_a_cgroup_is_told_of_no_groups() -> None:
+    """With cgroups the run cgroup holds every process of the run: the guardian kills it and needs no
+    process groups (each line it is told costs the shell work while the manager stops)."""
+    guardian = posix.Guardian(f"guardian-cgroup-{os.getpid()}", cgroup="/nonexistent-cgroup")
+    try:
+        guardian.watch_group(os.getpid())
+        guardian.forget_group(os.getpid())
+        assert guardian.recorded == 0
+    finally:
+        guardian.close(clean=True)

@@ -271,6 +271,7 @@ class CgroupTree:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._child: Spawned | None = None
+        self._entered = False  # the child was seen in the cgroup (a process cannot leave it)
 
     def __repr__(self) -> str:
         return f"<CgroupTree {self.path}>"
@@ -281,19 +282,23 @@ class CgroupTree:
 
     def spawned(self, child: Spawned) -> None:
         self._child = child
+        self._entered = False
 
     def accounting(self) -> Path | None:
         return self.path
 
     def _outside(self, child: Spawned) -> bool:
         """The child runs but is not in its cgroup (yet)."""
-        return child.alive and child.pid not in cgroups.members(self.path)
+        if self._entered or not child.alive:
+            return False
+        self._entered = child.pid in cgroups.members(self.path)
+        return not self._entered
 
     def _signal_child(self, sig: Signals) -> int:
         """The child, if it has not entered the cgroup yet (once in, it gets the signal as a member:
         twice would kill a process whose handler is running with the default action)."""
         child = self._child
-        if child is None or not child.alive or child.pid in cgroups.members(self.path):
+        if child is None or not self._outside(child):
             return 0
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(child.pid, sig)

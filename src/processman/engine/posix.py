@@ -189,16 +189,19 @@ def kill_tree_now(group: int | None, tag: str, scanner: TagScanner) -> None:
     send_signal(members, group, signal.SIGKILL)
 
 
-# The guardian waits as a tiny shell (a few hundred KB, where an idle Python takes 4 MB): it keeps the
-# live process groups the manager sends ("+G", "-G"), exits on "=" (the manager stopped everything),
-# and at end of file (the manager is gone) becomes the Python cleanup below with those groups.
+# The guardian waits as a tiny shell (a few hundred KB, where an idle Python takes 4 MB): it appends
+# each "+G" and "-G" the manager sends to its record, forgets the record on "!" (the manager then sends
+# the live groups again: the record stays bounded), exits on "=" (the manager stopped everything), and
+# at end of file (the manager is gone) becomes the Python cleanup below, which replays the record. It
+# only appends: taking a group out of a list in the shell costs time in proportion to the list, and
+# 1000 children stopping kept dash busy for seconds.
 GUARDIAN_SHELL = r"""
 trap '' INT TERM HUP QUIT
-g=' '
+g=
 while IFS= read -r w; do
   case $w in
-    +*) g="$g${w#+} " ;;
-    -*) x=${w#-}; case $g in *" $x "*) g="${g%% $x *} ${g#* $x }" ;; esac ;;
+    [+-]*) g="$g $w" ;;
+    !) g= ;;
     =) exit 0 ;;
   esac
 done
@@ -208,13 +211,16 @@ exec "$1" -I -S -c "$2" "$3" "$4" "$5" "$6" "$7" $g
 GUARDIAN_NAME = "processman-guardian"
 
 # argv: the tag variable, the run id, the grace in seconds, the run cgroup ("" without), the folder
-# psutil is installed in ("" with /proc: the portable backend's facts), the groups.
+# psutil is installed in ("" with /proc: the portable backend's facts), then the record of groups as
+# the shell kept it: "+GROUP" and "-GROUP" in the order they were told, replayed here.
 GUARDIAN_SOURCE = r"""
 import os, signal, sys, time
 for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
     signal.signal(s, signal.SIG_IGN)
 mark = (sys.argv[1] + "=" + sys.argv[2] + ":").encode()
-groups = {int(g) for g in sys.argv[6:]}
+groups = set()
+for w in sys.argv[6:]:
+    (groups.add if w[0] == "+" else groups.discard)(int(w[1:]))
 cg = sys.argv[4]
 lib = sys.argv[5]
 if lib:  # the portable backend: psutil, from the folder it was installed in
@@ -357,6 +363,7 @@ class Guardian:
         )
         self.pid = self._process.pid
         self._started = time.monotonic()
+        self.recorded = len(self._groups)  # lines in the shell's record (see GUARDIAN_SHELL)
         if self._groups:
             self._send("".join(f"+{group}\n" for group in sorted(self._groups)))
         if self._loop is not None:
@@ -414,13 +421,31 @@ class Guardian:
         if watch is not None:
             watch.cancel()
 
+    @staticmethod
+    def record_bound(groups: int) -> int:
+        """The most lines the shell's record holds with ``groups`` live groups: beyond it, the record is
+        replaced by the live groups."""
+        return 2 * groups + 64
+
     def watch_group(self, group: int) -> None:
-        self._groups.add(group)
-        self._send(f"+{group}\n")
+        self._tell(group, True)
 
     def forget_group(self, group: int) -> None:
-        self._groups.discard(group)
-        self._send(f"-{group}\n")
+        self._tell(group, False)
+
+    def _tell(self, group: int, alive: bool) -> None:
+        if self._cgroup:  # the run cgroup holds every process of the run, group or not
+            return
+        if alive:
+            self._groups.add(group)
+        else:
+            self._groups.discard(group)
+        self.recorded += 1
+        if self.recorded > self.record_bound(len(self._groups)):
+            self.recorded = len(self._groups)
+            self._send("!\n" + "".join(f"+{live}\n" for live in sorted(self._groups)))
+        else:
+            self._send(f"{'+' if alive else '-'}{group}\n")
 
     def _send(self, text: str) -> None:
         stdin = self._process.stdin
