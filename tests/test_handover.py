@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -34,3 +37,22 @@ def test_a_bad_descriptor_is_an_error_with_a_message(monkeypatch: pytest.MonkeyP
     monkeypatch.setenv(FD_VARIABLE, value)
     with pytest.raises(HandoverError, match="descriptor"):
         take_secrets(["PM_SECRET"])
+
+
+def test_serve_hands_its_token_over_before_importing_its_command(tmp_path: Path) -> None:
+    """The re-execution of ``serve`` happens before the command's modules are imported, so their
+    import (click, the config, the engine) is paid once, by the new image only. ``-X importtime``
+    names each module the first time each image imports it."""
+    (tmp_path / "pb_processes.json").write_text("[]")
+    environ = {**os.environ, "PROCESSMAN_TOKEN": "t" * 32, "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "processman", "serve", "--dir", str(tmp_path), "--http", "x"],
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    imports = [line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if "import time:" in line]
+    assert imports.count("processman.handover") == 2, done.stderr[-2000:]  # once in each image
+    assert imports.count("click") == 1, done.stderr[-2000:]
+    assert "--http: expected" in done.stderr or "Error" in done.stderr, done.stderr[-2000:]

@@ -51,6 +51,23 @@ def take_secrets(names: Iterable[str]) -> dict[str, str]:
     return secrets
 
 
+# The commands that take a secret from their environment, and its variable: handed over by
+# hand_over_early, before the command's modules are imported, so the new image alone imports them.
+EARLY = {"serve": "PROCESSMAN_TOKEN"}
+
+
+def hand_over_early(argv: list[str]) -> None:
+    """Re-execute now (and not return) when the command in ``argv`` is one of ``EARLY`` and its secret
+    is in the environment; ``take_secrets`` in the new image then reads it from the pipe."""
+    if FD_VARIABLE in os.environ:
+        return
+    # The group's own options (--help, --version) take no value: the first other word is the command.
+    command = next((word for word in argv[1:] if not word.startswith("-")), None)
+    name = EARLY.get(command or "")
+    if name is not None and os.environ.get(name) and _started_as_command():
+        _hand_over({name: os.environ[name]})
+
+
 def _started_as_command() -> bool:
     """True in ``processman ...`` and ``python -m processman ...``: re-executing the command line then
     runs this same command again (not, say, the test runner that invoked it in-process)."""

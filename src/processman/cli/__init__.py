@@ -11,9 +11,15 @@ import os
 import sys
 from typing import Any
 
-import click
+from processman.handover import hand_over_early
 
-from processman import __version__
+# Before anything else is imported: a command that moves a secret out of its environment re-executes
+# itself, and what is imported before that is imported twice.
+hand_over_early(sys.argv)
+
+import click  # noqa: E402
+
+from processman import __version__  # noqa: E402
 
 # command name -> (module, attribute) of its click command
 COMMANDS = {
