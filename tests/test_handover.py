@@ -46,7 +46,18 @@ def test_serve_hands_its_token_over_before_importing_its_command(tmp_path: Path)
     (tmp_path / "pb_processes.json").write_text("[]")
     environ = {**os.environ, "PROCESSMAN_TOKEN": "t" * 32, "PYTHONWARNINGS": "ignore"}
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-m", "processman", "serve", "--dir", str(tmp_path), "--http", "x"],
+        [
+            sys.executable,
+            "-X",
+            "importtime",
+            "-m",
+            "processman",
+            "serve",
+            "--dir",
+            str(tmp_path),
+            "--http",
+            "x",
+        ],
         env=environ,
         capture_output=True,
         text=True,
