@@ -2,10 +2,11 @@
 the 10 ms ticks of ``/proc/PID/stat``:
 
     python bench/serve_cpu.py idle            # 100 sleeping children, 30 s: CPU per thread of serve
+    python bench/serve_cpu.py idle --children 1000    # the same with 1000 children
     python bench/serve_cpu.py burst           # W4's 500,000-line burst: serve's CPU, echo on and off
     python bench/serve_cpu.py idle --seconds 10 -- --http off    # extra arguments go to serve
 
-``idle`` waits 5 s after the 100 children are up, then sums serve's and its guardian's threads over
+``idle`` waits 5 s after the children are up, then sums serve's and its guardian's threads over
 the idle period. ``burst`` starts W4's writer 1.5 s after serve (so serve's start-up is not counted)
 and reads serve's CPU just before the burst and once the writer reports its time.
 """
@@ -71,17 +72,17 @@ def stop(serve: subprocess.Popen[bytes]) -> None:
     serve.wait(60)
 
 
-def idle(seconds: float, extra: Sequence[str]) -> None:
+def idle(seconds: float, count: int, extra: Sequence[str]) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         entries: list[dict[str, object]] = [
-            {"id": f"s{i}", "command": "sleep", "args": ["3600"]} for i in range(100)
+            {"id": f"s{i}", "command": "sleep", "args": ["3600"]} for i in range(count)
         ]
         serve = start_serve(Path(scratch), entries, extra)
         try:
             deadline = time.monotonic() + 120
-            while sum(1 for _, name in children(serve.pid) if name == "sleep") < 100:
+            while sum(1 for _, name in children(serve.pid) if name == "sleep") < count:
                 if time.monotonic() > deadline:
-                    raise SystemExit("the 100 children did not start within 120 s")
+                    raise SystemExit(f"the {count} children did not start within 120 s")
                 time.sleep(0.2)
             time.sleep(5.0)
             pids = [serve.pid, *(pid for pid, name in children(serve.pid) if name != "sleep")]
@@ -93,7 +94,7 @@ def idle(seconds: float, extra: Sequence[str]) -> None:
     for key, value in after.items():
         print(f"  {key:40} {(value - before.get(key, 0.0)) * 1000:7.1f} ms")
     total = sum(after.values()) - sum(before.get(key, 0.0) for key in after)
-    print(f"serve and its guardian, {seconds:.0f} s idle with 100 children: {total:.3f} CPU s")
+    print(f"serve and its guardian, {seconds:.0f} s idle with {count} children: {total:.3f} CPU s")
 
 
 def burst(lines: int, repeats: int, extra: Sequence[str]) -> None:
@@ -123,12 +124,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("mode", choices=["idle", "burst"])
     parser.add_argument("--seconds", type=float, default=30.0, help="idle: how long to measure")
+    parser.add_argument("--children", type=int, default=100, help="idle: how many sleeping children")
     parser.add_argument("--lines", type=int, default=500_000, help="burst: lines the writer writes")
     parser.add_argument("--repeats", type=int, default=3, help="burst: runs with the echo on, and off")
     parser.add_argument("extra", nargs="*", help="arguments for serve (after --)")
     args = parser.parse_args(argv)
     if args.mode == "idle":
-        idle(args.seconds, args.extra)
+        idle(args.seconds, args.children, args.extra)
     else:
         burst(args.lines, args.repeats, args.extra)
 

@@ -114,7 +114,10 @@ async def test_a_cancelled_stop_is_finished_by_the_process_itself(manager_factor
 
 async def test_backoff_doubles_on_the_injected_clock_without_real_waiting(manager_factory: Factory) -> None:
     clock = ManualClock()
-    manager = manager_factory(config("crash", CRASHER, backoff=10.0, max_retries=2), clock=clock)
+    # No resource sampler: its pause would be among the clock's deadlines.
+    manager = manager_factory(
+        config("crash", CRASHER, backoff=10.0, max_retries=2), clock=clock, metrics_interval=0
+    )
     starts: list[float] = []
     manager.add_listener(
         lambda e: (
@@ -140,7 +143,8 @@ async def test_backoff_doubles_on_the_injected_clock_without_real_waiting(manage
 
 async def test_nothing_restarts_a_process_stopped_during_its_backoff(manager_factory: Factory) -> None:
     clock = ManualClock()
-    manager = manager_factory(config("crash", CRASHER, backoff=5.0), clock=clock)
+    # No resource sampler: its pause would be among the clock's deadlines.
+    manager = manager_factory(config("crash", CRASHER, backoff=5.0), clock=clock, metrics_interval=0)
     await manager.start()
     await wait_until(manager, lambda: clock.deadlines() != [], what="a backoff wait")
     await manager.stop_process("crash")

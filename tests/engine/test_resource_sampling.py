@@ -16,12 +16,13 @@ from pathlib import Path
 import psutil
 import pytest
 
-from processman import ProcessManager
+from processman import ProcessManager, Status
 from processman.engine import resources
 from processman.engine.procfs import ProcStat
-from processman.engine.resources import ProcTable, started_between
+from processman.engine.resources import ProcTable, ResourceSampler, started_between
 from processman.environment import TAG_VARIABLE
 from tests.conftest import config, wait_until
+from tests.engine.clock import ManualClock, settle
 
 Factory = Callable[..., ProcessManager]
 MB = 1024 * 1024
@@ -220,23 +221,86 @@ async def test_a_tree_that_forks_after_start_is_counted_whole(
 SLEEPER = "import time\nwhile True: time.sleep(1)"
 
 
-async def test_on_demand_samples_rarely_until_a_reader_comes(manager_factory: Factory) -> None:
-    manager = manager_factory(config("idle", SLEEPER), metrics_interval=0.1)
+async def test_on_demand_takes_no_sample_until_a_reader_comes(manager_factory: Factory) -> None:
+    clock = ManualClock()
+    manager = manager_factory(config("idle", SLEEPER), metrics_interval=2, clock=clock)
     sampler = manager.resources
     sampler.on_demand = True
     await manager.start()
-    await wait_until(manager, lambda: sampler.samples >= 1, what="the first sample")
-    assert not sampler.in_use()
-    await asyncio.sleep(0.5)  # five intervals; nobody reads: the next sample is 1.5 s after the first
-    assert sampler.samples == 1
+    await wait_until(manager, lambda: manager.state("idle").status is Status.RUNNING, what="running")
+    await wait_until(manager, lambda: sampler.waiting, what="the sampler waiting for a reader")
+    taken = sampler.samples
+    assert taken >= 1 and not sampler.in_use()
+    clock.advance(3600)  # an hour with nobody reading: no sample is due
+    await settle()
+    assert sampler.waiting and sampler.samples == taken
 
     with sampler.reading():
         assert sampler.in_use()
-        await sampler.fresh()  # the figures are older than two intervals: wait for a new sample
-        assert sampler.samples == 2
-        assert manager.state("idle").memory is not None and manager.state("idle").cpu is not None
-        await wait_until(manager, lambda: sampler.samples >= 6, timeout=5, what="the full rate")
-    assert sampler.in_use()  # for a minute after the last reader
+        await sampler.fresh()  # the figures are an hour old: wait for the sample the reader brought
+        assert sampler.samples == taken + 1
+        state = manager.state("idle")
+        assert state.memory is not None and state.cpu is not None  # CPU over the hour
+        await settle()  # the sampler's pause begins
+        clock.advance(2)  # the full rate while it reads
+        await wait_until(manager, lambda: sampler.samples >= taken + 2, what="the next sample")
+    await settle()
+    clock.advance(resources.READ_KEEPS_SAMPLING + 2)  # the reader left a while ago: no sample again
+    await wait_until(manager, lambda: sampler.waiting, what="the sampler waiting again")
+    count = sampler.samples
+    clock.advance(3600)
+    await settle()
+    assert sampler.waiting and sampler.samples == count
+
+
+async def test_on_demand_samples_again_when_a_reload_adds_max_memory(manager_factory: Factory) -> None:
+    clock = ManualClock()
+    manager = manager_factory(config("idle", SLEEPER), metrics_interval=2, clock=clock)
+    sampler = manager.resources
+    sampler.on_demand = True
+    await manager.start()
+    await wait_until(manager, lambda: sampler.waiting, what="the sampler waiting for a reader")
+    clock.advance(3600)
+    await settle()
+    taken = sampler.samples
+    await manager.apply([config("idle", SLEEPER, max_memory=1024 * MB)])
+    assert sampler.in_use()
+    await wait_until(manager, lambda: sampler.samples > taken, what="a sample for maxMemory")
+    await settle()
+    clock.advance(2)  # and the full rate from then on
+    await wait_until(manager, lambda: sampler.samples > taken + 1, what="the next sample")
+    assert not sampler.waiting
+
+
+async def test_turning_on_demand_off_samples_again(manager_factory: Factory) -> None:
+    clock = ManualClock()
+    manager = manager_factory(config("idle", SLEEPER), metrics_interval=2, clock=clock)
+    sampler = manager.resources
+    sampler.on_demand = True
+    await manager.start()
+    await wait_until(manager, lambda: sampler.waiting, what="the sampler waiting for a reader")
+    clock.advance(3600)
+    await settle()
+    taken = sampler.samples
+    sampler.on_demand = False  # the HTTP API is gone: every sample again
+    await wait_until(manager, lambda: sampler.samples > taken, what="a sample")
+
+
+async def test_a_sample_after_a_long_gap_reads_every_process(
+    strangers: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pid counter may have wrapped since the last sample: newcomers cannot be told by their pid."""
+    monkeypatch.setattr(resources, "FULL_SCAN_EVERY", 1000)
+    clock = ManualClock()
+    sampler = ResourceSampler("gap-test", list, interval=2, clock=clock)  # not started: by hand
+    await sampler.sample()  # the first: every process
+    assert sampler.table.stats_read > STRANGERS
+    clock.advance(2)
+    await sampler.sample()
+    assert sampler.table.stats_read < STRANGERS // 2, sampler.table.stats_read
+    clock.advance(2 * 1000 + 1)
+    await sampler.sample()
+    assert sampler.table.stats_read > STRANGERS, sampler.table.stats_read
 
 
 async def test_on_demand_keeps_the_full_rate_for_max_memory(manager_factory: Factory) -> None:

@@ -128,7 +128,11 @@ class ProcessManager:
         self._owners: dict[str, asyncio.Task[None]] = {}  # each process's owner task
         self._watchers: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
         self.resources = ResourceSampler(
-            self.run_id, lambda: self._processes.values(), self.options.metrics_interval, self._dropped_lines
+            self.run_id,
+            lambda: self._processes.values(),
+            self.options.metrics_interval,
+            self._dropped_lines,
+            clock=self.options.clock,
         )
         self.notifier = Notifier(
             self.events,
@@ -173,6 +177,7 @@ class ProcessManager:
             for process_id in plan.added:
                 self.register(by_id[process_id])
             self._processes = {config.id: self._processes[config.id] for config in configs}
+            self.resources.wake()  # a maxMemory may need samples now
             if self._running:
                 await asyncio.gather(
                     *(
@@ -243,6 +248,7 @@ class ProcessManager:
             raise DuplicateProcess(config.id)
         process = self._processes[config.id] = ManagedProcess(config, self._context)
         self._seed_runs(process)
+        self.resources.wake()  # a maxMemory may need samples now
         if self._tasks is not None:
             self._own(process)
 

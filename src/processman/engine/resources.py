@@ -1,19 +1,21 @@
 """Resource use: what each process tree and the manager itself consume, ``maxMemory``, and OS limits.
 
-A manager owns one :class:`ResourceSampler`. Every ``interval`` seconds it reads, in a worker thread so
-the event loop keeps answering, the stat line (CPU ticks, resident pages, process group) of each
-process of the trees: the members found so far, and the processes started since the last sample
-(see :class:`ProcTable`; every process on the machine only once a minute or so). The environment is
-read only of a process it has not seen before (to read its ``PROCESSMAN_TAG``; a process's tag never
-changes, so it is cached by pid and start time). A tree is, as for the stop ladder, the child's process
-group plus every process that carries its tag, plus every member its containment lists without a scan
-(a cgroup's ``cgroup.procs``: a member that lost its tag, such as a daemon that rewrote its title, is
-still counted).
+A manager owns one :class:`ResourceSampler`. Every ``interval`` seconds (behind the HTTP API, only while
+someone reads the figures or a ``maxMemory`` needs them: see ``ResourceSampler.on_demand``) it reads,
+in a worker thread so the event loop keeps answering, the stat line (CPU ticks, resident pages,
+process group) of each process of the trees: the members found so far, and the processes started
+since the last sample (see :class:`ProcTable`; every process on the machine only once a minute or so).
+The environment is read only of a process it has not seen before (to read its ``PROCESSMAN_TAG``; a
+process's tag never changes, so it is cached by pid and start time). A tree is, as for the stop
+ladder, the child's process group plus every process that carries its tag, plus every member its
+containment lists without a scan (a cgroup's ``cgroup.procs``: a member that lost its tag, such as a
+daemon that rewrote its title, is still counted).
 
 CPU percent is the tree's CPU time between two samples over the wall time between them (100 = one
-core). A process that appeared since the previous sample counts whole: it started in between.
-Memory is the resident set size summed over the tree (pages shared between its processes count once
-per process, as ``ps`` and PM2 show them).
+core), however long that was. A process that appeared since the previous sample counts whole: it
+started in between; one that ended counts up to the last sample that saw it (with cgroups, to its
+end, unless its whole run ended too). Memory is the resident set size summed over the tree (pages
+shared between its processes count once per process, as ``ps`` and PM2 show them).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from typing import Protocol
 
 from processman.config import ProcessConfig
 from processman.engine import backend, cgroups
+from processman.engine.clock import SYSTEM_CLOCK, Clock
 from processman.engine.facts import Facts
 from processman.engine.procfs import CLOCK_TICKS, PAGE_SIZE, ProcStat
 from processman.sizes import format_size
@@ -44,12 +47,12 @@ OVER_LIMIT_SAMPLES = 2
 # last LAG_TICKS_KEPT of them (about two seconds).
 LAG_TICK = 0.25
 LAG_TICKS_KEPT = 8
-# Every this many samples, every process on the machine is read, not only the trees and newcomers.
+# Every this many samples, and at a sample more than this many intervals after the previous one, every
+# process on the machine is read, not only the trees and newcomers.
 FULL_SCAN_EVERY = 30
-# On demand (ResourceSampler.on_demand), while nobody reads the figures and no maxMemory needs them: a
-# sample every IDLE_SAMPLE_EVERY intervals, and no lag probe (a tick a second was half of an idle
-# serve's wake-ups). A read brings both back at the full rate for READ_KEEPS_SAMPLING seconds.
-IDLE_SAMPLE_EVERY = 15
+# On demand (ResourceSampler.on_demand), while nobody reads the figures and no maxMemory needs them: no
+# sample and no lag probe (a tick a second was half of an idle serve's wake-ups; a sample reads every
+# tree). A read brings both back for READ_KEEPS_SAMPLING seconds.
 READ_KEEPS_SAMPLING = 60.0
 
 # Config name -> resource, for ``limits``.
@@ -174,8 +177,10 @@ class ProcTable:
     last one, up to this read's. When nothing has started, /proc is not even listed. A newcomer whose
     parent is known to carry no tag of ours inherited that environment: its own is not read (on a busy
     machine, the newcomers are mostly other programs' processes). The first read,
-    and every ``full_scan_every``-th, reads every process: the safety net for a process that joins a
-    tree's group without its tag, or a /proc that shows another pid namespace than this process's.
+    every ``full_scan_every``-th, and one asked for as ``full`` (after a long gap, when the pid counter
+    may have wrapped past the previous read's last pid) read every process: the safety net for a
+    process that joins a tree's group without its tag, or a /proc that shows another pid namespace than
+    this process's.
     Where the backend cannot say which pid is the newest (the portable one), every read is a full one;
     the tags stay cached by pid and start time all the same.
     """
@@ -192,13 +197,16 @@ class ProcTable:
         self.stats_read = 0  # stat lines the last read looked at
         self.tags_read = 0  # environments the last read looked at
 
-    def read(self, groups: set[int]) -> tuple[dict[str, list[ProcStat]], dict[int, list[ProcStat]]]:
-        """Processes by tag (this run's tags only) and by process group (only the ``groups`` asked for)."""
+    def read(
+        self, groups: set[int], full: bool = False
+    ) -> tuple[dict[str, list[ProcStat]], dict[int, list[ProcStat]]]:
+        """Processes by tag (this run's tags only) and by process group (only the ``groups`` asked for).
+        ``full`` reads every process whatever the count of reads says."""
         facts = self.facts
         newest = facts.newest_pid()
         previous = self._newest
         self.tags_read = 0
-        if newest is None or previous is None or self._reads % self.full_scan_every == 0:
+        if full or newest is None or previous is None or self._reads % self.full_scan_every == 0:
             full, pids = True, facts.pids()
         else:
             full, pids = False, self._members | groups
@@ -268,10 +276,12 @@ class ResourceSampler:
     ``processes`` returns the manager's processes at each sample (they may change between samples);
     ``dropped`` returns the log lines each consumer dropped. ``interval`` 0 turns sampling off.
 
-    ``on_demand`` (off unless the owner of every reader, the HTTP API, turns it on) samples at the full
-    rate only while the figures are in use: a process has ``maxMemory``, a reader is at work
-    (:meth:`reading`: a request, a live stream) or was in the last minute. Otherwise a sample every
-    ``IDLE_SAMPLE_EVERY`` intervals; the first reader after that waits for a fresh one (:meth:`fresh`).
+    ``on_demand`` (off unless the owner of every reader, the HTTP API, turns it on) samples only while
+    the figures are in use: a process has ``maxMemory``, a reader is at work (:meth:`reading`: a
+    request, a live stream) or was in the last minute. Otherwise, after the first sample, none at all
+    (the cost of a sample grows with the number of processes): the first reader after a quiet spell
+    waits for the sample it brings forward (:meth:`fresh`), whose CPU percent covers the whole spell.
+    Whoever changes what :meth:`in_use` depends on calls :meth:`wake` (the manager after a reload).
     """
 
     def __init__(
@@ -280,12 +290,14 @@ class ResourceSampler:
         processes: Callable[[], Iterable[Sampled]],
         interval: float,
         dropped: Callable[[], Mapping[str, int]] = dict,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.interval = interval
+        self._clock = clock
         self._run_id = run_id
         self._processes = processes
         self._dropped = dropped
-        self._table = ProcTable(f"{run_id}:")
+        self.table = ProcTable(f"{run_id}:")  # its read counts say what the last sample looked at
         self._ticks: dict[tuple[int, int], int] = {}
         self._cgroup_cpu: dict[str, float] = {}  # each cgroup's CPU seconds at the last sample
         self._cpu_ticks: dict[str, int] = {}  # whole ticks, so the counter never drifts
@@ -299,10 +311,11 @@ class ResourceSampler:
         self._lag_due = 0.0
         self._lags: collections.deque[float] = collections.deque(maxlen=LAG_TICKS_KEPT)
         self.samples = 0
-        self.on_demand = False
+        self._on_demand = False
         self._readers = 0
         self._read_until = 0.0  # monotonic: the last reader keeps the full rate until then
         self._wake = asyncio.Event()  # a reader came: the sampling loop looks at its pause again
+        self.waiting = False  # the sampling loop waits for a reader (or a maxMemory): no sample is due
         self._sampled = asyncio.Event()  # set (and replaced) at the end of each sample
 
     def __repr__(self) -> str:
@@ -328,9 +341,8 @@ class ResourceSampler:
             self._task = None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            began = loop.time()
+            began = self._clock.monotonic()
             try:
                 await self.sample()
             except OSError as exc:  # /proc unreadable: report, keep trying
@@ -339,19 +351,52 @@ class ResourceSampler:
                 logger.exception("resource sample failed")
             if self.in_use():  # a maxMemory added by a reload: the lag probe runs again too
                 self._arm_lag()
-            while True:  # until the next sample is due; a reader arriving may bring it forward
-                self._wake.clear()
-                pause = self.interval if self.in_use() else self.interval * IDLE_SAMPLE_EVERY
-                left = began + pause - loop.time()
-                if left <= 0:
-                    break
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(left):
-                        await self._wake.wait()
+            await self._until_due(began)
+
+    async def _until_due(self, began: float) -> None:
+        """Until the next sample is due: ``interval`` after ``began`` while the figures are in use,
+        else until a reader (or a maxMemory) comes and makes them so."""
+        while True:
+            self._wake.clear()
+            if not self.in_use():
+                self.waiting = True
+                try:
+                    await self._wake.wait()
+                finally:
+                    self.waiting = False
+                continue
+            left = began + self.interval - self._clock.monotonic()
+            if left <= 0:
+                return
+            await self._pause(left)
+
+    async def _pause(self, seconds: float) -> None:
+        """Until ``seconds`` have passed on the clock or the loop is woken."""
+        woken = asyncio.ensure_future(self._wake.wait())
+        timer = asyncio.ensure_future(self._clock.sleep(seconds))
+        try:
+            await asyncio.wait([woken, timer], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            woken.cancel()
+            timer.cancel()
+            await asyncio.gather(woken, timer, return_exceptions=True)
+
+    @property
+    def on_demand(self) -> bool:
+        return self._on_demand
+
+    @on_demand.setter
+    def on_demand(self, value: bool) -> None:
+        self._on_demand = value
+        self._wake.set()  # turned off: every sample again
+
+    def wake(self) -> None:
+        """Look again at whether the figures are in use (a reload may have added a ``maxMemory``)."""
+        self._wake.set()
 
     def in_use(self) -> bool:
-        """Whether the figures are sampled at the full rate now (always, unless ``on_demand``)."""
-        if not self.on_demand or self._readers or time.monotonic() < self._read_until:
+        """Whether the figures are sampled now (always, unless ``on_demand``)."""
+        if not self.on_demand or self._readers or self._clock.monotonic() < self._read_until:
             return True
         return any(process.config.max_memory is not None for process in self._processes())
 
@@ -366,13 +411,15 @@ class ResourceSampler:
             yield
         finally:
             self._readers -= 1
-            self._read_until = time.monotonic() + READ_KEEPS_SAMPLING
+            self._read_until = self._clock.monotonic() + READ_KEEPS_SAMPLING
 
     async def fresh(self, timeout: float = 5.0) -> None:
         """For a reader about to use the figures: when the last sample is older than two intervals
         (nobody read them for a while), wait for the one this brings forward (``timeout`` at most)."""
-        self._read_until = max(self._read_until, time.monotonic() + READ_KEEPS_SAMPLING)
-        recent = self._last_sample is not None and time.monotonic() - self._last_sample <= 2 * self.interval
+        self._read_until = max(self._read_until, self._clock.monotonic() + READ_KEEPS_SAMPLING)
+        recent = (
+            self._last_sample is not None and self._clock.monotonic() - self._last_sample <= 2 * self.interval
+        )
         sampled = self._sampled
         self._wake.set()
         self._arm_lag()
@@ -418,10 +465,16 @@ class ResourceSampler:
         began = time.perf_counter()
         running = [(process, process.pid) for process in self._processes()]
         groups = {pid for _, pid in running if pid}
-        by_tag, by_group, listed, accounted = await asyncio.to_thread(
-            self._read, groups, [p for p, _ in running]
+        # After a long gap (nobody read the figures) the pid counter may have wrapped past the last
+        # pid seen: the newcomers cannot be told from the others.
+        full = (
+            self._last_sample is not None
+            and self._clock.monotonic() - self._last_sample > FULL_SCAN_EVERY * self.interval
         )
-        now = time.monotonic()
+        by_tag, by_group, listed, accounted = await asyncio.to_thread(
+            self._read, groups, [p for p, _ in running], full
+        )
+        now = self._clock.monotonic()
         elapsed = now - self._last_sample if self._last_sample is not None else None
         ticks: dict[tuple[int, int], int] = {}
         cgroup_cpus: dict[str, float] = {}
@@ -467,14 +520,14 @@ class ResourceSampler:
         self._sample_seconds = time.perf_counter() - began
         self.samples += 1
 
-    def _read(self, groups: set[int], processes: list[Sampled]) -> _Read:
-        """The scan, the stat lines of the members each containment lists, and what each cgroup
-        accounts for (in a worker thread)."""
-        by_tag, by_group = self._table.read(groups)
+    def _read(self, groups: set[int], processes: list[Sampled], full: bool) -> _Read:
+        """The scan (of every process if ``full``), the stat lines of the members each containment
+        lists, and what each cgroup accounts for (in a worker thread)."""
+        by_tag, by_group = self.table.read(groups, full)
         listed: dict[str, list[ProcStat]] = {}
         accounted: dict[str, tuple[int | None, float | None]] = {}
         for process in processes:
-            stats = [stat for pid in process.listed_members() if (stat := self._table.facts.stat(pid))]
+            stats = [stat for pid in process.listed_members() if (stat := self.table.facts.stat(pid))]
             if stats:
                 listed[process.config.id] = stats
             cgroup = process.accounting()
@@ -509,9 +562,9 @@ class ResourceSampler:
         seconds or so (event-loop lag)."""
         times = os.times()
         return ManagerUsage(
-            memory=self._table.facts.own_memory(),
+            memory=self.table.facts.own_memory(),
             cpu_seconds=times.user + times.system,
-            open_fds=self._table.facts.own_open_fds(),
+            open_fds=self.table.facts.own_open_fds(),
             loop_lag=max(self._lags) if self._lags else None,
             sample_seconds=self._sample_seconds,
             log_lines_dropped=dict(self._dropped()),
