@@ -188,14 +188,14 @@ def _config_text(state: ProcessState) -> str:
     return text
 
 
-# The fields the kept text is made of: every field of a state but the figures spliced in anew (uptime,
-# cpu, memory), the config (compared by identity: an equal config may order its env otherwise) and the
-# envFile values (compared as items, in order). Made from the dataclass, so a field added to
+# The fields compared as one tuple: every field of a state but the figures spliced in anew (uptime,
+# cpu, memory) and two compared apart, the config (by identity: an equal config may order its env
+# otherwise) and the envFile values (as items, in order). Made from the dataclass, so a field added to
 # ProcessState is compared without a change here. Values compare with ==, as the engine's fields each
 # have one type (an int never becomes an equal float or bool).
-_SPLICED = frozenset({"uptime", "cpu", "memory", "config", "env_from_files"})
+_COMPARED_APART = frozenset({"uptime", "cpu", "memory", "config", "env_from_files"})
 _kept_fields = operator.attrgetter(
-    *(f.name for f in dataclasses.fields(ProcessState) if f.name not in _SPLICED)
+    *(f.name for f in dataclasses.fields(ProcessState) if f.name not in _COMPARED_APART)
 )
 
 
