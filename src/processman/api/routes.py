@@ -27,11 +27,11 @@ from processman.api.streams import (
     status_stream,
 )
 from processman.api.wire import (
+    StateTexts,
     containment_to_json,
     line_to_json,
     plan_to_json,
     run_to_json,
-    states_to_body,
 )
 from processman.config import GROUP_PREFIX
 from processman.engine.manager import ProcessManager
@@ -99,6 +99,7 @@ class Endpoints:
         self.authenticator = authenticator
         self.hub = hub
         self.keepalive = keepalive
+        self.texts = StateTexts()  # the list's JSON per process, kept between requests
 
     def routes(self) -> list[BaseRoute]:
         return [
@@ -154,7 +155,8 @@ class Endpoints:
         states = self.manager.states()
         if group is not None:
             states = [state for state in states if state.config.group == group]
-        return Response(states_to_body(states), media_type="application/json")
+        body = self.texts.render(states, complete=group is None)
+        return Response(body, media_type="application/json")
 
     async def metrics(self, request: Request) -> Response:
         manager = self.manager

@@ -10,9 +10,12 @@ place that turns them into wire dicts. An exit has one shape wherever it goes (`
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import operator
 import signal
 import weakref
+from collections.abc import Sequence
 from typing import Any
 
 from processman.config import ProcessConfig, config_to_json, mask_env
@@ -27,6 +30,7 @@ from processman.levels import levels_of, line_level, stream_level
 from processman.logs import LogLine, format_timestamp
 
 __all__ = [
+    "StateTexts",
     "exit_event_to_json",
     "exit_to_json",
     "line_to_json",
@@ -108,21 +112,37 @@ def _interpreter(state: ProcessState, masked: _MaskedConfig) -> Any:
     return state.interpreter if state.interpreter is not None else masked.data.get("interpreter")
 
 
-def _state_fields(state: ProcessState) -> dict[str, Any]:
-    outside_venv = uses_system_python(state.config, state.venv)
+# A state's JSON is three runs of fields around the figures that change on their own, uptime (each
+# second) and cpu/memory (each sample): the list keeps the runs' text while the fields in them stay the
+# same (see StateTexts). The order of the keys is the order of the fields in the JSON.
+
+
+def _fields_before_uptime(state: ProcessState) -> dict[str, Any]:
     return {
         "id": state.id,
         "pid": state.pid,
         "status": str(state.status),
         "ready": state.ready,
         "startTime": format_timestamp(state.start_time) if state.start_time is not None else None,
-        "uptime": format_duration(int(state.uptime)),
+    }
+
+
+def _uptime(seconds: int) -> str:
+    return format_duration(seconds)
+
+
+def _fields_before_usage(state: ProcessState) -> dict[str, Any]:
+    return {
         "restartCount": state.restart_count,
         "lastError": state.last_error,
         "desired": str(state.desired),
         "recentExits": [exit_to_json(record) for record in state.exits],
-        "cpu": state.cpu,
-        "memory": state.memory,
+    }
+
+
+def _fields_after_usage(state: ProcessState) -> dict[str, Any]:
+    outside_venv = uses_system_python(state.config, state.venv)
+    return {
         "logError": state.log_error,
         "logDroppedBytes": state.log_dropped_bytes,
         # The virtualenv it runs in; a Python program without one: the folders looked in for one.
@@ -142,7 +162,15 @@ def state_to_json(state: ProcessState) -> dict[str, Any]:
     masked = _masked_config(state.config)
     config = dict(masked.data)
     config["interpreter"] = _interpreter(state, masked)
-    return {**_state_fields(state), "config": config}
+    return {
+        **_fields_before_uptime(state),
+        "uptime": _uptime(int(state.uptime)),
+        **_fields_before_usage(state),
+        "cpu": state.cpu,
+        "memory": state.memory,
+        **_fields_after_usage(state),
+        "config": config,
+    }
 
 
 def _dumps(value: Any) -> str:
@@ -150,18 +178,123 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":"))
 
 
-def states_to_body(states: list[ProcessState]) -> bytes:
-    """``[state_to_json(state) for state in states]`` as the JSON bytes of a response, each config's
-    text encoded once (it is most of the bytes)."""
-    parts = []
-    for state in states:
-        masked = _masked_config(state.config)
-        interpreter = _interpreter(state, masked)
-        text = masked.texts.get(interpreter)
-        if text is None:
-            text = masked.texts[interpreter] = _dumps({**masked.data, "interpreter": interpreter})
-        parts.append(f'{_dumps(_state_fields(state))[:-1]},"config":{text}}}')
-    return f"[{','.join(parts)}]".encode()
+def _config_text(state: ProcessState) -> str:
+    """The state's masked config as JSON, encoded once per config and interpreter."""
+    masked = _masked_config(state.config)
+    interpreter = _interpreter(state, masked)
+    text = masked.texts.get(interpreter)
+    if text is None:
+        text = masked.texts[interpreter] = _dumps({**masked.data, "interpreter": interpreter})
+    return text
+
+
+# The fields compared as one tuple: every field of a state but the figures spliced in anew (uptime,
+# cpu, memory) and two compared apart, the config (by identity: an equal config may order its env
+# otherwise) and the envFile values (as items, in order). Made from the dataclass, so a field added to
+# ProcessState is compared without a change here. Values compare with ==, as the engine's fields each
+# have one type (an int never becomes an equal float or bool).
+_COMPARED_APART = frozenset({"uptime", "cpu", "memory", "config", "env_from_files"})
+_kept_fields = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(ProcessState) if f.name not in _COMPARED_APART)
+)
+
+
+class _Text:
+    """One process's JSON in the list, in parts, with what each part was made from, and the whole as
+    bytes (made again when a part is)."""
+
+    __slots__ = (
+        "config",
+        "env",
+        "fields",
+        "head",
+        "middle",
+        "seconds",
+        "tail",
+        "uptime",
+        "usage",
+        "usage_text",
+        "whole",
+    )
+
+    def __init__(self) -> None:
+        self.fields: tuple[Any, ...] | None = None
+        self.config: ProcessConfig | None = None
+        self.env: tuple[tuple[str, str], ...] = ()
+        self.head = self.middle = self.tail = ""
+        self.seconds = -1
+        self.uptime = ""
+        self.usage: tuple[Any, ...] | None = None
+        self.usage_text = ""
+        self.whole = b""
+
+    def render(self, state: ProcessState) -> bytes:
+        changed = False
+        fields = _kept_fields(state)
+        env = tuple(state.env_from_files.items())
+        if state.config is not self.config or fields != self.fields or env != self.env:
+            self.head = _dumps(_fields_before_uptime(state))[:-1] + ',"uptime":'
+            self.middle = "," + _dumps(_fields_before_usage(state))[1:-1] + ',"cpu":'
+            after = _dumps(_fields_after_usage(state))[1:-1]
+            self.tail = f',{after},"config":{_config_text(state)}}}'
+            self.config = state.config
+            self.env = env
+            changed = True
+        self.fields = fields  # equal, or just made: the newest holds no older objects alive
+        seconds = int(state.uptime)
+        if seconds != self.seconds:
+            self.uptime = _dumps(_uptime(seconds))
+            self.seconds = seconds
+            changed = True
+        cpu, memory = state.cpu, state.memory
+        usage = (cpu.__class__, cpu, memory.__class__, memory)  # 1 and 1.0 are equal, not alike
+        if usage != self.usage:
+            self.usage_text = f'{_dumps(cpu)},"memory":{_dumps(memory)}'
+            self.usage = usage
+            changed = True
+        if changed:
+            self.whole = f"{self.head}{self.uptime}{self.middle}{self.usage_text}{self.tail}".encode()
+        return self.whole
+
+
+class StateTexts:
+    """The body of ``GET /api/pm/list``: ``[state_to_json(state) for state in states]`` as JSON bytes,
+    each process's text kept from one request to the next while the state's fields stay equal.
+
+    Nothing has to tell it of a change: each state is a fresh snapshot, compared field by field with
+    the one the text was made from (uptime by the whole second it shows, cpu and memory by value), and
+    a part is made anew when anything in it differs. One per API (it keeps the processes it last listed).
+    """
+
+    def __init__(self) -> None:
+        self._texts: dict[str, _Text] = {}
+
+    def render(self, states: Sequence[ProcessState], *, complete: bool = True) -> bytes:
+        """``complete``: ``states`` are every process (the texts of others are forgotten); False for a
+        part of them (a group)."""
+        texts = self._texts
+        parts = [b"["]
+        for state in states:
+            text = texts.get(state.id)
+            if text is None:
+                text = texts[state.id] = _Text()
+            parts.append(text.render(state))
+            parts.append(b",")
+        parts[-1] = b"]" if states else b"[]"  # the last comma, or the opening bracket of no states
+        if complete and len(texts) > len(states):
+            listed = {state.id for state in states}
+            for process_id in [known for known in texts if known not in listed]:
+                del texts[process_id]
+        return b"".join(parts)  # one copy of the body's bytes
+
+    def known(self) -> set[str]:
+        """The processes whose texts are kept."""
+        return set(self._texts)
+
+
+def states_to_body(states: Sequence[ProcessState]) -> bytes:
+    """``[state_to_json(state) for state in states]`` as the JSON bytes of a response."""
+    return StateTexts().render(states)
 
 
 def status_event_to_json(event: StatusChanged) -> dict[str, Any]:

@@ -157,6 +157,7 @@ class ManagedProcess:
         self.interpreter = resolve_interpreter(config, self.venv)
         # Every run, kept by the owner; the run store seeds it with the runs of earlier managers.
         self.runs = RunHistory(config.id, config.keep_runs)
+        self._exit_records: tuple[RunHistory, int, tuple[ExitRecord, ...]] | None = None  # see exit_records
         self._run: Run | None = None  # the run in progress (its record)
         self._trigger = Trigger.START  # why the next run begins
         self.usage: TreeUsage | None = None  # written by the manager's resource sampler
@@ -247,9 +248,11 @@ class ManagedProcess:
 
     def state(self) -> ProcessState:
         child = self._live_run()
+        usage = self.usage if child else None
         return ProcessState(
             id=self.config.id,
-            pid=self.pid if child else 0,
+            # As the pid property, with the run found once (the list reads every process's state).
+            pid=(child.pid if child.alive else self._daemon or 0) if child else 0,
             status=self._status,
             desired=self.desired,
             start_time=child.started_wall if child else None,
@@ -260,8 +263,8 @@ class ManagedProcess:
             interpreter=self.interpreter,
             venv=self.venv,
             exits=self.exit_records(),
-            cpu=self.usage.cpu_percent if child and self.usage else None,
-            memory=self.usage.memory if child and self.usage else None,
+            cpu=usage.cpu_percent if usage else None,
+            memory=usage.memory if usage else None,
             ready=self._ready,
             log_error=self._log_error,
             log_dropped_bytes=self.output.dropped_file_bytes,
@@ -272,9 +275,14 @@ class ManagedProcess:
         )
 
     def exit_records(self) -> tuple[ExitRecord, ...]:
-        """recentExits: the ended runs of the history (not the skipped ones), oldest first."""
+        """recentExits: the ended runs of the history (not the skipped ones), oldest first. Made once
+        per change of the history (its count of changes says when)."""
+        history = self.runs
+        made = self._exit_records
+        if made is not None and made[0] is history and made[1] == history.changes:
+            return made[2]
         records: list[ExitRecord] = []
-        for run in self.runs.recent():
+        for run in history.recent():
             if run.ended is None or run.outcome is RunOutcome.SKIPPED:
                 continue
             records.append(
@@ -284,7 +292,9 @@ class ManagedProcess:
             )
             if len(records) == EXIT_HISTORY:
                 break
-        return tuple(reversed(records))
+        exits = tuple(reversed(records))
+        self._exit_records = (history, history.changes, exits)
+        return exits
 
     def environment(self) -> dict[str, str]:
         """The environment of a spawn, its envFile files read now (SpawnError when one cannot be), in its

@@ -70,7 +70,14 @@ class RunHistory:
         self.process_id = process_id
         self._runs: collections.deque[Run] = collections.deque(maxlen=keep)
         self._last_number = 0
+        self._changes = 0  # see changes
         self.seed(earlier)
+
+    @property
+    def changes(self) -> int:
+        """Moves at every change of the runs kept (only this class's methods change them): a reader
+        may keep what it made of them while the count stays (a process's recentExits)."""
+        return self._changes
 
     def seed(self, earlier: Iterable[Run]) -> None:
         """Runs recorded before (by an earlier manager): kept, and numbering goes on after them. A run
@@ -83,14 +90,17 @@ class RunHistory:
                 run = replace(run, outcome=RunOutcome.STOPPED, ended=None, reason=reason)
             self._runs.append(run)
             self._last_number = max(self._last_number, run.number)
+            self._changes += 1
 
     def resize(self, keep: int) -> None:
         if keep != self._runs.maxlen:
             self._runs = collections.deque(self._runs, maxlen=keep)
+            self._changes += 1
 
     def begin(self, trigger: Trigger, started: float, pid: int = 0) -> Run:
         run = Run(self.process_id, self._next_number(), trigger, started, pid=pid)
         self._runs.append(run)
+        self._changes += 1
         return run
 
     def skipped(self, trigger: Trigger, when: float, reason: str) -> Run:
@@ -104,6 +114,7 @@ class RunHistory:
             reason=reason,
         )
         self._runs.append(run)
+        self._changes += 1
         return run
 
     def update(self, run: Run) -> Run:
@@ -111,6 +122,7 @@ class RunHistory:
         for index in range(len(self._runs) - 1, -1, -1):
             if self._runs[index].number == run.number:
                 self._runs[index] = run
+                self._changes += 1
                 break
         return run
 
