@@ -127,10 +127,6 @@ def _fields_before_uptime(state: ProcessState) -> dict[str, Any]:
     }
 
 
-def _uptime(seconds: int) -> str:
-    return format_duration(seconds)
-
-
 def _fields_before_usage(state: ProcessState) -> dict[str, Any]:
     return {
         "restartCount": state.restart_count,
@@ -164,7 +160,7 @@ def state_to_json(state: ProcessState) -> dict[str, Any]:
     config["interpreter"] = _interpreter(state, masked)
     return {
         **_fields_before_uptime(state),
-        "uptime": _uptime(int(state.uptime)),
+        "uptime": format_duration(int(state.uptime)),
         **_fields_before_usage(state),
         "cpu": state.cpu,
         "memory": state.memory,
@@ -243,7 +239,7 @@ class _Text:
         self.fields = fields  # equal, or just made: the newest holds no older objects alive
         seconds = int(state.uptime)
         if seconds != self.seconds:
-            self.uptime = _dumps(_uptime(seconds))
+            self.uptime = _dumps(format_duration(seconds))
             self.seconds = seconds
             changed = True
         cpu, memory = state.cpu, state.memory

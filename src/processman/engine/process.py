@@ -232,7 +232,10 @@ class ManagedProcess:
     def pid(self) -> int:
         """The main pid: the started child while it lives, then (type forking) its daemon; once a job's
         own run ended, the newest run begun beside it that still runs."""
-        child = self._live_run()
+        return self._pid_of(self._live_run())
+
+    def _pid_of(self, child: Child | None) -> int:
+        """The main pid of the run in progress ``child`` (from ``_live_run``)."""
         if child is not None and child.alive:
             return child.pid
         return self._daemon or 0
@@ -251,8 +254,7 @@ class ManagedProcess:
         usage = self.usage if child else None
         return ProcessState(
             id=self.config.id,
-            # As the pid property, with the run found once (the list reads every process's state).
-            pid=(child.pid if child.alive else self._daemon or 0) if child else 0,
+            pid=self._pid_of(child) if child else 0,  # the run found once: the list reads every state
             status=self._status,
             desired=self.desired,
             start_time=child.started_wall if child else None,
