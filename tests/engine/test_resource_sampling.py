@@ -253,7 +253,8 @@ async def test_on_demand_takes_no_sample_until_a_reader_comes(manager_factory: F
     assert sampler.waiting and sampler.samples == count
 
 
-async def test_on_demand_samples_again_when_a_reload_adds_max_memory(manager_factory: Factory) -> None:
+async def _quiet_for_an_hour(manager_factory: Factory) -> tuple[ProcessManager, ManualClock]:
+    """A manager on the manual clock, sampling on demand, after an hour with nobody reading."""
     clock = ManualClock()
     manager = manager_factory(config("idle", SLEEPER), metrics_interval=2, clock=clock)
     sampler = manager.resources
@@ -262,6 +263,12 @@ async def test_on_demand_samples_again_when_a_reload_adds_max_memory(manager_fac
     await wait_until(manager, lambda: sampler.waiting, what="the sampler waiting for a reader")
     clock.advance(3600)
     await settle()
+    return manager, clock
+
+
+async def test_on_demand_samples_again_when_a_reload_adds_max_memory(manager_factory: Factory) -> None:
+    manager, clock = await _quiet_for_an_hour(manager_factory)
+    sampler = manager.resources
     taken = sampler.samples
     await manager.apply([config("idle", SLEEPER, max_memory=1024 * MB)])
     assert sampler.in_use()
@@ -273,14 +280,8 @@ async def test_on_demand_samples_again_when_a_reload_adds_max_memory(manager_fac
 
 
 async def test_turning_on_demand_off_samples_again(manager_factory: Factory) -> None:
-    clock = ManualClock()
-    manager = manager_factory(config("idle", SLEEPER), metrics_interval=2, clock=clock)
+    manager, _clock = await _quiet_for_an_hour(manager_factory)
     sampler = manager.resources
-    sampler.on_demand = True
-    await manager.start()
-    await wait_until(manager, lambda: sampler.waiting, what="the sampler waiting for a reader")
-    clock.advance(3600)
-    await settle()
     taken = sampler.samples
     sampler.on_demand = False  # the HTTP API is gone: every sample again
     await wait_until(manager, lambda: sampler.samples > taken, what="a sample")
