@@ -12,7 +12,8 @@ import pytest
 
 from processman import ProcessManager, Status
 from processman.api.wire import line_to_json
-from processman.logs import MAX_LINE, SPLIT_MARKER, LineSplitter, RotatingFile
+from processman.engine.events import EventBus
+from processman.logs import MAX_LINE, SPLIT_MARKER, LineSplitter, ProcessOutput, RotatingFile
 from tests.conftest import config, wait_until
 
 Factory = Callable[..., ProcessManager]
@@ -52,6 +53,31 @@ def test_rotating_file_that_cannot_be_written_drops_and_counts(tmp_path: Path) -
     log.write(b"12345\n")
     log.write(b"678\n")
     assert log.dropped_bytes == 10
+
+
+def test_ring_answers_tail_and_since_like_a_list_of_the_last_lines_across_batches() -> None:
+    # Batches of every size around the capacity, on both streams and the system one: the ring must
+    # answer as the last ``capacity`` lines would, wherever a batch begins or was cut.
+    output = ProcessOutput("p", EventBus(), capacity=7)
+    written: list[tuple[int, str, str]] = []
+    sizes = [1, 3, 7, 8, 2, 15, 1, 6, 9, 4, 7, 1, 1, 13]
+    for batch, size in enumerate(sizes):
+        stream = ("stdout", "stderr", "system")[batch % 3]
+        lines = [f"b{batch}-{n}" for n in range(size)]
+        if stream == "system":
+            for line in lines:
+                output.note(line)
+        else:
+            output.feed(stream, "".join(line + "\n" for line in lines).encode())
+        written += [(len(written) + 1 + n, stream, line) for n, line in enumerate(lines)]
+        kept = written[-7:]
+        assert output.last_seq == len(written)
+        for wanted in (0, 1, 3, 7, 20):
+            tail = [(line.seq, line.stream, line.content) for line in output.tail(wanted)]
+            assert tail == (kept[-wanted:] if wanted else [])
+        for seq in range(len(written) - 9, len(written) + 2):
+            since = [(line.seq, line.stream, line.content) for line in output.since(seq)]
+            assert since == [entry for entry in kept if entry[0] > seq]
 
 
 async def test_ring_keeps_the_last_1000_lines_oldest_first(manager_factory: Factory) -> None:

@@ -18,8 +18,8 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import count, repeat
 from pathlib import Path
+from typing import NamedTuple
 
 from processman.engine.events import Event, EventBus, LogLines
 from processman.levels import levels_of
@@ -253,6 +253,17 @@ class LogFileOptions:
     backups: int  # rotated files kept
 
 
+class _Batch(NamedTuple):
+    """Lines that came in one read: ``lines[start:]`` are still in the ring, the first numbered
+    ``first_seq + start``."""
+
+    first_seq: int
+    timestamp: float
+    stream: str
+    lines: tuple[str, ...]
+    start: int
+
+
 class ProcessOutput:
     """Everything one process has written: the ring of its last lines, its files, its events."""
 
@@ -268,7 +279,10 @@ class ProcessOutput:
         self._bus = bus
         # Made by the first line: an empty deque holds 528 bytes, and a fleet of quiet processes adds up.
         self._capacity = capacity
-        self._ring: collections.deque[tuple[int, float, str, str]] | None = None
+        # The last ``capacity`` lines, kept as the batches they came in: a chatty child's read of
+        # thousands of lines is one entry, not a tuple per line (that was a fifth of serve's CPU on it).
+        self._ring: collections.deque[_Batch] | None = None
+        self._ring_lines = 0
         self._next_seq = 1
         self._splitters = {"stdout": LineSplitter(), "stderr": LineSplitter()}
         self._files: dict[str, RotatingFile] = {}
@@ -347,13 +361,37 @@ class ProcessOutput:
         now = time.time()
         first = self._next_seq
         self._next_seq += len(lines)
+        batch = tuple(lines)
+        self._keep(_Batch(first, now, stream, batch, 0))
+        self._bus.publish(LogLines(self.process_id, stream, first, now, batch))
+
+    def _keep(self, batch: _Batch) -> None:
+        capacity = self._capacity
+        if capacity <= 0:
+            return
+        if self._ring is None:
+            self._ring = collections.deque()
         ring = self._ring
-        if ring is None:
-            ring = self._ring = collections.deque(maxlen=self._capacity)
-        kept = lines[-ring.maxlen :] if ring.maxlen and len(lines) > ring.maxlen else lines
-        start = first + len(lines) - len(kept)
-        ring.extend(zip(count(start), repeat(now), repeat(stream), kept, strict=False))
-        self._bus.publish(LogLines(self.process_id, stream, first, now, tuple(lines)))
+        if len(batch.lines) >= capacity:  # it alone fills the ring: the older batches all go
+            ring.clear()
+            cut = len(batch.lines) - capacity
+            ring.append(batch._replace(first_seq=batch.first_seq + cut, lines=batch.lines[cut:]))
+            self._ring_lines = capacity
+            return
+        ring.append(batch)
+        self._ring_lines += len(batch.lines)
+        excess = self._ring_lines - capacity
+        while excess > 0:  # drop the oldest lines; a batch partly dropped only moves its start
+            oldest = ring[0]
+            left = len(oldest.lines) - oldest.start
+            if left <= excess:
+                ring.popleft()
+                taken = left
+            else:
+                ring[0] = oldest._replace(start=oldest.start + excess)
+                taken = excess
+            excess -= taken
+            self._ring_lines -= taken
 
     def partial_lines(self) -> list[LogLines]:
         """The partial events last shown whose lines are still unfinished."""
@@ -368,13 +406,21 @@ class ProcessOutput:
         """The last ``lines`` lines, oldest first."""
         if lines <= 0:
             return []
-        entries = list(self._ring or ())[-lines:]
-        return [LogLine(seq, ts, self.process_id, stream, text) for seq, ts, stream, text in entries]
+        return self.since(self.last_seq - lines)
 
     def since(self, seq: int) -> list[LogLine]:
         """Lines after sequence number ``seq`` that are still in the ring, oldest first."""
-        newer = [entry for entry in self._ring or () if entry[0] > seq]
-        return [LogLine(s, ts, self.process_id, stream, text) for s, ts, stream, text in newer]
+        newer: list[tuple[_Batch, int]] = []
+        for batch in reversed(self._ring or ()):  # newest first: stop at the first batch all older
+            start = max(batch.start, seq + 1 - batch.first_seq)
+            if start >= len(batch.lines):
+                break
+            newer.append((batch, start))
+        return [
+            LogLine(batch.first_seq + index, batch.timestamp, self.process_id, batch.stream, text)
+            for batch, start in reversed(newer)
+            for index, text in enumerate(batch.lines[start:], start)
+        ]
 
     @property
     def dropped_file_bytes(self) -> int:
