@@ -315,7 +315,7 @@ def check_target(script: Any, command: Any, problems: Problems) -> None:
         problems.error("script/command", "set only one of them, not both")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class ProcessConfig:
     """One supervised process, as configured.
 
