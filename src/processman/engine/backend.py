@@ -18,7 +18,6 @@ per process (:func:`current`): it says what the operating system offers, which d
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import functools
 import os
 import sys
@@ -27,6 +26,7 @@ from typing import Protocol
 
 from processman.engine import procfs
 from processman.engine.facts import Facts
+from processman.engine.libc import libc
 from processman.engine.linux import LinuxBackend
 from processman.engine.portable import PortableBackend
 from processman.errors import ProcessmanError
@@ -74,11 +74,8 @@ class Backend(Protocol):
 
 def _prctl_works() -> str | None:
     """None when prctl can be called; else why not."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return "no C library to call prctl from"
     try:
-        prctl = ctypes.CDLL(name, use_errno=True).prctl
+        prctl = libc().prctl
     except (OSError, AttributeError):
         return "prctl is missing"
     value = ctypes.c_int()

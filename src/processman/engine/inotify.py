@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import functools
 import os
@@ -20,6 +19,8 @@ import struct
 import weakref
 from collections.abc import Callable
 from pathlib import Path
+
+from processman.engine.libc import libc
 
 IN_MODIFY = 0x00000002
 IN_CLOSE_WRITE = 0x00000008
@@ -30,11 +31,6 @@ IN_MOVED_FROM = 0x00000040
 IN_DELETE = 0x00000200
 # A file appears in a folder, or is written there (a pid file).
 IN_FILE_WRITTEN = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 
 
 def _check(result: int, path: Path | None = None) -> int:
@@ -55,7 +51,7 @@ class _Hub:
     """The event loop's inotify instance: watches by descriptor, each with the callbacks of its waits."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._libc = _libc()
+        self._libc = libc()
         self.fd = _check(int(self._libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)))
         self._callbacks: dict[int, list[Callable[[], None]]] = {}
         loop.add_reader(self.fd, self._read)
@@ -102,7 +98,7 @@ def _hub() -> _Hub | None:
     loop = asyncio.get_running_loop()
     hub = _hubs.get(loop)
     if hub is None:
-        if not hasattr(_libc(), "inotify_init1"):
+        if not hasattr(libc(), "inotify_init1"):
             return None
         hub = _hubs[loop] = _Hub(loop)
     return hub

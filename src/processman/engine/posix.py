@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import os.path
@@ -32,6 +30,7 @@ from collections.abc import Callable, Iterable
 import psutil
 
 from processman.engine import backend
+from processman.engine.libc import libc
 from processman.environment import TAG_VARIABLE
 
 logger = logging.getLogger(__name__)
@@ -43,8 +42,7 @@ def set_child_subreaper() -> bool:
     """Make orphaned descendants re-parent to this process instead of init (the linux backend only)."""
     if not backend.current().subreaper:
         return False
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    return bool(libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    return bool(libc().prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
 
 
 def raise_open_file_limit() -> None:
