@@ -67,19 +67,3 @@ def test_serve_hands_its_token_over_before_importing_its_command(tmp_path: Path)
     assert imports.count("processman.handover") == 2, done.stderr[-2000:]  # once in each image
     assert imports.count("click") == 1, done.stderr[-2000:]
     assert "--http: expected" in done.stderr or "Error" in done.stderr, done.stderr[-2000:]
-
-
-def test_serve_binds_its_api_before_importing_the_http_server(tmp_path: Path) -> None:
-    """The API's port is bound (a busy one fails before any process starts) without importing uvicorn
-    and Starlette: they load once the processes have started, so the processes do not wait for them."""
-    code = (
-        "import sys\n"
-        "from pathlib import Path\n"
-        "from processman.cli.serve import build_services\n"
-        f"services = build_services('127.0.0.1:0', Path({str(tmp_path)!r}), token='t' * 32)\n"
-        "print(len(services), sorted(m for m in ('uvicorn', 'starlette', 'h11') if m in sys.modules))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert done.stdout.split("\n")[0] == "1 []", done.stdout + done.stderr

@@ -27,9 +27,10 @@ import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, ClassVar, Literal, Protocol
 
+from starlette.datastructures import Headers
+
 if TYPE_CHECKING:
     import httpx
-    from starlette.datastructures import Headers
 
 logger = logging.getLogger(__name__)
 

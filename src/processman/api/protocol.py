@@ -18,16 +18,13 @@ import asyncio
 import logging
 from typing import Any
 
-from processman.api import _uvicorn  # noqa: F401  # first: uvicorn without watchfiles
-
-# isort: split
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from processman.api.service import MAX_CONNECTIONS, REQUEST_TIMEOUT
-
 logger = logging.getLogger(__name__)
 
+REQUEST_TIMEOUT = 10.0  # seconds from a request's first byte (or the connection) to its last byte
+MAX_CONNECTIONS = 1000
 MAX_REQUEST_LINE = 16 * 1024  # bytes of "METHOD TARGET HTTP/1.1", as docs/api.md says
 MAX_HEAD = 16 * 1024  # a head still arriving (h11's own default, stated here as a limit we rely on)
 

@@ -51,9 +51,14 @@ def build_services(
     missing), plus PocketBase superusers with ``--pocketbase-url``."""
     if http.strip().lower() == "off":
         return []
-    from processman.api.address import parse_address
-    from processman.api.auth import AdminToken, AnyOf, Authenticator, PocketBaseSuperuser
-    from processman.api.service import ApiService
+    from processman.api import (
+        AdminToken,
+        AnyOf,
+        ApiService,
+        Authenticator,
+        PocketBaseSuperuser,
+        parse_address,
+    )
     from processman.api.token import TOKEN_ENV, ensure_token, token_path
 
     try:

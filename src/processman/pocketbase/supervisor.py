@@ -179,9 +179,7 @@ def configure_logging(log_file: Path, mirror: LogMirror) -> None:
 
 
 def build_runner(hook: HookEnvironment, mirror: LogMirror) -> SupervisorRunner:
-    from processman.api.address import Address
-    from processman.api.auth import SharedSecret
-    from processman.api.service import ApiService
+    from processman.api import Address, ApiService, SharedSecret
     from processman.serverfile import Announced
 
     pocketbase = hook.pocketbase
