@@ -106,7 +106,9 @@ def hinted(text: str, stream: str | None = None) -> bool:
     """False when no line of ``text`` can carry a level: a test at memory speed for whole batches.
     With ``stream``, only the levels that change a console mark from that stream's are looked for."""
     hints = _HINTS if stream is None else _MARK_HINTS.get(stream, _MARK_HINTS["stdout"])
-    return any(hint in text for hint in hints)
+    # A word's first letter is looked for first: one character is found by memchr, fifty times faster
+    # than a word, and output without capitals (or without an "l") rules most words out that way.
+    return any(hint[0] in text and hint in text for hint in hints)
 
 
 def levels_of(
