@@ -1,6 +1,10 @@
 """W4 log throughput: a child writes 500,000 lines of 100 bytes as fast as it can. How much slower does
 it run under the manager than when writing to /dev/null, and how many lines did the manager keep?
 
+The burst is measured twice: from the child's first instant, while the manager is still starting (its
+start-up work and the burst share the CPUs), and 2 s after the manager started it (log throughput
+alone).
+
 Lines kept are counted in the manager's own record of the output: its log files, rotated ones included
 (honcho has none: its stdout is its record). processman by default also prints every line to its
 stdout, which goes to /dev/null here, so only its files count; tuned, it runs with ``--no-echo``. Two
@@ -35,11 +39,19 @@ def run(ctx: Context, *, lines: int | None = None) -> list[Series]:
     for subject in ctx.subjects("W4"):
         slowdown = ctx.series("W4", metric, "x", subject)
         lost = ctx.series("W4", f"lines lost of {count:,}", "lines", subject)
-        out += [slowdown, lost]
+        later = ctx.series("W4", f"{metric}, {AFTER:g} s after start", "x", subject)
+        out += [slowdown, lost, later]
         for rep in range(repeats):
             once = functools.partial(measure, ctx, subject, count, baseline, slowdown, lost)
             ctx.guarded(f"W4 {slowdown.label} #{rep + 1}", [slowdown, lost], once)
+        for rep in range(repeats):
+            once = functools.partial(measure, ctx, subject, count, baseline, later, None, after=AFTER)
+            ctx.guarded(f"W4 {later.label}, {AFTER:g} s after start #{rep + 1}", [later], once)
     return out
+
+
+# The second burst starts this long after the manager started the writer.
+AFTER = 2.0
 
 
 def _writer_argv(count: int, report: Path, token: str, *extra: str) -> tuple[str, ...]:
@@ -77,16 +89,28 @@ def _references(ctx: Context, count: int, baseline: float, metric: str, repeats:
 
 
 def measure(
-    ctx: Context, subject: Subject, count: int, baseline: float, slowdown: Series, lost: Series
+    ctx: Context,
+    subject: Subject,
+    count: int,
+    baseline: float,
+    slowdown: Series,
+    lost: Series | None,
+    *,
+    after: float = 0.0,
 ) -> None:
     with ctx.manager(*subject) as manager:
         report = manager.workdir / "writer.time"
-        program = Program("w4", _writer_argv(count, report, manager.token))
+        extra = ("--after", str(after)) if after else ()
+        program = Program("w4", _writer_argv(count, report, manager.token, *extra))
         # processman echoes every line on its stdout (not tuned: --no-echo): that goes to /dev/null,
         # its files are the record.
         manager.launch([program], stdout_to_null=manager.name.startswith("processman"))
         procs.wait_for(report.exists, 600, "the writer to finish", 0.05)
         slowdown.values.append(float(report.read_text()) / baseline)
+        if lost is None:
+            manager.stop()
+            manager.wait_exit(60)
+            return
         _wait_until_still(manager, program)
         manager.stop()
         manager.wait_exit(60)
