@@ -162,6 +162,18 @@ class RotatingFile:
     """
 
     RETRY_AFTER = 5.0
+    # Two per process: slots keep a fleet's files small.
+    __slots__ = (
+        "_broken_until",
+        "_fd",
+        "_on_problem",
+        "_size",
+        "backups",
+        "dropped_bytes",
+        "max_bytes",
+        "path",
+        "problem",
+    )
 
     def __init__(
         self,
@@ -177,7 +189,6 @@ class RotatingFile:
         # Why the file cannot be written ("" while it can); on_problem hears every change of it.
         self.problem = ""
         self._on_problem = on_problem
-        self._file: object | None = None
         self._fd: int | None = None
         self._size = 0
         self._broken_until = 0.0

@@ -34,6 +34,28 @@ def test_every_change_of_a_history_moves_its_count() -> None:
     assert [run.number for run in history.recent()] == [3, 2]
 
 
+def test_a_history_keeps_its_last_runs_through_seeds_skips_and_resizes() -> None:
+    earlier = [
+        Run("p", number, Trigger.START, float(number), ended=float(number), outcome=RunOutcome.SUCCEEDED)
+        for number in (1, 2, 3, 4)
+    ]
+    history = RunHistory("p", keep=3, earlier=earlier)
+    assert [run.number for run in history.recent()] == [4, 3, 2]
+    history.begin(Trigger.START, 5.0)
+    history.skipped(Trigger.SCHEDULE, 6.0, "still running")
+    assert [run.number for run in history.recent()] == [6, 5, 4]
+    history.resize(2)
+    assert [run.number for run in history.recent()] == [6, 5]
+    history.resize(4)
+    history.begin(Trigger.START, 7.0)
+    history.begin(Trigger.START, 8.0)
+    history.begin(Trigger.START, 9.0)
+    assert [run.number for run in history.recent()] == [9, 8, 7, 6]
+    history.resize(0)
+    history.begin(Trigger.START, 10.0)
+    assert history.recent() == []
+
+
 def test_a_history_that_does_not_change_keeps_its_count() -> None:
     history = RunHistory("x", 5)
     history.begin(Trigger.START, 1.0)

@@ -8,7 +8,6 @@ to the data folder and the API streams. ``recentExits`` are the ended runs of th
 
 from __future__ import annotations
 
-import collections
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -68,7 +67,9 @@ class RunHistory:
 
     def __init__(self, process_id: str, keep: int, earlier: Iterable[Run] = ()) -> None:
         self.process_id = process_id
-        self._runs: collections.deque[Run] = collections.deque(maxlen=keep)
+        # A list, trimmed as it grows: an empty deque holds 600 bytes, a fleet of 1000 processes 0.7 MB.
+        self._runs: list[Run] = []
+        self._keep = keep
         self._last_number = 0
         self._changes = 0  # see changes
         self.seed(earlier)
@@ -88,18 +89,23 @@ class RunHistory:
             if run.running:
                 reason = "the manager went away while it ran; its end was not seen"
                 run = replace(run, outcome=RunOutcome.STOPPED, ended=None, reason=reason)
-            self._runs.append(run)
+            self._append(run)
             self._last_number = max(self._last_number, run.number)
             self._changes += 1
 
     def resize(self, keep: int) -> None:
-        if keep != self._runs.maxlen:
-            self._runs = collections.deque(self._runs, maxlen=keep)
+        if keep != self._keep:
+            self._keep = keep
+            del self._runs[: max(len(self._runs) - keep, 0)]
             self._changes += 1
+
+    def _append(self, run: Run) -> None:
+        self._runs.append(run)
+        del self._runs[: max(len(self._runs) - self._keep, 0)]
 
     def begin(self, trigger: Trigger, started: float, pid: int = 0) -> Run:
         run = Run(self.process_id, self._next_number(), trigger, started, pid=pid)
-        self._runs.append(run)
+        self._append(run)
         self._changes += 1
         return run
 
@@ -113,7 +119,7 @@ class RunHistory:
             outcome=RunOutcome.SKIPPED,
             reason=reason,
         )
-        self._runs.append(run)
+        self._append(run)
         self._changes += 1
         return run
 
