@@ -31,7 +31,7 @@ WRITER = Path(__file__).resolve().parent.parent / "children" / "writer.py"
 
 def run(ctx: Context, *, lines: int | None = None) -> list[Series]:
     count = lines if lines is not None else (100_000 if ctx.quick else 500_000)
-    repeats = ctx.repeats(3)
+    repeats = ctx.repeats(5)
     baseline = statistics.median(_direct(ctx, count, "/dev/null") for _ in range(max(3, repeats)))
     ctx.log(f"  W4 baseline: {count} lines to /dev/null in {baseline:.3f}s")
     metric = f"child slowdown, {count:,} lines"
