@@ -114,6 +114,24 @@ def test_the_linux_backend_where_everything_is_there() -> None:
     assert choose({}).name == "linux"
 
 
+@pytest.mark.parametrize(("name", "loaded"), [("linux", False), ("portable", True)])
+def test_psutil_is_loaded_by_the_portable_backend_only(name: str, loaded: bool) -> None:
+    """psutil is 1.2 MB of serve's memory that the linux backend, reading /proc, does not need."""
+    if name == "linux" and backend.missing_facilities():
+        pytest.skip(f"this machine lacks a Linux facility: {backend.missing_facilities()}")
+    code = (
+        "import sys\n"
+        "import processman.cli.serve, processman.runner, processman.engine.manager\n"
+        "from processman.engine import backend, posix\n"
+        "print(backend.current().name, 'psutil' in sys.modules)\n"
+    )
+    environ = {**os.environ, "PROCESSMAN_BACKEND": name}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=environ, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == [name, str(loaded)], done.stderr
+
+
 def test_an_unknown_backend_is_one_sentence_from_serve(tmp_path: Path) -> None:
     (tmp_path / "pb_processes.json").write_text("[]")
     result = subprocess.run(

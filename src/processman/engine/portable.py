@@ -12,7 +12,7 @@ a timer (a process that is not a child, where there is no kqueue)
     checked at a growing interval (10 ms up to 200 ms): a grandchild, a daemon that left its parent.
     Only the stop ladder waits on these, and only while it stops a tree.
 
-Facts come from psutil (:class:`processman.engine.facts.PsutilFacts`).
+Facts come from psutil (:class:`processman.engine.psutil_facts.PsutilFacts`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from processman.engine.facts import PsutilFacts
 from processman.engine.linux import quiet_wakeups
 
 POLL_FIRST = 0.01
@@ -167,6 +166,8 @@ class PortableBackend:
     subreaper = False
 
     def __init__(self, reason: str, *, use_kqueue: bool = True) -> None:
+        from processman.engine.psutil_facts import PsutilFacts  # psutil: this backend's only
+
         self.reason = reason
         self.facts = PsutilFacts()
         self._make_kqueue: Callable[[], Any] | None = getattr(select, "kqueue", None) if use_kqueue else None

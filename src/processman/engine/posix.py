@@ -27,8 +27,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-import psutil
-
 from processman.engine import backend
 from processman.engine.libc import libc
 from processman.environment import TAG_VARIABLE
@@ -349,7 +347,7 @@ class Guardian:
             str(self._grace),
             self._cgroup or "",
             # No /proc to read: psutil, which -S leaves out, from where it is installed.
-            os.path.dirname(os.path.dirname(psutil.__file__)) if self._backend.facts.name == "psutil" else "",
+            _psutil_folder() if self._backend.facts.name == "psutil" else "",
         ]
         self._process = subprocess.Popen(
             argv,
@@ -510,3 +508,10 @@ class OrphanReaper:
                 return  # its owner reaps it, then calls reap() again for the rest
             with contextlib.suppress(ChildProcessError):
                 os.waitpid(info.si_pid, os.WNOHANG)
+
+
+def _psutil_folder() -> str:
+    """Where psutil is installed (the portable backend has already imported it)."""
+    import psutil
+
+    return os.path.dirname(os.path.dirname(psutil.__file__))
