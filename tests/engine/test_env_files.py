@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ async def test_env_files_are_read_at_every_start_and_env_wins(
         env_file=[first, second],
         env={"DATABASE_URL": "postgres://app:${DB_PASSWORD}@db/app"},
     )
-    process = ProcessConfig(**{**process.__dict__, "args": (*process.args, str(out))})
+    process = replace(process, args=(*process.args, str(out)))
     monkeypatch.setenv("FROM_MANAGER", "m")
     monkeypatch.setenv("SHARED", "from-manager")
     manager = manager_factory(process)
@@ -108,7 +109,7 @@ async def test_a_line_that_cannot_be_parsed_is_skipped_and_said(
     env_file.write_text("ONLY_FILE=kept\nthis is not = a variable\n")
     out = tmp_path / "env.json"
     process = config("web", SHOW_ENV, env_file=env_file)
-    process = ProcessConfig(**{**process.__dict__, "args": (*process.args, str(out))})
+    process = replace(process, args=(*process.args, str(out)))
     manager = manager_factory(process)
     await manager.start()
     assert json.loads(await wait_for_path(out))["ONLY_FILE"] == "kept"
