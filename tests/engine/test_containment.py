@@ -298,6 +298,28 @@ def test_nothing_is_left(case: Case, containment: str, scenario: str, tmp_path: 
         _remove_cgroup(_run_cgroup(data))
 
 
+@needs_cgroups
+def test_a_killed_manager_with_many_processes_leaves_no_cgroup(tmp_path: Path) -> None:
+    """The guardian removes the run cgroup after a SIGKILL of the manager even when its processes are
+    still exiting as it first tries (with one process the first try is usually late enough)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    count = 100
+    entries = [{"id": f"s{index}", "command": "sleep", "args": ["300"]} for index in range(count)]
+    (data / "pb_processes.json").write_text(json.dumps(entries))
+    serve = Serve(data, "cgroup")
+    try:
+        serve.wait_for_line("containment: cgroup (")
+        run_cgroup = _run_cgroup(data)
+        assert run_cgroup is not None
+        wait_for(lambda: len(cgroups.members(run_cgroup)) == count, 20, f"{count} processes")
+        serve.kill()
+        assert wait_for(lambda: not run_cgroup.exists(), 5, "the run cgroup to be removed")
+    finally:
+        serve.close()
+        _remove_cgroup(_run_cgroup(data))
+
+
 def _remove_cgroup(path: Path | None) -> None:
     if path is not None and path.exists():
         cgroups.kill(path)
