@@ -73,7 +73,7 @@ _HINTS = (
 def level_of(line: str) -> str | None:
     """``debug``, ``info``, ``warn`` or ``error`` when the line starts with a level; None otherwise."""
     head = line[:PREFIX]
-    if not any(hint in head for hint in _HINTS):
+    if not hinted(head):
         return None
     found = _LEVEL.match(head)
     if found is None:
