@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import http.client
 import json
 import secrets
@@ -111,21 +112,15 @@ class Processman(Manager):
     def _remove_run_cgroup(self) -> None:
         """The harness's cleanup kills the guardian with the manager, so nothing else removes the run's
         cgroups (the next serve in the same folder would): left, they pile up over runs, a thousand
-        for one W2 at N=1000, and every later cgroup operation on the machine walks past them."""
-        from processman.engine import cgroups
+        for one W2 at N=1000, and every later cgroup operation on the machine walks past them. The
+        clean-up is that next serve's."""
+        from processman.engine.containment import clean_up_previous_cgroup
 
         try:
             recorded = json.loads((self.data_dir / "processman" / "run.json").read_text()).get("cgroup")
         except (OSError, ValueError):
             return
-        if not recorded:
-            return
-        path = Path(recorded)
-        deadline = time.monotonic() + 5
-        while cgroups.populated(path) and time.monotonic() < deadline:
-            cgroups.kill(path)
-            time.sleep(0.02)
-        cgroups.remove(path)
+        asyncio.run(clean_up_previous_cgroup(recorded))
 
     def healthy_after(self) -> float:
         return 1.0 if self.variant == "tuned" else DEFAULT_MIN_UPTIME
