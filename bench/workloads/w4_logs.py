@@ -107,13 +107,12 @@ def measure(
         manager.launch([program], stdout_to_null=manager.name.startswith("processman"))
         procs.wait_for(report.exists, 600, "the writer to finish", 0.05)
         slowdown.values.append(float(report.read_text()) / baseline)
-        if lost is None:
-            manager.stop()
-            manager.wait_exit(60)
-            return
-        _wait_until_still(manager, program)
+        if lost is not None:  # the lines kept are counted once the manager has written them all
+            _wait_until_still(manager, program)
         manager.stop()
         manager.wait_exit(60)
+        if lost is None:
+            return
         kept = count_lines(manager.log_files(program), manager.token)
         lost.values.append(count - kept)
         if kept < count:
