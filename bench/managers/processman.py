@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import secrets
@@ -113,14 +112,19 @@ class Processman(Manager):
         """The harness's cleanup kills the guardian with the manager, so nothing else removes the run's
         cgroups (the next serve in the same folder would): left, they pile up over runs, a thousand
         for one W2 at N=1000, and every later cgroup operation on the machine walks past them. The
-        clean-up is that next serve's."""
-        from processman.engine.containment import clean_up_previous_cgroup
-
+        clean-up is that next serve's, run by processman's interpreter (the harness's may lack it)."""
         try:
             recorded = json.loads((self.data_dir / "processman" / "run.json").read_text()).get("cgroup")
         except (OSError, ValueError):
             return
-        asyncio.run(clean_up_previous_cgroup(recorded))
+        if not isinstance(recorded, str) or not Path(recorded).exists():  # a normal stop removed it
+            return
+        code = (
+            "import asyncio, sys\n"
+            "from processman.engine.containment import clean_up_previous_cgroup\n"
+            "asyncio.run(clean_up_previous_cgroup(sys.argv[1]))\n"
+        )
+        subprocess.run([processman_python(), "-c", code, recorded], check=False, timeout=60)
 
     def healthy_after(self) -> float:
         return 1.0 if self.variant == "tuned" else DEFAULT_MIN_UPTIME
